@@ -1,0 +1,173 @@
+"""``edge-agent``: the service and the technician's commands.
+
+Exit status: 0 success, 1 a runtime failure explained in one sentence, 2 bad command-line
+usage, 78 (EX_CONFIG, sysexits.h) a config that cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.errors import AgentError, ConfigError
+
+__all__ = ["main"]
+
+EX_CONFIG = 78
+DEFAULT_DATA_DIR = Path("./data")
+
+
+def _default_data_dir() -> Path:
+    # Under systemd, StateDirectory= sets STATE_DIRECTORY (e.g. /var/lib/edge-agent).
+    state = os.environ.get("STATE_DIRECTORY")
+    return Path(state.split(":")[0]) if state else DEFAULT_DATA_DIR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Building Edge Agent: Modbus meters, HVAC and PV to a durable buffer and MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("EDGE_AGENT_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"], help="log detail (default info)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the service on a site config")
+    run.add_argument("--config", required=True, type=Path, help="site config (YAML)")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="where the buffer lives (default $STATE_DIRECTORY or ./data)")
+
+    validate = sub.add_parser("validate", help="check a site config; exit 0, or 78 with located errors")
+    validate.add_argument("file", type=Path)
+
+    sub.add_parser("schema", help="print the JSON Schema of the site config (for editors)")
+
+    demo = sub.add_parser("demo", help="run the agent on a simulated building, with a live view")
+    demo.add_argument("--for", dest="duration", default=None,
+                      help="stop after this long, e.g. 20s or 5m (default: until Ctrl-C)")
+    demo.add_argument("--data-dir", type=Path, default=Path("./demo-data"))
+    demo.add_argument("--mqtt", default=None, metavar="URL", help="also publish, e.g. mqtt://127.0.0.1:1883")
+    demo.add_argument("--speed", type=float, default=60.0,
+                      help="simulated seconds per real second, so counters move (default 60)")
+
+    export = sub.add_parser("export", help="print stored reading records, one per line")
+    export.add_argument("--data-dir", type=Path, default=None)
+    export.add_argument("--db", type=Path, default=None, help="the database file (default DATA_DIR/readings.db)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since", default=None, metavar="T", help="ISO 8601 time, inclusive")
+    export.add_argument("--until", default=None, metavar="T", help="ISO 8601 time, exclusive")
+    export.add_argument("--device", default=None)
+
+    status = sub.add_parser("status", help="buffer depth, last sync and the latest reading per device")
+    status.add_argument("--data-dir", type=Path, default=None)
+    status.add_argument("--db", type=Path, default=None)
+    status.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # pymodbus logs every failed request at error level; the pollers log device state once.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EX_CONFIG
+    except AgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `edge-agent export | head`
+        sys.stderr.close()
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "validate":
+        from agent.config.loader import load_config
+
+        config = load_config(args.file)
+        print(f"{args.file}: ok: site {config.site.id}, {len(config.devices)} devices, "
+              f"{sum(len(d.points) for d in config.devices)} points")
+        return 0
+    if command == "schema":
+        from agent.config.model import SiteConfig
+
+        schema = SiteConfig.model_json_schema(by_alias=True)
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = "Building Edge Agent site config"
+        print(json.dumps(schema, indent=2, ensure_ascii=False))
+        return 0
+    if command == "run":
+        from agent.config.loader import load_config
+
+        config = load_config(args.config)
+        return _run_until_signal(_run_service(config, args.data_dir or _default_data_dir()))
+    if command == "demo":
+        from agent.config.duration import parse_duration
+        from agent.demo import run_demo
+
+        try:
+            duration = parse_duration(args.duration) if args.duration else None
+        except ValueError as exc:
+            print(f"edge-agent demo: --for: {exc}", file=sys.stderr)
+            return 2
+        return _run_until_signal(
+            lambda stop: run_demo(stop, data_dir=args.data_dir, mqtt_url=args.mqtt,
+                                  duration=duration, speed=args.speed)
+        )
+    if command == "export":
+        from agent.export import export
+
+        return export(_db_path(args), fmt=args.format, since=args.since, until=args.until,
+                      device=args.device, out=sys.stdout)
+    if command == "status":
+        from agent.status import print_status
+
+        return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
+    raise AssertionError(command)
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    if args.db is not None:
+        return Path(args.db)
+    return (args.data_dir or _default_data_dir()) / "readings.db"
+
+
+def _run_service(config, data_dir: Path):  # type: ignore[no-untyped-def]
+    from agent.service import Agent
+
+    return lambda stop: Agent(config, data_dir=data_dir).run(stop)
+
+
+def _run_until_signal(start) -> int:  # type: ignore[no-untyped-def]
+    """Run ``start(stop_event)`` until it returns or SIGINT/SIGTERM asks it to stop cleanly."""
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        result = await start(stop)
+        return int(result or 0)
+
+    return asyncio.run(runner())

@@ -1,0 +1,217 @@
+"""The site config: what a technician writes in YAML, validated once at start-up.
+
+Deep code receives these frozen models and never reads raw dicts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.config.base import ConfigModel
+from agent.config.duration import Duration
+from agent.config.suggest import did_you_mean
+from drivers.modbus.spec import ModbusBus, ModbusDevice
+
+__all__ = [
+    "GatewayConfig",
+    "SiteConfig",
+    "SiteInfo",
+    "StoreConfig",
+    "TlsConfig",
+    "UplinkConfig",
+]
+
+SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class SiteInfo(ConfigModel):
+    """The building this gateway serves."""
+
+    id: str = Field(pattern=SLUG, max_length=64)
+    """Stable site id used in MQTT topics (lowercase letters, digits, _ and -)."""
+    name: str = Field(min_length=1)
+    """Human name of the site, e.g. 荆州市政府办公楼."""
+    timezone: str = "Asia/Shanghai"
+    """IANA time zone of the site; schedules and intervals use its local time."""
+    floor_area_m2: float | None = Field(default=None, gt=0)
+    """Gross floor area, for intensities per square metre (GB/T 51161 quotas)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            hint = did_you_mean(value, sorted(available_timezones()))
+            raise ValueError(f"{value!r} is not a known time zone{hint}") from None
+        return value
+
+
+class GatewayConfig(ConfigModel):
+    """This gateway."""
+
+    id: str = Field(default="gw1", pattern=SLUG, max_length=64)
+    """Gateway id, unique within the site; used in MQTT topics and the client id."""
+
+
+class StoreConfig(ConfigModel):
+    """The local buffer of readings (SQLite)."""
+
+    path: Path = Path("readings.db")
+    """Database file; a relative path is taken inside the data directory."""
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Disk budget of the buffer. The national collector guideline asks for 256 MB and 30 days."""
+    batch_window: Duration = 1.0
+    """Readings are committed together at most this often: a power cut can lose this much."""
+
+
+class TlsConfig(ConfigModel):
+    ca_file: Path | None = None
+    """CA certificate(s) that sign the broker's certificate; default: the system's store."""
+    cert_file: Path | None = None
+    """Client certificate, for brokers that authenticate gateways by certificate."""
+    key_file: Path | None = None
+    """Private key of the client certificate."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        return self
+
+
+class UplinkConfig(ConfigModel):
+    """The MQTT broker that receives the readings."""
+
+    url: str
+    """mqtt://host[:port] (1883 by default) or mqtts://host[:port] (8883, TLS)."""
+    topic_prefix: str = Field(default="bea", pattern=r"^[^#+/][^#+]*$")
+    """First topic level: data goes to <prefix>/<site>/<gateway>/readings."""
+    client_id: str | None = None
+    """MQTT client id; default edge-agent-<site>-<gateway>."""
+    username: str | None = None
+    password_file: Path | None = None
+    """File holding the password (keep secrets out of the config)."""
+    password_env: str | None = None
+    """Environment variable holding the password."""
+    tls: TlsConfig | None = None
+    """TLS settings; mqtts:// uses TLS with the system CA store when this is absent."""
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive: Duration = 30.0
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    """Readings per published message."""
+    timeout: Duration = 10.0
+    """How long one connect or publish may take before the connection is dropped and retried."""
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"{value!r} is not an MQTT URL; write mqtt://host:1883 or mqtts://host:8883")
+        if not parts.hostname:
+            raise ValueError(f"{value!r} names no host")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has a port that is not a number from 1 to 65535") from None
+        if parts.password:
+            raise ValueError("put the password in password_file or password_env, not in the URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> UplinkConfig:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        return self
+
+    @property
+    def host(self) -> str:
+        host = urlsplit(self.url).hostname
+        assert host is not None  # checked by _mqtt_url
+        return host
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if urlsplit(self.url).scheme == "mqtts" else 1883)
+
+    def password(self) -> str | None:
+        """Read the password from its file or environment variable (at connect time, not at load)."""
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        if self.password_env is not None:
+            return os.environ.get(self.password_env)
+        return None
+
+
+class SiteConfig(ConfigModel):
+    """A gateway's whole configuration."""
+
+    site: SiteInfo
+    gateway: GatewayConfig = GatewayConfig()
+    store: StoreConfig = StoreConfig()
+    uplink: UplinkConfig | None = None
+    """Where readings are published; without it the agent only buffers locally."""
+    buses: dict[str, ModbusBus] = Field(default_factory=dict)
+    """Field buses by name: Modbus TCP endpoints and RS-485 serial lines."""
+    devices: list[ModbusDevice] = Field(default_factory=list)
+    """Devices, each on a named bus."""
+
+    @field_validator("buses")
+    @classmethod
+    def _bus_names(cls, value: dict[str, ModbusBus]) -> dict[str, ModbusBus]:
+        for name in value:
+            if not name or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"bus name {name!r} may use only letters, digits, _ and -")
+        return value
+
+
+
+Loc = tuple[str | int, ...]
+
+
+def cross_check(config: SiteConfig) -> list[tuple[Loc, str]]:
+    """Problems that span sections, each with the location of the value at fault.
+
+    Kept out of the pydantic validators so that every problem is reported with its own
+    location (a model validator can only point at the whole model).
+    """
+    problems: list[tuple[Loc, str]] = []
+    seen_names: dict[str, int] = {}
+    seen_units: dict[tuple[str, int], str] = {}
+    for index, device in enumerate(config.devices):
+        if device.name in seen_names:
+            problems.append(
+                (("devices", index, "name"),
+                 f"device name {device.name!r} is already used by devices[{seen_names[device.name]}]")
+            )
+        seen_names.setdefault(device.name, index)
+        if device.bus not in config.buses:
+            if config.buses:
+                known = ", ".join(sorted(config.buses))
+                hint = did_you_mean(device.bus, config.buses)
+                message = f"no bus is named {device.bus!r}{hint}; the buses are: {known}"
+            else:
+                message = f"no bus is named {device.bus!r}: the config has no `buses` section"
+            problems.append((("devices", index, "bus"), message))
+            continue
+        key = (device.bus, device.unit_id)
+        if key in seen_units:
+            problems.append(
+                (("devices", index, "unit_id"),
+                 f"unit id {device.unit_id} on bus {device.bus!r} is already used by device {seen_units[key]!r}")
+            )
+        seen_units.setdefault(key, device.name)
+        if not device.points:
+            problems.append((("devices", index), "the device has no points: add `points` or a `profile`"))
+    return problems

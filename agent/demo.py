@@ -1,0 +1,125 @@
+"""``edge-agent demo``: the agent on the simulated building, with a compact live view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from agent.config.loader import load_config_text
+from agent.config.model import SiteConfig, UplinkConfig
+from agent.record import StoredReading, ms_to_iso
+from agent.service import Agent
+from drivers.modbus.spec import ModbusTcpBus
+from hil.building import Building
+from hil.server import SimulatedBuilding
+
+__all__ = ["demo_config", "run_demo"]
+
+REFRESH = 2.0  # seconds between live-view frames
+
+
+def demo_config() -> SiteConfig:
+    """The shipped demo site config (installed with the package as agent.site_configs)."""
+    text = (resources.files("agent.site_configs") / "demo.yaml").read_text("utf-8")
+    return load_config_text(text, filename="demo.yaml")
+
+
+def _retarget(config: SiteConfig, endpoints: dict[str, tuple[str, int]], mqtt_url: str | None) -> SiteConfig:
+    """Point the demo's buses at the simulator's actual ports, and add the uplink if asked."""
+    buses = dict(config.buses)
+    for name, (host, port) in endpoints.items():
+        bus = buses[name]
+        assert isinstance(bus, ModbusTcpBus)
+        buses[name] = bus.model_copy(update={"host": host, "port": port})
+    update: dict[str, object] = {"buses": buses}
+    if mqtt_url is not None:
+        update["uplink"] = UplinkConfig(url=mqtt_url)
+    return config.model_copy(update=update)
+
+
+async def run_demo(stop: asyncio.Event, *, data_dir: Path, mqtt_url: str | None,
+                   duration: float | None, speed: float, out: TextIO = sys.stdout) -> int:
+    config = demo_config()
+    if mqtt_url is not None:
+        UplinkConfig(url=mqtt_url)  # a bad URL is reported before anything starts
+    building = Building(speed=speed)
+    async with SimulatedBuilding(building=building) as sim:
+        config = _retarget(config, sim.endpoints, mqtt_url)
+        agent = Agent(config, data_dir=data_dir)
+        print(f"simulated building on {', '.join(f'{n} {h}:{p}' for n, (h, p) in sim.endpoints.items())}; "
+              f"data in {data_dir}" + (f"; publishing to {mqtt_url}" if mqtt_url else ""), file=out)
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(agent.run(stop), name="demo[agent]")
+            view = group.create_task(_live_view(agent, stop, out), name="demo[live-view]")
+            await stop.wait()
+            view.cancel()
+    await _summary(agent, out)
+    return 0
+
+
+async def _live_view(agent: Agent, stop: asyncio.Event, out: TextIO) -> None:
+    await agent.started.wait()
+    tty = out.isatty()
+    started = time.monotonic()
+    while not stop.is_set():
+        await asyncio.sleep(REFRESH)
+        if agent.store is None:
+            continue
+        with contextlib.suppress(Exception):  # a frame that fails to draw is just skipped
+            frame = await _frame(agent, time.monotonic() - started)
+            if tty:
+                out.write("\x1b[H\x1b[2J")  # home and clear: redraw in place
+            out.write(frame + "\n")
+            out.flush()
+
+
+async def _frame(agent: Agent, elapsed: float) -> str:
+    assert agent.store is not None
+    latest = await agent.store.latest()
+    stats = await agent.store.stats()
+    width = shutil.get_terminal_size((120, 40)).columns
+    by_device: dict[str, list[StoredReading]] = {}
+    for reading in latest:
+        by_device.setdefault(reading.device, []).append(reading)
+    lines = [f"-- {agent.config.site.name} ({agent.config.site.id}) -- {elapsed:5.0f} s --"]
+    for poller in agent.pollers:
+        name = poller.device.name
+        state = {True: "ok", False: "DOWN", None: "…"}[poller.health.online]
+        values = " ".join(_fmt(r) for r in sorted(by_device.get(name, []), key=lambda r: r.point))
+        line = f"{name:<16} {state:<4} {values}"
+        lines.append(line if len(line) <= width else line[: width - 1] + "…")
+    sync = "no uplink"
+    if agent.uplink is not None:
+        last = agent.uplink.last_sync_ms
+        sync = ("connected" if agent.uplink.connected else "disconnected") + (
+            f", last sync {ms_to_iso(last)}" if last else ", nothing sent yet")
+    lines.append(f"buffer: {stats.rows} readings, {stats.unsynced} not yet sent, "
+                 f"{stats.bytes / 1024:.0f} KiB | uplink: {sync}")
+    return "\n".join(lines)
+
+
+def _fmt(reading: StoredReading) -> str:
+    if reading.value is None:
+        return f"{reading.point}=— ({reading.quality.label})"
+    value = reading.value
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f"{reading.point}={text}{(' ' + reading.unit) if reading.unit else ''}"
+
+
+async def _summary(agent: Agent, out: TextIO) -> None:
+    from agent.store import read_stats
+
+    if not agent.db_path.exists():
+        return
+    stats = await asyncio.to_thread(read_stats, agent.db_path)
+    print(f"stopped cleanly: {stats.rows} readings stored in {agent.db_path} "
+          f"({stats.unsynced} not sent upstream). "
+          f"See them with: edge-agent export --data-dir {agent.data_dir}", file=out)

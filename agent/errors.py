@@ -1,0 +1,71 @@
+"""The agent's small error tree.
+
+One base, a family per area, leaves that also inherit the matching built-in so that callers
+who only know the built-in still catch them. Messages are built here; data sits on attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AgentError",
+    "ConfigError",
+    "ConfigIssue",
+    "DeviceUnavailableError",
+    "DriverError",
+    "StoreError",
+    "UplinkError",
+]
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One located problem in a config file."""
+
+    file: str
+    line: int | None  # 1-based; None when the problem is the file as a whole
+    column: int | None  # 1-based
+    path: str  # e.g. "devices[2].points.active_power.register"; "" for the whole file
+    message: str  # a plain sentence
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(AgentError, ValueError):
+    """A config file that cannot be used; carries every issue found, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class DriverError(AgentError):
+    """A device protocol failed."""
+
+
+class DeviceUnavailableError(DriverError, ConnectionError):
+    """A device did not answer (timeout, refused, broken connection)."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        self.device = device
+        self.reason = reason
+        super().__init__(f"device {device!r} is unavailable: {reason}")
+
+
+class StoreError(AgentError, OSError):
+    """The local buffer could not be read or written."""
+
+
+class UplinkError(AgentError, ConnectionError):
+    """The MQTT uplink failed."""

@@ -1,0 +1,88 @@
+"""The reading record: one shape in the store's export and on the wire.
+
+A record is ``{"seq", "device", "point", "ts", "value", "unit", "quality"}``; ``ts`` is ISO 8601
+UTC with milliseconds. ``seq`` is given by the store when the reading is committed, strictly
+increasing across the gateway and never reused, so a reading has no ``seq`` before it is stored.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Quality", "Reading", "StoredReading", "ms_to_iso", "iso_to_ms", "now_ms"]
+
+Value = float | int | bool | str | None
+
+
+class Quality(enum.IntEnum):
+    """How far a value can be trusted. Stored as the integer, sent as the name."""
+
+    GOOD = 0
+    BAD = 1  # the read failed or the device answered an exception: the value is not a measurement
+    STALE = 2  # the value is old (e.g. carried over) and must not be taken as current
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> Quality:
+        return cls[label.upper()]
+
+
+def now_ms() -> int:
+    """Wall-clock UTC time in integer milliseconds (the store's timestamp unit)."""
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def ms_to_iso(ts_ms: int) -> str:
+    """Milliseconds since the epoch to ISO 8601 UTC with milliseconds, e.g. 2026-11-26T05:40:25.123Z."""
+    dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def iso_to_ms(text: str) -> int:
+    """Parse ISO 8601 (a naive time is taken as UTC) to milliseconds since the epoch."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A value taken from a device, not yet stored."""
+
+    device: str
+    point: str
+    ts_ms: int
+    value: Value
+    unit: str
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A committed reading, with its gateway-wide sequence number."""
+
+    seq: int
+    device: str
+    point: str
+    ts_ms: int
+    value: Value
+    unit: str
+    quality: Quality
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "device": self.device,
+            "point": self.point,
+            "ts": ms_to_iso(self.ts_ms),
+            "value": self.value,
+            "unit": self.unit,
+            "quality": self.quality.label,
+        }

@@ -1,0 +1,114 @@
+"""The agent service: one supervisor TaskGroup over device pollers, the store and the uplink.
+
+Readings flow poller -> store (committed in batches on the store's thread) -> uplink, which
+publishes only what the store has committed: the store is the single source of truth, so an
+outage or a restart never loses what was stored and never sends what was not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config.model import SiteConfig
+from agent.sdnotify import notify
+from agent.store import Store
+from agent.uplink import Uplink
+from drivers.modbus.bus import ModbusBusClient
+from drivers.modbus.poller import ModbusDevicePoller
+
+__all__ = ["Agent"]
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """``await Agent(config, data_dir=...).run(stop)`` runs until ``stop`` is set."""
+
+    def __init__(self, config: SiteConfig, *, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.store: Store | None = None
+        self.uplink: Uplink | None = None
+        self.buses: dict[str, ModbusBusClient] = {}
+        self.pollers: list[ModbusDevicePoller] = []
+        self.started = asyncio.Event()
+
+    @property
+    def db_path(self) -> Path:
+        path = self.config.store.path
+        return path if path.is_absolute() else self.data_dir / path
+
+    def birth(self) -> dict[str, Any]:
+        """What the gateway tells upstream about itself when it connects."""
+        return {
+            "version": __version__,
+            "site": {
+                "id": self.config.site.id,
+                "name": self.config.site.name,
+                "timezone": self.config.site.timezone,
+                "floor_area_m2": self.config.site.floor_area_m2,
+            },
+            "gateway": self.config.gateway.id,
+            "devices": [
+                {
+                    "name": d.name,
+                    "bus": d.bus,
+                    "profile": d.profile,
+                    "points": {n: {"unit": p.unit} for n, p in d.points.items()},
+                }
+                for d in self.config.devices
+            ],
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        async with contextlib.AsyncExitStack() as stack:
+            self.store = await stack.enter_async_context(
+                Store(self.db_path, batch_window=cfg.store.batch_window)
+            )
+            for name, spec in cfg.buses.items():
+                self.buses[name] = await stack.enter_async_context(ModbusBusClient(name, spec))
+            self.pollers = [
+                ModbusDevicePoller(d, self.buses[d.bus], sink=self.store.append) for d in cfg.devices
+            ]
+            if cfg.uplink is not None:
+                self.uplink = Uplink(
+                    cfg.uplink, site=cfg.site, gateway_id=cfg.gateway.id, store=self.store,
+                    birth=self.birth(),
+                )
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for poller in self.pollers:
+                        group.create_task(
+                            poller.run(), name=f"agent[modbus:{poller.device.bus}/{poller.device.name}].poll"
+                        )
+                    if self.uplink is not None:
+                        group.create_task(self.uplink.run(), name="agent[uplink].run")
+                    group.create_task(_until(stop), name="agent[supervisor].stop")
+                    self.started.set()
+                    notify("READY=1")
+                    log.info(
+                        "agent started: site %s, %d devices on %d buses, store %s, uplink %s",
+                        cfg.site.id, len(self.pollers), len(self.buses), self.db_path,
+                        cfg.uplink.url if cfg.uplink else "none",
+                    )
+            except* _Stop:
+                pass
+            notify("STOPPING=1")
+            log.info("agent stopping: flushing the store")
+        # Leaving the exit stack flushed and closed the store: what was polled is committed.
+
+
+class _Stop(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside the TaskGroup to end it; the other tasks are cancelled by the group."""
+
+
+async def _until(stop: asyncio.Event) -> None:
+    await stop.wait()
+    raise _Stop

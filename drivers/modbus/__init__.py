@@ -1,0 +1,1 @@
+"""Modbus TCP and RTU: point specs, register codec, buses and device pollers."""

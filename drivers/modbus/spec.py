@@ -1,0 +1,217 @@
+"""What a site config says about Modbus buses, devices and points (validated pydantic models).
+
+Facts used here (see ../shared/docs/DOMAIN.md "Modbus facts"): FC3/FC4 read at most 125
+registers per request, FC1/FC2 at most 2000 bits; unit ids 1-247 address devices on a line
+(0 is broadcast, and Modbus TCP gateways often use 255 for "this device").
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.config.base import ConfigModel
+from agent.config.duration import Duration
+from agent.config.suggest import did_you_mean
+from drivers.modbus.profiles import DEVICE_DEFAULT_KEYS, load_profile, profile_names
+
+__all__ = [
+    "ByteOrder",
+    "DataType",
+    "ModbusDevice",
+    "ModbusPoint",
+    "ModbusRtuBus",
+    "ModbusTcpBus",
+    "Table",
+    "WordOrder",
+]
+
+
+class Table(enum.StrEnum):
+    """The four Modbus data tables, each with its read function code."""
+
+    COIL = "coil"  # FC1 read, FC5/FC15 write
+    DISCRETE = "discrete"  # FC2
+    HOLDING = "holding"  # FC3 read, FC6/FC16 write
+    INPUT = "input"  # FC4
+
+    @property
+    def read_function(self) -> int:
+        return {"coil": 1, "discrete": 2, "holding": 3, "input": 4}[self.value]
+
+    @property
+    def is_bits(self) -> bool:
+        return self in (Table.COIL, Table.DISCRETE)
+
+
+class DataType(enum.StrEnum):
+    BIT = "bit"  # one bit of a register (with `bit`), or a coil / discrete input
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+
+    @property
+    def registers(self) -> int:
+        """Registers one value takes (strings: per `length`, see ModbusPoint.register_count)."""
+        return {
+            "bit": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
+            "int64": 4, "uint64": 4, "float32": 2, "float64": 4, "string": 1,
+        }[self.value]
+
+
+class WordOrder(enum.StrEnum):
+    """Order of the 16-bit registers of a multi-register value."""
+
+    BIG = "big"  # high word first (Modbus convention; Eastron, Chint)
+    LITTLE = "little"  # low word first ("word-swapped"; e.g. Sungrow)
+
+
+class ByteOrder(enum.StrEnum):
+    """Order of the two bytes inside each register."""
+
+    BIG = "big"  # the Modbus standard
+    LITTLE = "little"  # rare; some string registers and odd firmware
+
+
+class ModbusPoint(ConfigModel):
+    """One value read from a device."""
+
+    # Written `register` in YAML; held as `address` because pydantic's BaseModel (an ABC)
+    # already has a `register` attribute.
+    address: int = Field(alias="register", ge=0, le=65535)
+    """Protocol address, 0-based: datasheet register 40001 is holding register 0."""
+    table: Table = Table.HOLDING
+    """Which data table: holding (FC3), input (FC4), coil (FC1) or discrete (FC2)."""
+    type: DataType = DataType.UINT16
+    """How the registers are decoded."""
+    bit: int | None = Field(default=None, ge=0, le=15)
+    """For type bit on a register table: which bit of the register (0 = least significant)."""
+    length: int | None = Field(default=None, ge=1, le=125)
+    """For type string: how many registers the text takes."""
+    word_order: WordOrder | None = None
+    """Overrides the device's word order for this point."""
+    byte_order: ByteOrder | None = None
+    """Overrides the device's byte order for this point."""
+    scale: float = 1.0
+    """Engineering value = raw x scale + offset."""
+    offset: float = 0.0
+    """Added after scaling."""
+    unit: str = ""
+    """Unit of the engineering value, e.g. W, kWh, V, A, degC."""
+    interval: Duration | None = None
+    """Poll interval of this point; defaults to the device's."""
+    writable: bool = False
+    """Only points declared writable may ever be written (used by schedules)."""
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ModbusPoint:
+        if self.table.is_bits and self.type is not DataType.BIT:
+            raise ValueError(f"a {self.table.value} holds single bits, so its type must be bit")
+        if self.type is DataType.STRING and self.length is None:
+            raise ValueError("a string point needs `length`, the number of registers it takes")
+        if self.type is not DataType.STRING and self.length is not None:
+            raise ValueError("`length` applies only to string points")
+        if self.bit is not None and (self.type is not DataType.BIT or self.table.is_bits):
+            raise ValueError("`bit` applies only to type bit on a holding or input register")
+        if self.type is DataType.BIT and not self.table.is_bits and self.bit is None:
+            raise ValueError("a bit inside a register needs `bit`, its index 0-15")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        if self.type is DataType.STRING:
+            assert self.length is not None
+            return self.length
+        return self.type.registers
+
+
+class ModbusTcpBus(ConfigModel):
+    """A Modbus TCP endpoint (a device, or a gateway fronting an RS-485 line)."""
+
+    kind: Literal["modbus_tcp"]
+    host: str
+    """Address of the device or gateway."""
+    port: int = Field(default=502, ge=1, le=65535)
+    timeout: Duration = 1.0
+    """How long to wait for one answer before the request counts as failed."""
+
+
+class ModbusRtuBus(ConfigModel):
+    """An RS-485 line driven through a serial port (Modbus RTU)."""
+
+    kind: Literal["modbus_rtu"]
+    port: str
+    """Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."""
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout: Duration = 1.0
+    """How long to wait for one answer before the request counts as failed."""
+    frame_gap: Duration | None = None
+    """Silence between frames; default 3.5 characters at the line's baud rate."""
+
+
+ModbusBus = Annotated[ModbusTcpBus | ModbusRtuBus, Field(discriminator="kind")]
+
+
+class ModbusDevice(ConfigModel):
+    """A device on a Modbus bus."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)
+    """Stable name of the device, used in records and topics (lowercase, digits, _ and -)."""
+    bus: str
+    """Name of the bus (under `buses`) the device is on."""
+    unit_id: int = Field(default=1, ge=0, le=255)
+    """Modbus unit id (slave address): 1-247 on a serial line."""
+    profile: str | None = None
+    """A shipped device profile whose points the device takes (points listed here override)."""
+    interval: Duration = 10.0
+    """Default poll interval of the device's points."""
+    word_order: WordOrder = WordOrder.BIG
+    byte_order: ByteOrder = ByteOrder.BIG
+    max_registers: int = Field(default=125, ge=1, le=125)
+    """Most registers the device accepts in one read (125 by the spec, less for many devices)."""
+    points: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")], ModbusPoint] = Field(
+        default_factory=dict
+    )
+    """Points by stable name, e.g. active_power, import_energy, voltage_l1."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        # Merge before validation, so profile points are validated like the site's own.
+        # An unknown profile is left for the `profile` field validator to report in place.
+        if not isinstance(data, dict) or not isinstance(data.get("profile"), str):
+            return data
+        try:
+            profile = load_profile(data["profile"])
+        except KeyError:
+            return data
+        merged = dict(data)
+        for key, value in (profile.get("defaults") or {}).items():
+            if key in DEVICE_DEFAULT_KEYS:
+                merged.setdefault(key, value)
+        own_points = data.get("points")
+        if own_points is None or isinstance(own_points, dict):
+            merged["points"] = {**profile["points"], **(own_points or {})}
+        return merged
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None and value not in profile_names():
+            hint = did_you_mean(value, profile_names())
+            raise ValueError(
+                f"there is no shipped profile {value!r}{hint}; "
+                f"the profiles are: {', '.join(profile_names())}"
+            )
+        return value

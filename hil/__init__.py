@@ -1,0 +1,1 @@
+"""The simulated building (and, later, the hardware-in-the-loop rig)."""

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up and run the tests: installs mosquitto and socat from Debian when missing (the tests use
+# a real broker and real serial pty pairs), the agent with its test extras, then pytest.
+# Extra arguments go to pytest.
+source "$(dirname "$0")/_setup.sh"
+need_debs mosquitto socat
+make_venv test
+cd "$ROOT"
+# Plain `pytest` (not `python -m pytest`) so the tests import the installed agent, not the tree.
+exec "$VENV/bin/pytest" "$@"
