@@ -38,38 +38,60 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     parser.add_argument(
-        "--log-level", default=os.environ.get("EDGE_AGENT_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"], help="log detail (default info)",
+        "--log-level",
+        default=os.environ.get("EDGE_AGENT_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log detail (default info)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the service on a site config")
     run.add_argument("--config", required=True, type=Path, help="site config (YAML)")
-    run.add_argument("--data-dir", type=Path, default=None,
-                     help="where the buffer lives (default $STATE_DIRECTORY or ./data)")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the buffer lives (default $STATE_DIRECTORY or ./data)",
+    )
 
-    validate = sub.add_parser("validate", help="check a site config; exit 0, or 78 with located errors")
+    validate = sub.add_parser(
+        "validate", help="check a site config; exit 0, or 78 with located errors"
+    )
     validate.add_argument("file", type=Path)
 
     sub.add_parser("schema", help="print the JSON Schema of the site config (for editors)")
 
     demo = sub.add_parser("demo", help="run the agent on a simulated building, with a live view")
-    demo.add_argument("--for", dest="duration", default=None,
-                      help="stop after this long, e.g. 20s or 5m (default: until Ctrl-C)")
+    demo.add_argument(
+        "--for",
+        dest="duration",
+        default=None,
+        help="stop after this long, e.g. 20s or 5m (default: until Ctrl-C)",
+    )
     demo.add_argument("--data-dir", type=Path, default=Path("./demo-data"))
-    demo.add_argument("--mqtt", default=None, metavar="URL", help="also publish, e.g. mqtt://127.0.0.1:1883")
-    demo.add_argument("--speed", type=float, default=60.0,
-                      help="simulated seconds per real second, so counters move (default 60)")
+    demo.add_argument(
+        "--mqtt", default=None, metavar="URL", help="also publish, e.g. mqtt://127.0.0.1:1883"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulated seconds per real second, so counters move (default 60)",
+    )
 
     export = sub.add_parser("export", help="print stored reading records, one per line")
     export.add_argument("--data-dir", type=Path, default=None)
-    export.add_argument("--db", type=Path, default=None, help="the database file (default DATA_DIR/readings.db)")
+    export.add_argument(
+        "--db", type=Path, default=None, help="the database file (default DATA_DIR/readings.db)"
+    )
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--since", default=None, metavar="T", help="ISO 8601 time, inclusive")
     export.add_argument("--until", default=None, metavar="T", help="ISO 8601 time, exclusive")
     export.add_argument("--device", default=None)
 
-    status = sub.add_parser("status", help="buffer depth, last sync and the latest reading per device")
+    status = sub.add_parser(
+        "status", help="buffer depth, last sync and the latest reading per device"
+    )
     status.add_argument("--data-dir", type=Path, default=None)
     status.add_argument("--db", type=Path, default=None)
     status.add_argument("--json", action="store_true")
@@ -79,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
+        level=args.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # pymodbus logs every failed request at error level; the pollers log device state once.
@@ -106,8 +129,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.config.loader import load_config
 
         config = load_config(args.file)
-        print(f"{args.file}: ok: site {config.site.id}, {len(config.devices)} devices, "
-              f"{sum(len(d.points) for d in config.devices)} points")
+        print(
+            f"{args.file}: ok: site {config.site.id}, {len(config.devices)} devices, "
+            f"{sum(len(d.points) for d in config.devices)} points"
+        )
         return 0
     if command == "schema":
         from agent.config.model import SiteConfig
@@ -132,14 +157,25 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"edge-agent demo: --for: {exc}", file=sys.stderr)
             return 2
         return _run_until_signal(
-            lambda stop: run_demo(stop, data_dir=args.data_dir, mqtt_url=args.mqtt,
-                                  duration=duration, speed=args.speed)
+            lambda stop: run_demo(
+                stop,
+                data_dir=args.data_dir,
+                mqtt_url=args.mqtt,
+                duration=duration,
+                speed=args.speed,
+            )
         )
     if command == "export":
         from agent.export import export
 
-        return export(_db_path(args), fmt=args.format, since=args.since, until=args.until,
-                      device=args.device, out=sys.stdout)
+        return export(
+            _db_path(args),
+            fmt=args.format,
+            since=args.since,
+            until=args.until,
+            device=args.device,
+            out=sys.stdout,
+        )
     if command == "status":
         from agent.status import print_status
 

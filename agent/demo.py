@@ -30,7 +30,9 @@ def demo_config() -> SiteConfig:
     return load_config_text(text, filename="demo.yaml")
 
 
-def _retarget(config: SiteConfig, endpoints: dict[str, tuple[str, int]], mqtt_url: str | None) -> SiteConfig:
+def _retarget(
+    config: SiteConfig, endpoints: dict[str, tuple[str, int]], mqtt_url: str | None
+) -> SiteConfig:
     """Point the demo's buses at the simulator's actual ports, and add the uplink if asked."""
     buses = dict(config.buses)
     for name, (host, port) in endpoints.items():
@@ -43,8 +45,15 @@ def _retarget(config: SiteConfig, endpoints: dict[str, tuple[str, int]], mqtt_ur
     return config.model_copy(update=update)
 
 
-async def run_demo(stop: asyncio.Event, *, data_dir: Path, mqtt_url: str | None,
-                   duration: float | None, speed: float, out: TextIO = sys.stdout) -> int:
+async def run_demo(
+    stop: asyncio.Event,
+    *,
+    data_dir: Path,
+    mqtt_url: str | None,
+    duration: float | None,
+    speed: float,
+    out: TextIO = sys.stdout,
+) -> int:
     config = demo_config()
     if mqtt_url is not None:
         UplinkConfig(url=mqtt_url)  # a bad URL is reported before anything starts
@@ -52,8 +61,12 @@ async def run_demo(stop: asyncio.Event, *, data_dir: Path, mqtt_url: str | None,
     async with SimulatedBuilding(building=building) as sim:
         config = _retarget(config, sim.endpoints, mqtt_url)
         agent = Agent(config, data_dir=data_dir)
-        print(f"simulated building on {', '.join(f'{n} {h}:{p}' for n, (h, p) in sim.endpoints.items())}; "
-              f"data in {data_dir}" + (f"; publishing to {mqtt_url}" if mqtt_url else ""), file=out)
+        where = ", ".join(f"{n} {h}:{p}" for n, (h, p) in sim.endpoints.items())
+        print(
+            f"simulated building on {where}; "
+            f"data in {data_dir}" + (f"; publishing to {mqtt_url}" if mqtt_url else ""),
+            file=out,
+        )
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
         async with asyncio.TaskGroup() as group:
@@ -100,9 +113,12 @@ async def _frame(agent: Agent, elapsed: float) -> str:
     if agent.uplink is not None:
         last = agent.uplink.last_sync_ms
         sync = ("connected" if agent.uplink.connected else "disconnected") + (
-            f", last sync {ms_to_iso(last)}" if last else ", nothing sent yet")
-    lines.append(f"buffer: {stats.rows} readings, {stats.unsynced} not yet sent, "
-                 f"{stats.bytes / 1024:.0f} KiB | uplink: {sync}")
+            f", last sync {ms_to_iso(last)}" if last else ", nothing sent yet"
+        )
+    lines.append(
+        f"buffer: {stats.rows} readings, {stats.unsynced} not yet sent, "
+        f"{stats.bytes / 1024:.0f} KiB | uplink: {sync}"
+    )
     return "\n".join(lines)
 
 
@@ -120,6 +136,9 @@ async def _summary(agent: Agent, out: TextIO) -> None:
     if not agent.db_path.exists():
         return
     stats = await asyncio.to_thread(read_stats, agent.db_path)
-    print(f"stopped cleanly: {stats.rows} readings stored in {agent.db_path} "
-          f"({stats.unsynced} not sent upstream). "
-          f"See them with: edge-agent export --data-dir {agent.data_dir}", file=out)
+    print(
+        f"stopped cleanly: {agent.readings_polled} readings polled in this run; "
+        f"{stats.rows} stored in {agent.db_path} ({stats.unsynced} not sent upstream). "
+        f"See them with: edge-agent export --data-dir {agent.data_dir}",
+        file=out,
+    )

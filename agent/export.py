@@ -22,15 +22,19 @@ def _time(option: str, text: str | None) -> int | None:
     try:
         return iso_to_ms(text)
     except ValueError:
-        raise AgentError(f"{option} {text!r} is not an ISO 8601 time, e.g. 2026-11-26T08:00:00+08:00") from None
+        raise AgentError(
+            f"{option} {text!r} is not an ISO 8601 time, e.g. 2026-11-26T08:00:00+08:00"
+        ) from None
 
 
-def export(db: Path, *, fmt: str, since: str | None, until: str | None, device: str | None,
-           out: TextIO) -> int:
+def export(
+    db: Path, *, fmt: str, since: str | None, until: str | None, device: str | None, out: TextIO
+) -> int:
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the agent's --data-dir (or --db)")
-    rows = export_readings(db, since_ms=_time("--since", since), until_ms=_time("--until", until),
-                           device=device)
+    rows = export_readings(
+        db, since_ms=_time("--since", since), until_ms=_time("--until", until), device=device
+    )
     if fmt == "jsonl":
         for reading in rows:
             out.write(json.dumps(reading.to_record(), ensure_ascii=False) + "\n")

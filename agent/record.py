@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Quality", "Reading", "StoredReading", "ms_to_iso", "iso_to_ms", "now_ms"]
+__all__ = ["Quality", "Reading", "StoredReading", "iso_to_ms", "ms_to_iso", "now_ms"]
 
 Value = float | int | bool | str | None
 
@@ -39,7 +39,7 @@ def now_ms() -> int:
 
 
 def ms_to_iso(ts_ms: int) -> str:
-    """Milliseconds since the epoch to ISO 8601 UTC with milliseconds, e.g. 2026-11-26T05:40:25.123Z."""
+    """Epoch milliseconds to ISO 8601 UTC with milliseconds: 2026-11-26T05:40:25.123Z."""
     dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.config.model import SiteConfig
+from agent.record import Reading
 from agent.sdnotify import notify
 from agent.store import Store
 from agent.uplink import Uplink
@@ -37,6 +39,7 @@ class Agent:
         self.buses: dict[str, ModbusBusClient] = {}
         self.pollers: list[ModbusDevicePoller] = []
         self.started = asyncio.Event()
+        self.readings_polled = 0  # handed to the store; at a clean stop all of them are committed
 
     @property
     def db_path(self) -> Path:
@@ -75,18 +78,22 @@ class Agent:
             for name, spec in cfg.buses.items():
                 self.buses[name] = await stack.enter_async_context(ModbusBusClient(name, spec))
             self.pollers = [
-                ModbusDevicePoller(d, self.buses[d.bus], sink=self.store.append) for d in cfg.devices
+                ModbusDevicePoller(d, self.buses[d.bus], sink=self._to_store) for d in cfg.devices
             ]
             if cfg.uplink is not None:
                 self.uplink = Uplink(
-                    cfg.uplink, site=cfg.site, gateway_id=cfg.gateway.id, store=self.store,
+                    cfg.uplink,
+                    site=cfg.site,
+                    gateway_id=cfg.gateway.id,
+                    store=self.store,
                     birth=self.birth(),
                 )
             try:
                 async with asyncio.TaskGroup() as group:
                     for poller in self.pollers:
                         group.create_task(
-                            poller.run(), name=f"agent[modbus:{poller.device.bus}/{poller.device.name}].poll"
+                            poller.run(),
+                            name=f"agent[modbus:{poller.device.bus}/{poller.device.name}].poll",
                         )
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
@@ -95,7 +102,10 @@ class Agent:
                     notify("READY=1")
                     log.info(
                         "agent started: site %s, %d devices on %d buses, store %s, uplink %s",
-                        cfg.site.id, len(self.pollers), len(self.buses), self.db_path,
+                        cfg.site.id,
+                        len(self.pollers),
+                        len(self.buses),
+                        self.db_path,
                         cfg.uplink.url if cfg.uplink else "none",
                     )
             except* _Stop:
@@ -104,8 +114,13 @@ class Agent:
             log.info("agent stopping: flushing the store")
         # Leaving the exit stack flushed and closed the store: what was polled is committed.
 
+    async def _to_store(self, readings: Sequence[Reading]) -> None:
+        assert self.store is not None
+        await self.store.append(readings)
+        self.readings_polled += len(readings)
 
-class _Stop(Exception):  # noqa: N818 - a signal, not an error
+
+class _Stop(Exception):
     """Raised inside the TaskGroup to end it; the other tasks are cancelled by the group."""
 
 

@@ -25,7 +25,9 @@ byte_orders = st.sampled_from(list(ByteOrder))
 
 
 @given(data=st.data(), word_order=orders, byte_order=byte_orders)
-def test_integers_round_trip(data: st.DataObject, word_order: WordOrder, byte_order: ByteOrder) -> None:
+def test_integers_round_trip(
+    data: st.DataObject, word_order: WordOrder, byte_order: ByteOrder
+) -> None:
     data_type = data.draw(st.sampled_from(list(INT_RANGES)))
     low, high = INT_RANGES[data_type]
     value = data.draw(st.integers(low, high))
@@ -47,8 +49,10 @@ def test_float64_round_trip(value: float, word_order: WordOrder, byte_order: Byt
     assert decode(regs, DataType.FLOAT64, word_order=word_order, byte_order=byte_order) == value
 
 
-@given(text=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=20),
-       byte_order=byte_orders)
+@given(
+    text=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=20),
+    byte_order=byte_orders,
+)
 def test_string_round_trip(text: str, byte_order: ByteOrder) -> None:
     regs = encode(text, DataType.STRING, byte_order=byte_order, length=10)
     assert len(regs) == 10

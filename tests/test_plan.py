@@ -17,14 +17,25 @@ def point_sets(draw: st.DrawFn) -> list[tuple[str, ModbusPoint]]:
     points = []
     for index in range(count):
         table = draw(st.sampled_from([Table.HOLDING, Table.INPUT]))
-        points.append((f"p{index}", ModbusPoint.model_validate(
-            {"register": draw(st.integers(0, 600)), "table": table, "type": draw(point_types)})))
+        points.append(
+            (
+                f"p{index}",
+                ModbusPoint.model_validate(
+                    {
+                        "register": draw(st.integers(0, 600)),
+                        "table": table,
+                        "type": draw(point_types),
+                    }
+                ),
+            )
+        )
     return points
 
 
 @given(points=point_sets(), max_registers=st.integers(4, 125), max_gap=st.integers(0, 20))
-def test_every_point_covered_within_limits(points: list[tuple[str, ModbusPoint]], max_registers: int,
-                                           max_gap: int) -> None:
+def test_every_point_covered_within_limits(
+    points: list[tuple[str, ModbusPoint]], max_registers: int, max_gap: int
+) -> None:
     requests = group_requests(points, max_registers=max_registers, max_gap=max_gap)
     covered = [name for r in requests for name, _ in r.points]
     assert sorted(covered) == sorted(name for name, _ in points)

@@ -47,7 +47,7 @@ class SiteInfo(ConfigModel):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a directory
             hint = did_you_mean(value, sorted(available_timezones()))
             raise ValueError(f"{value!r} is not a known time zone{hint}") from None
         return value
@@ -114,7 +114,9 @@ class UplinkConfig(ConfigModel):
     def _mqtt_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"{value!r} is not an MQTT URL; write mqtt://host:1883 or mqtts://host:8883")
+            raise ValueError(
+                f"{value!r} is not an MQTT URL; write mqtt://host:1883 or mqtts://host:8883"
+            )
         if not parts.hostname:
             raise ValueError(f"{value!r} names no host")
         try:
@@ -146,7 +148,7 @@ class UplinkConfig(ConfigModel):
         return urlsplit(self.url).port or (8883 if urlsplit(self.url).scheme == "mqtts" else 1883)
 
     def password(self) -> str | None:
-        """Read the password from its file or environment variable (at connect time, not at load)."""
+        """The password from its file or environment variable, read at connect time."""
         if self.password_file is not None:
             return self.password_file.read_text(encoding="utf-8").strip()
         if self.password_env is not None:
@@ -176,7 +178,6 @@ class SiteConfig(ConfigModel):
         return value
 
 
-
 Loc = tuple[str | int, ...]
 
 
@@ -192,8 +193,11 @@ def cross_check(config: SiteConfig) -> list[tuple[Loc, str]]:
     for index, device in enumerate(config.devices):
         if device.name in seen_names:
             problems.append(
-                (("devices", index, "name"),
-                 f"device name {device.name!r} is already used by devices[{seen_names[device.name]}]")
+                (
+                    ("devices", index, "name"),
+                    f"device name {device.name!r} is already used by "
+                    f"devices[{seen_names[device.name]}]",
+                )
             )
         seen_names.setdefault(device.name, index)
         if device.bus not in config.buses:
@@ -208,10 +212,15 @@ def cross_check(config: SiteConfig) -> list[tuple[Loc, str]]:
         key = (device.bus, device.unit_id)
         if key in seen_units:
             problems.append(
-                (("devices", index, "unit_id"),
-                 f"unit id {device.unit_id} on bus {device.bus!r} is already used by device {seen_units[key]!r}")
+                (
+                    ("devices", index, "unit_id"),
+                    f"unit id {device.unit_id} on bus {device.bus!r} is already used by "
+                    f"device {seen_units[key]!r}",
+                )
             )
         seen_units.setdefault(key, device.name)
         if not device.points:
-            problems.append((("devices", index), "the device has no points: add `points` or a `profile`"))
+            problems.append(
+                (("devices", index), "the device has no points: add `points` or a `profile`")
+            )
     return problems

@@ -90,7 +90,9 @@ class ModbusBusClient:
             self._client.close()
             self._client = None
 
-    async def _ensure_connected(self, device: str) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    async def _ensure_connected(
+        self, device: str
+    ) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         if self._client is not None and self._client.connected:
             return self._client
         if self._client is not None:
@@ -118,15 +120,23 @@ class ModbusBusClient:
             try:
                 async with asyncio.timeout(self.spec.timeout):
                     if table is Table.HOLDING:
-                        reply = await client.read_holding_registers(address, count=count, device_id=unit_id)
+                        reply = await client.read_holding_registers(
+                            address, count=count, device_id=unit_id
+                        )
                     elif table is Table.INPUT:
-                        reply = await client.read_input_registers(address, count=count, device_id=unit_id)
+                        reply = await client.read_input_registers(
+                            address, count=count, device_id=unit_id
+                        )
                     elif table is Table.COIL:
                         reply = await client.read_coils(address, count=count, device_id=unit_id)
                     else:
-                        reply = await client.read_discrete_inputs(address, count=count, device_id=unit_id)
+                        reply = await client.read_discrete_inputs(
+                            address, count=count, device_id=unit_id
+                        )
             except TimeoutError:
-                raise DeviceUnavailableError(device, f"no answer within {self.spec.timeout:g} s") from None
+                raise DeviceUnavailableError(
+                    device, f"no answer within {self.spec.timeout:g} s"
+                ) from None
             except ModbusException as exc:
                 # The connection is in an unknown state: start afresh on the next request.
                 await self.aclose()
@@ -143,7 +153,9 @@ class ModbusBusClient:
             return bits[:count]
         registers = list(reply.registers)
         if len(registers) != count:
-            raise DeviceUnavailableError(device, f"short reply: {len(registers)} of {count} registers")
+            raise DeviceUnavailableError(
+                device, f"short reply: {len(registers)} of {count} registers"
+            )
         return registers
 
     async def _respect_gap(self) -> None:

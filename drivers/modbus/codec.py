@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from drivers.modbus.spec import ByteOrder, DataType, WordOrder
 
-__all__ = ["decode", "encode", "raw_to_engineering", "engineering_to_raw"]
+__all__ = ["decode", "encode", "engineering_to_raw", "raw_to_engineering"]
 
 _STRUCT = {
     DataType.INT16: ">h",
@@ -97,7 +97,9 @@ def encode(
     return _from_bytes(struct.pack(fmt, number), word_order, byte_order)
 
 
-def raw_to_engineering(raw: int | float | bool | str, scale: float, offset: float) -> float | int | bool | str:
+def raw_to_engineering(
+    raw: int | float | bool | str, scale: float, offset: float
+) -> float | int | bool | str:
     """Apply scale and offset; integers stay integers when scale is 1 and offset 0."""
     if isinstance(raw, bool | str):
         return raw

@@ -53,7 +53,9 @@ class ModbusDevicePoller:
             name: (point.interval or device.interval) for name, point in device.points.items()
         }
 
-    def _decode(self, name: str, point: ModbusPoint, request: ReadRequest, raw: list[int] | list[bool]) -> Reading:
+    def _decode(
+        self, name: str, point: ModbusPoint, request: ReadRequest, raw: list[int] | list[bool]
+    ) -> Reading:
         offset = point.address - request.address
         if request.table.is_bits:
             value: float | int | bool | str = bool(raw[offset])
@@ -117,7 +119,9 @@ class ModbusDevicePoller:
             return self._bad(request.points)
         out: list[Reading] = []
         for name, point in request.points:
-            single = ReadRequest(request.table, point.address, point.register_count, ((name, point),))
+            single = ReadRequest(
+                request.table, point.address, point.register_count, ((name, point),)
+            )
             try:
                 raw = await self._read(single)
             except ModbusExceptionError:
@@ -128,8 +132,11 @@ class ModbusDevicePoller:
 
     def _mark_ok(self) -> None:
         if self.health.online is False:
-            log.warning("device %s answers again after %d failed polls", self.device.name,
-                        self.health.consecutive_failures)
+            log.warning(
+                "device %s answers again after %d failed polls",
+                self.device.name,
+                self.health.consecutive_failures,
+            )
         self.health.online = True
         self.health.last_ok_ms = now_ms()
         self.health.last_error = None
@@ -144,7 +151,7 @@ class ModbusDevicePoller:
 
     def _retry_delay(self) -> float:
         shortest = min(self._intervals.values())
-        return min(max(MAX_OFFLINE_RETRY, shortest), shortest * 2 ** self.health.consecutive_failures)
+        return min(max(MAX_OFFLINE_RETRY, shortest), shortest * 2**self.health.consecutive_failures)
 
     async def run(self) -> None:
         """Poll forever on each point's interval (cancel to stop)."""

@@ -32,7 +32,8 @@ def _load(name: str) -> dict[str, Any]:
     text = (resources.files("drivers.modbus") / "profiles" / f"{name}.yaml").read_text("utf-8")
     data = YAML(typ="safe", pure=True).load(text)
     if not isinstance(data, dict) or not isinstance(data.get("points"), dict):
-        raise RuntimeError(f"shipped profile {name!r} is malformed: it needs a `points` mapping")
+        # A packaging bug, not a user error: crash loudly.
+        raise RuntimeError(f"shipped profile {name!r} is malformed: it needs `points`")  # noqa: TRY004
     return data
 
 

@@ -62,8 +62,16 @@ class DataType(enum.StrEnum):
     def registers(self) -> int:
         """Registers one value takes (strings: per `length`, see ModbusPoint.register_count)."""
         return {
-            "bit": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
-            "int64": 4, "uint64": 4, "float32": 2, "float64": 4, "string": 1,
+            "bit": 1,
+            "int16": 1,
+            "uint16": 1,
+            "int32": 2,
+            "uint32": 2,
+            "int64": 4,
+            "uint64": 4,
+            "float32": 2,
+            "float64": 4,
+            "string": 1,
         }[self.value]
 
 

@@ -1,0 +1,147 @@
+"""Device pollers against the simulated building over real loopback Modbus TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from agent.config.loader import load_config
+from agent.config.model import SiteConfig
+from agent.record import Quality, Reading
+from drivers.modbus.bus import ModbusBusClient
+from drivers.modbus.poller import ModbusDevicePoller
+from drivers.modbus.spec import ModbusDevice, ModbusTcpBus
+from hil.devices import point_maps
+from hil.server import SimulatedBuilding
+from tests.helpers import DEMO_YAML
+
+TIMEOUT = 0.3
+
+
+@pytest.fixture
+async def building() -> AsyncIterator[SimulatedBuilding]:
+    async with SimulatedBuilding(strict=["main_meter"]) as sim:
+        yield sim
+
+
+@pytest.fixture
+def config() -> SiteConfig:
+    return load_config(DEMO_YAML)
+
+
+def _bus(sim: SimulatedBuilding, name: str) -> ModbusBusClient:
+    host, port = sim.endpoints[name]
+    return ModbusBusClient(
+        name, ModbusTcpBus(kind="modbus_tcp", host=host, port=port, timeout=TIMEOUT)
+    )
+
+
+def _device(config: SiteConfig, name: str) -> ModbusDevice:
+    return next(d for d in config.devices if d.name == name)
+
+
+async def _discard(readings: Sequence[Reading]) -> None:
+    pass
+
+
+async def test_every_demo_point_decodes_to_the_simulated_value(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    maps = point_maps()
+    for device in config.devices:
+        async with _bus(building, device.bus) as bus:
+            readings = await ModbusDevicePoller(device, bus, sink=_discard).poll_once()
+        assert {r.point for r in readings} == set(device.points), device.name
+        assert set(device.points) == set(maps[device.name]), "demo.yaml and hil maps disagree"
+        for reading in readings:
+            assert reading.quality is Quality.GOOD, (device.name, reading)
+            assert reading.unit == device.points[reading.point].unit
+    # Spot checks against the building's physics (values move slowly at speed 1).
+    b = building.building
+    async with _bus(building, "switchboard") as bus:
+        meter = await ModbusDevicePoller(
+            _device(config, "main_meter"), bus, sink=_discard
+        ).poll_once()
+    values = {r.point: r.value for r in meter}
+    assert values["voltage_l1"] == pytest.approx(b.main_feed().voltage[0], abs=2.0)
+    assert values["import_energy"] == pytest.approx(b.energy().main_import, rel=1e-6)
+    assert values["voltage_l1_l2"] == pytest.approx(values["voltage_l1"] * 3**0.5, rel=0.05)
+
+
+async def test_strict_device_refusing_a_merged_read_still_gives_every_point(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    # main_meter is strict: reads spanning undefined SDM630 registers answer exception 02,
+    # so the merged request is split and every point still comes back good.
+    async with _bus(building, "switchboard") as bus:
+        poller = ModbusDevicePoller(_device(config, "main_meter"), bus, sink=_discard)
+        readings = await poller.poll_once()
+    assert len(readings) == 20
+    assert all(r.quality is Quality.GOOD for r in readings)
+    assert poller.health.online is True
+
+
+async def test_dead_device_is_bad_and_flagged_while_its_neighbour_is_fine(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    building.set_offline("lighting_meter")
+    async with _bus(building, "switchboard") as bus:
+        dead = ModbusDevicePoller(_device(config, "lighting_meter"), bus, sink=_discard)
+        alive = ModbusDevicePoller(_device(config, "hvac_meter"), bus, sink=_discard)
+        bad = await dead.poll_once()
+        good = await alive.poll_once()
+        assert bad
+        assert all(r.quality is Quality.BAD and r.value is None for r in bad)
+        assert dead.health.online is False
+        assert "no answer" in (dead.health.last_error or "")
+        assert all(r.quality is Quality.GOOD for r in good)
+        building.set_offline("lighting_meter", False)
+        back = await dead.poll_once()
+    assert all(r.quality is Quality.GOOD for r in back)
+    assert dead.health.online is True
+
+
+async def test_dead_device_does_not_stall_the_others_cadence(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    """Two pollers share one bus; one device never answers. The other keeps its interval."""
+    building.set_offline("lighting_meter")
+    interval = 0.5
+    arrivals: list[float] = []
+
+    async def record(readings: Sequence[Reading]) -> None:
+        if readings[0].device == "hvac_meter":
+            arrivals.append(time.monotonic())
+
+    alive_dev = _device(config, "hvac_meter").model_copy(update={"interval": interval})
+    dead_dev = _device(config, "lighting_meter").model_copy(update={"interval": interval})
+    async with _bus(building, "switchboard") as bus:
+        tasks = [
+            asyncio.create_task(ModbusDevicePoller(d, bus, sink=record).run())
+            for d in (alive_dev, dead_dev)
+        ]
+        await asyncio.sleep(3.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert len(arrivals) >= 5
+    # A dead device costs at most its own timeout on the shared bus, never more.
+    assert max(gaps) < interval + TIMEOUT + 0.25, gaps
+
+
+async def test_unreachable_bus_gives_bad_readings_not_an_exception(config: SiteConfig) -> None:
+    # A port nothing listens on: connection refused, reported as unavailable.
+    bus = ModbusBusClient(
+        "nowhere", ModbusTcpBus(kind="modbus_tcp", host="127.0.0.1", port=1, timeout=0.3)
+    )
+    async with bus:
+        poller = ModbusDevicePoller(_device(config, "pv_inverter"), bus, sink=_discard)
+        readings = await poller.poll_once()
+    assert readings
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert poller.health.online is False
