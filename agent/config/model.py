@@ -72,6 +72,8 @@ class StoreConfig(ConfigModel):
 
 
 class TlsConfig(ConfigModel):
+    """TLS to the broker: certificates by file path."""
+
     ca_file: Path | None = None
     """CA certificate(s) that sign the broker's certificate; default: the system's store."""
     cert_file: Path | None = None
@@ -96,6 +98,7 @@ class UplinkConfig(ConfigModel):
     client_id: str | None = None
     """MQTT client id; default edge-agent-<site>-<gateway>."""
     username: str | None = None
+    """User name at the broker, if it asks for one."""
     password_file: Path | None = None
     """File holding the password (keep secrets out of the config)."""
     password_env: str | None = None
@@ -103,7 +106,9 @@ class UplinkConfig(ConfigModel):
     tls: TlsConfig | None = None
     """TLS settings; mqtts:// uses TLS with the system CA store when this is absent."""
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT protocol version: 3.1.1 or 5."""
     keepalive: Duration = 30.0
+    """Longest silence before client and broker check the connection is alive."""
     batch_size: int = Field(default=200, ge=1, le=5000)
     """Readings per published message."""
     timeout: Duration = 10.0
@@ -160,8 +165,11 @@ class SiteConfig(ConfigModel):
     """A gateway's whole configuration."""
 
     site: SiteInfo
+    """The building this gateway serves."""
     gateway: GatewayConfig = GatewayConfig()
+    """This gateway's identity."""
     store: StoreConfig = StoreConfig()
+    """The local buffer of readings."""
     uplink: UplinkConfig | None = None
     """Where readings are published; without it the agent only buffers locally."""
     buses: dict[str, ModbusBus] = Field(default_factory=dict)

@@ -145,9 +145,11 @@ class ModbusTcpBus(ConfigModel):
     """A Modbus TCP endpoint (a device, or a gateway fronting an RS-485 line)."""
 
     kind: Literal["modbus_tcp"]
+    """modbus_tcp: Modbus over TCP/IP."""
     host: str
     """Address of the device or gateway."""
     port: int = Field(default=502, ge=1, le=65535)
+    """TCP port of the device or gateway (502 by the standard)."""
     timeout: Duration = 1.0
     """How long to wait for one answer before the request counts as failed."""
 
@@ -156,12 +158,17 @@ class ModbusRtuBus(ConfigModel):
     """An RS-485 line driven through a serial port (Modbus RTU)."""
 
     kind: Literal["modbus_rtu"]
+    """modbus_rtu: Modbus RTU on a serial line (RS-485)."""
     port: str
     """Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."""
     baudrate: int = Field(default=9600, gt=0)
+    """Line speed in bit/s, the same on every device of the line (9600 is the common default)."""
     parity: Literal["N", "E", "O"] = "N"
+    """N (none), E (even; the Modbus default) or O (odd)."""
     stopbits: Literal[1, 2] = 1
+    """1, or 2 when parity is N on devices that follow the spec's 11-bit character."""
     bytesize: Literal[7, 8] = 8
+    """Data bits per character (8 for RTU)."""
     timeout: Duration = 1.0
     """How long to wait for one answer before the request counts as failed."""
     frame_gap: Duration | None = None
@@ -185,7 +192,9 @@ class ModbusDevice(ConfigModel):
     interval: Duration = 10.0
     """Default poll interval of the device's points."""
     word_order: WordOrder = WordOrder.BIG
+    """Register order of 32/64-bit values: big (high word first) or little (word-swapped)."""
     byte_order: ByteOrder = ByteOrder.BIG
+    """Byte order inside each register: big (the standard) or little."""
     max_registers: int = Field(default=125, ge=1, le=125)
     """Most registers the device accepts in one read (125 by the spec, less for many devices)."""
     points: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")], ModbusPoint] = Field(
