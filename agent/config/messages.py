@@ -289,7 +289,7 @@ def _kind_sentence(root: type[BaseModel], error: dict[str, Any], step: _Step) ->
     return Sentence((*step.yaml_loc, key), message)
 
 
-def validation_sentence(  # noqa: PLR0911, PLR0912 -- one branch per pydantic error type
+def validation_sentence(  # noqa: PLR0912 -- one branch per pydantic error type
     root: type[BaseModel],
     error: dict[str, Any],
     written: Callable[[Loc], str | None] = lambda loc: None,
@@ -388,7 +388,7 @@ def _missing_space_line(lines: list[str], before: int) -> int | None:
     return None
 
 
-def yaml_sentence(  # noqa: PLR0911 -- one branch per kind of syntax error
+def yaml_sentence(
     error: MarkedYAMLError, lines: list[str]
 ) -> tuple[tuple[int, int] | None, str]:
     """Where a YAML syntax error is, and a sentence for it."""
