@@ -13,6 +13,7 @@ from agent.config.loader import load_config
 from agent.config.model import SiteConfig
 from agent.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
+from drivers.modbus.planner import DeviceQuirks
 from drivers.modbus.poller import ModbusDevicePoller
 from drivers.modbus.spec import ModbusDevice, ModbusTcpBus
 from hil.devices import point_maps
@@ -145,3 +146,44 @@ async def test_unreachable_bus_gives_bad_readings_not_an_exception(config: SiteC
     assert readings
     assert all(r.quality is Quality.BAD for r in readings)
     assert poller.health.online is False
+
+
+async def test_strict_device_is_learned_once_and_remembered_across_restarts(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    saved: dict[str, str] = {}
+
+    async def save(device: str, quirks_json: str) -> None:
+        saved[device] = quirks_json
+
+    device = _device(config, "main_meter")  # strict: gap-spanning reads answer exception 02
+    async with _bus(building, "switchboard") as bus:
+        poller = ModbusDevicePoller(device, bus, sink=_discard, save_quirks=save)
+        per_cycle = []
+        for _ in range(4):
+            before = bus.requests
+            readings = await poller.poll_once()
+            per_cycle.append(bus.requests - before)
+            assert len(readings) == 20
+            assert all(r.quality is Quality.GOOD for r in readings)
+        assert "main_meter" in saved, "what was learned must be handed over for persistence"
+        assert per_cycle[0] > per_cycle[-1], per_cycle  # the first cycle paid for the lesson
+        assert per_cycle[-1] == per_cycle[-2]  # converged
+        # A restarted poller with the saved knowledge asks right the first time.
+        restarted = ModbusDevicePoller(
+            device, bus, sink=_discard, quirks=DeviceQuirks.from_json(saved["main_meter"])
+        )
+        before = bus.requests
+        readings = await restarted.poll_once()
+        assert bus.requests - before == per_cycle[-1]
+        assert all(r.quality is Quality.GOOD for r in readings)
+
+
+async def test_lenient_sdm630_takes_three_requests_over_tcp(config: SiteConfig) -> None:
+    async with SimulatedBuilding() as lenient:
+        async with _bus(lenient, "switchboard") as bus:
+            poller = ModbusDevicePoller(_device(config, "main_meter"), bus, sink=_discard)
+            readings = await poller.poll_once()
+            assert bus.requests == 3
+    assert len(readings) == 20
+    assert all(r.quality is Quality.GOOD for r in readings)

@@ -16,7 +16,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse
 
-from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError
+from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
 from drivers.modbus.spec import ModbusRtuBus, ModbusTcpBus, Table
 
 __all__ = ["ModbusBusClient"]
@@ -149,13 +149,11 @@ class ModbusBusClient:
         if table.is_bits:
             bits = list(reply.bits)
             if len(bits) < count:
-                raise DeviceUnavailableError(device, f"short reply: {len(bits)} of {count} bits")
+                raise ShortReplyError(device, table.read_function, address, count, len(bits))
             return bits[:count]
         registers = list(reply.registers)
         if len(registers) != count:
-            raise DeviceUnavailableError(
-                device, f"short reply: {len(registers)} of {count} registers"
-            )
+            raise ShortReplyError(device, table.read_function, address, count, len(registers))
         return registers
 
     async def _respect_gap(self) -> None:

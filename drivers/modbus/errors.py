@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.errors import DeviceUnavailableError, DriverError
 
-__all__ = ["DeviceUnavailableError", "ModbusExceptionError"]
+__all__ = ["DeviceUnavailableError", "ModbusExceptionError", "ShortReplyError"]
 
 # Exception codes from the Modbus application protocol spec v1.1b3, section 7.
 EXCEPTION_NAMES = {
@@ -32,4 +32,19 @@ class ModbusExceptionError(DriverError):
         super().__init__(
             f"device {device!r} answered exception {code:02d} ({name}) to function {function}"
             f" at address {address}, count {count}"
+        )
+
+
+class ShortReplyError(DriverError):
+    """The device answered with fewer registers (or bits) than asked for."""
+
+    def __init__(self, device: str, function: int, address: int, count: int, got: int) -> None:
+        self.device = device
+        self.function = function
+        self.address = address
+        self.count = count
+        self.got = got
+        super().__init__(
+            f"device {device!r} answered {got} of {count} values to function {function}"
+            f" at address {address}"
         )

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from agent.record import Quality, Reading, now_ms
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.codec import decode, raw_to_engineering
-from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError
-from drivers.modbus.plan import ReadRequest, group_requests
+from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
+from drivers.modbus.plan import ReadRequest
+from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, plan_reads
 from drivers.modbus.spec import ModbusDevice, ModbusPoint
 
 __all__ = ["DeviceHealth", "ModbusDevicePoller"]
@@ -26,6 +27,9 @@ __all__ = ["DeviceHealth", "ModbusDevicePoller"]
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+# Called with the device's quirks as JSON whenever the poller learns something, so the
+# knowledge survives a restart.
+QuirksSaver = Callable[[str, str], Awaitable[None]]
 
 # A device that stays down is retried after interval x 2^n, capped here (seconds).
 MAX_OFFLINE_RETRY = 60.0
@@ -44,11 +48,23 @@ class DeviceHealth:
 
 
 class ModbusDevicePoller:
-    def __init__(self, device: ModbusDevice, bus: ModbusBusClient, *, sink: Sink) -> None:
+    def __init__(
+        self,
+        device: ModbusDevice,
+        bus: ModbusBusClient,
+        *,
+        sink: Sink,
+        quirks: DeviceQuirks | None = None,
+        save_quirks: QuirksSaver | None = None,
+    ) -> None:
         self.device = device
         self.bus = bus
         self._sink = sink
         self.health = DeviceHealth()
+        self.quirks = quirks or DeviceQuirks()
+        self._save_quirks = save_quirks
+        self._learned = False
+        self.cost = CostModel.for_bus(bus.spec)
         self._intervals = {
             name: (point.interval or device.interval) for name, point in device.points.items()
         }
@@ -87,48 +103,90 @@ class ModbusDevicePoller:
             count=request.count,
         )
 
+    def plan(self, names: Sequence[str] | None = None) -> Plan:
+        """The cheapest requests for the named points (all by default), given what the
+        device is known to accept."""
+        wanted = [(n, self.device.points[n]) for n in (names or list(self.device.points))]
+        return plan_reads(
+            wanted, cost=self.cost, max_registers=self.device.max_registers, quirks=self.quirks
+        )
+
     async def poll_once(self, names: Sequence[str] | None = None) -> list[Reading]:
         """Read the named points (all by default) once; raise nothing a device can cause."""
-        wanted = [(n, self.device.points[n]) for n in (names or list(self.device.points))]
         readings: list[Reading] = []
-        answered = False
-        for request in group_requests(wanted, max_registers=self.device.max_registers):
+        answered = failed = False
+        requests = self.plan(names).requests
+        for index, request in enumerate(requests):
+            members = [p for _, p in request.points]
             try:
                 raw = await self._read(request)
-            except ModbusExceptionError as exc:
+            except (ModbusExceptionError, ShortReplyError) as exc:
                 answered = True
-                readings.extend(await self._split(request, exc))
+                if isinstance(exc, ModbusExceptionError):
+                    lessons = self.quirks.learn_refusal(
+                        request.table, request.address, request.count, exc.code, points=members
+                    )
+                else:
+                    lessons = self.quirks.learn_short_reply(
+                        request.table, request.address, request.count, exc.got, points=members
+                    )
+                self._learn(lessons)
+                split, down = await self._split(request.points)
+                readings.extend(split)
+                if down:
+                    failed = True
+                    readings.extend(self._bad([m for r in requests[index + 1 :] for m in r.points]))
+                    break
                 continue
             except DeviceUnavailableError as exc:
                 self._mark_failure(exc.reason)
+                failed = True
                 # The device is not answering: the rest of this cycle would only cost timeouts.
-                done = {r.point for r in readings}
-                readings.extend(self._bad([m for m in wanted if m[0] not in done]))
-                return readings
+                readings.extend(self._bad([m for r in requests[index:] for m in r.points]))
+                break
             answered = True
+            self._learn(self.quirks.learn_success(request.table, request.address, request.count))
             readings.extend(self._decode(n, p, request, raw) for n, p in request.points)
-        if answered:
+        if answered and not failed:
             self._mark_ok()
+        if self._learned and self._save_quirks is not None:
+            self._learned = False
+            await self._save_quirks(self.device.name, self.quirks.to_json())
         return readings
 
-    async def _split(self, request: ReadRequest, exc: ModbusExceptionError) -> list[Reading]:
-        """A merged read was refused: read its points one by one so one bad register costs
-        only its own point. (The planner issue makes this learn, so it is not repeated.)"""
-        if len(request.points) == 1:
-            log.debug("%s", exc)
-            return self._bad(request.points)
+    def _learn(self, lessons: object) -> None:
+        if lessons:
+            self._learned = True
+            log.info("device %s: learned %s", self.device.name, "; ".join(self.quirks.describe()))
+
+    async def _split(
+        self, members: Sequence[tuple[str, ModbusPoint]]
+    ) -> tuple[list[Reading], bool]:
+        """A merged read was refused: read its points one by one now, so no point is lost this
+        cycle; the lesson just learned makes the next cycle's plan ask right the first time.
+        Returns the readings and whether the device stopped answering meanwhile."""
         out: list[Reading] = []
-        for name, point in request.points:
-            single = ReadRequest(
-                request.table, point.address, point.register_count, ((name, point),)
-            )
+        for index, (name, point) in enumerate(members):
+            single = ReadRequest(point.table, point.address, point.register_count, ((name, point),))
             try:
                 raw = await self._read(single)
-            except ModbusExceptionError:
+            except (ModbusExceptionError, ShortReplyError) as exc:
+                code = exc.code if isinstance(exc, ModbusExceptionError) else 3
+                self._learn(
+                    self.quirks.learn_refusal(
+                        single.table, single.address, single.count, code, points=[point]
+                    )
+                )
+                log.debug("%s", exc)
                 out.extend(self._bad(single.points))
+            except DeviceUnavailableError as exc:
+                self._mark_failure(exc.reason)
+                out.extend(self._bad(members[index:]))
+                return out, True
             else:
+                self._learn(self.quirks.learn_success(single.table, single.address, single.count))
                 out.append(self._decode(name, point, single, raw))
-        return out
+        return out, False
 
     def _mark_ok(self) -> None:
         if self.health.online is False:
