@@ -156,6 +156,58 @@ class ModbusBusClient:
             raise ShortReplyError(device, table.read_function, address, count, len(registers))
         return registers
 
+    async def write(
+        self,
+        *,
+        device: str,
+        unit_id: int,
+        table: Table,
+        address: int,
+        values: list[int] | list[bool],
+    ) -> None:
+        """Write registers (FC6 for one, FC16 for several) or coils (FC5 / FC15).
+
+        Only the caller knows whether a point is declared writable; it must check first.
+        """
+        if table not in (Table.HOLDING, Table.COIL):
+            raise ValueError(f"a {table.value} table cannot be written")
+        if not values:
+            raise ValueError("nothing to write")
+        async with self._lock:
+            client = await self._ensure_connected(device)
+            await self._respect_gap()
+            self.requests += 1
+            try:
+                async with asyncio.timeout(self.spec.timeout):
+                    if table is Table.COIL:
+                        bits = [bool(v) for v in values]
+                        if len(bits) == 1:
+                            reply = await client.write_coil(address, bits[0], device_id=unit_id)
+                            function = 5
+                        else:
+                            reply = await client.write_coils(address, bits, device_id=unit_id)
+                            function = 15
+                    else:
+                        regs = [int(v) for v in values]
+                        if len(regs) == 1:
+                            reply = await client.write_register(address, regs[0], device_id=unit_id)
+                            function = 6
+                        else:
+                            reply = await client.write_registers(address, regs, device_id=unit_id)
+                            function = 16
+            except TimeoutError:
+                raise DeviceUnavailableError(
+                    device, f"no answer within {self.spec.timeout:g} s"
+                ) from None
+            except ModbusException as exc:
+                await self.aclose()
+                raise DeviceUnavailableError(device, str(exc)) from exc
+            finally:
+                self._last_frame_end = asyncio.get_running_loop().time()
+        if isinstance(reply, ExceptionResponse) or reply.isError():
+            code = getattr(reply, "exception_code", 0)
+            raise ModbusExceptionError(device, code, function, address, len(values))
+
     async def _respect_gap(self) -> None:
         if self._gap:
             wait = self._last_frame_end + self._gap - asyncio.get_running_loop().time()
