@@ -106,9 +106,16 @@ async def _frame(agent: Agent, elapsed: float) -> str:
     for poller in agent.pollers:
         name = poller.device.name
         state = {True: "ok", False: "DOWN", None: "…"}[poller.health.online]
-        values = " ".join(_fmt(r) for r in sorted(by_device.get(name, []), key=lambda r: r.point))
-        line = f"{name:<16} {state:<4} {values}"
-        lines.append(line if len(line) <= width else line[: width - 1] + "…")
+        readings = sorted(by_device.get(name, []), key=_headline_rank)
+        values = ""
+        for reading in readings:
+            more = f" (+{len(readings) - values.count('=')} more)"
+            candidate = f"{values} {_fmt(reading)}".strip()
+            if len(f"{name:<16} {state:<4} {candidate}{more}") > width:
+                values += more
+                break
+            values = candidate
+        lines.append(f"{name:<16} {state:<4} {values}")
     sync = "no uplink"
     if agent.uplink is not None:
         last = agent.uplink.last_sync_ms
@@ -122,11 +129,40 @@ async def _frame(agent: Agent, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+# The points a person looks at first; the rest follow alphabetically as space allows.
+HEADLINE = (
+    "active_power",
+    "import_energy",
+    "export_energy",
+    "voltage_l1",
+    "current_l1",
+    "frequency",
+    "outdoor_temperature",
+    "zone1_temperature",
+    "zone1_setpoint",
+    "zone1_mode",
+    "zone1_on",
+    "zone2_temperature",
+    "zone3_temperature",
+    "daily_yield",
+    "total_yield",
+)
+
+
+def _headline_rank(reading: StoredReading) -> tuple[int, str]:
+    rank = HEADLINE.index(reading.point) if reading.point in HEADLINE else len(HEADLINE)
+    return rank, reading.point
+
+
 def _fmt(reading: StoredReading) -> str:
     if reading.value is None:
         return f"{reading.point}=— ({reading.quality.label})"
     value = reading.value
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        # Counters read 1234567.8, not 1.23457e+06; small values keep 4 significant digits.
+        text = f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
+    else:
+        text = str(value)
     return f"{reading.point}={text}{(' ' + reading.unit) if reading.unit else ''}"
 
 

@@ -225,14 +225,15 @@ def test_several_problems_are_all_reported_in_file_order() -> None:
         "site.yaml:2:7",
         "site.yaml:9:5",
         "site.yaml:11:11",
+        "site.yaml:18:10",
         "site.yaml:21:32",
     ]
     assert "may use only lowercase letters" in found[0]
     assert "appears twice" in found[1]
     assert "'modbus_rt' is not a bus kind" in found[2]
-    assert "must be at most 65535" in found[3]
-    # The unknown bus is a cross-check: it runs once the file validates, so fixing the rest
-    # brings it up next.
+    # The unknown bus is a cross-check on the raw data: reported in the same run.
+    assert "no bus is named 'rs485' (did you mean 'rs485-1'?)" in found[3]
+    assert "must be at most 65535" in found[4]
 
 
 # --- problems with the file as a whole -----------------------------------------------------------

@@ -73,12 +73,20 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
         if tree.complete:
             issues.add(_place(root.start_mark), "", _not_a_mapping(data))
         raise ConfigError(issues.sorted())
+    # Cross-section problems (a device naming a bus that does not exist, ...) are found on the
+    # raw data, so that they are reported in the same run as the field errors.
+    crossed = cross_check(data)
     try:
         config = SiteConfig.model_validate(data)
     except ValidationError as exc:
-        tree.report(exc.errors(include_url=False))
+        errors = exc.errors(include_url=False)
+        tree.report(errors)
+        reported = {tuple(str(p) for p in e["loc"]) for e in errors}
+        for loc, message in crossed:
+            if tuple(str(p) for p in loc) not in reported:
+                issues.add(*tree.locate(loc), message)
         raise ConfigError(issues.sorted()) from exc
-    for loc, message in cross_check(config):
+    for loc, message in crossed:
         issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())

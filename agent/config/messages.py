@@ -152,11 +152,17 @@ def _walk(root: type[BaseModel], loc: Loc) -> _Step:
 
 def _model_keys(root: type[BaseModel], loc: Loc) -> tuple[list[str], dict[str, str]]:
     """The keys a mapping at ``loc`` accepts, and attribute names that are written otherwise."""
-    model = _unwrap(_walk(root, loc).annotation)
-    if not _is_model(model):
-        return [], {}
-    keys = [info.alias or name for name, info in model.model_fields.items()]
-    renamed = {name: info.alias for name, info in model.model_fields.items() if info.alias}
+    target = _unwrap(_walk(root, loc).annotation)
+    # Without its union tag a location ends on the union itself: offer every member's keys.
+    models = [target] if _is_model(target) else _union_models(target)
+    keys: list[str] = []
+    renamed: dict[str, str] = {}
+    for model in models:
+        for name, info in model.model_fields.items():
+            if (info.alias or name) not in keys:
+                keys.append(info.alias or name)
+            if info.alias:
+                renamed[name] = info.alias
     return keys, renamed
 
 
@@ -388,9 +394,7 @@ def _missing_space_line(lines: list[str], before: int) -> int | None:
     return None
 
 
-def yaml_sentence(
-    error: MarkedYAMLError, lines: list[str]
-) -> tuple[tuple[int, int] | None, str]:
+def yaml_sentence(error: MarkedYAMLError, lines: list[str]) -> tuple[tuple[int, int] | None, str]:
     """Where a YAML syntax error is, and a sentence for it."""
     problem = str(error.problem or "")
     context = str(error.context or "")

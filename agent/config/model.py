@@ -6,8 +6,9 @@ Deep code receives these frozen models and never reads raw dicts.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -189,45 +190,56 @@ class SiteConfig(ConfigModel):
 Loc = tuple[str | int, ...]
 
 
-def cross_check(config: SiteConfig) -> list[tuple[Loc, str]]:
+def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Problems that span sections, each with the location of the value at fault.
 
-    Kept out of the pydantic validators so that every problem is reported with its own
-    location (a model validator can only point at the whole model).
+    Works on the raw mapping (before or after validation), so these problems are reported
+    together with the field errors rather than only once those are fixed. Entries whose
+    shape is wrong are skipped here: validation reports them.
     """
     problems: list[tuple[Loc, str]] = []
+    buses = data.get("buses")
+    bus_names = [str(b) for b in buses] if isinstance(buses, Mapping) else []
+    devices = data.get("devices")
+    if not isinstance(devices, list):
+        return problems
     seen_names: dict[str, int] = {}
-    seen_units: dict[tuple[str, int], str] = {}
-    for index, device in enumerate(config.devices):
-        if device.name in seen_names:
-            problems.append(
-                (
-                    ("devices", index, "name"),
-                    f"device name {device.name!r} is already used by "
-                    f"devices[{seen_names[device.name]}]",
+    seen_units: dict[tuple[str, Any], str] = {}
+    for index, device in enumerate(devices):
+        if not isinstance(device, Mapping):
+            continue
+        name, bus, unit = device.get("name"), device.get("bus"), device.get("unit_id", 1)
+        if isinstance(name, str):
+            if name in seen_names:
+                problems.append(
+                    (
+                        ("devices", index, "name"),
+                        f"device name {name!r} is already used by devices[{seen_names[name]}]",
+                    )
                 )
-            )
-        seen_names.setdefault(device.name, index)
-        if device.bus not in config.buses:
-            if config.buses:
-                known = ", ".join(sorted(config.buses))
-                hint = did_you_mean(device.bus, config.buses)
-                message = f"no bus is named {device.bus!r}{hint}; the buses are: {known}"
+            seen_names.setdefault(name, index)
+        if not isinstance(bus, str):
+            continue
+        if bus not in bus_names:
+            if bus_names:
+                known = ", ".join(sorted(bus_names))
+                hint = did_you_mean(bus, bus_names)
+                message = f"no bus is named {bus!r}{hint}; the buses are: {known}"
             else:
-                message = f"no bus is named {device.bus!r}: the config has no `buses` section"
+                message = f"no bus is named {bus!r}: the config has no `buses` section"
             problems.append((("devices", index, "bus"), message))
             continue
-        key = (device.bus, device.unit_id)
-        if key in seen_units:
-            problems.append(
-                (
-                    ("devices", index, "unit_id"),
-                    f"unit id {device.unit_id} on bus {device.bus!r} is already used by "
-                    f"device {seen_units[key]!r}",
+        if isinstance(unit, int) and not isinstance(unit, bool):
+            if (bus, unit) in seen_units:
+                problems.append(
+                    (
+                        ("devices", index, "unit_id"),
+                        f"unit id {unit} on bus {bus!r} is already used by "
+                        f"device {seen_units[(bus, unit)]!r}",
+                    )
                 )
-            )
-        seen_units.setdefault(key, device.name)
-        if not device.points:
+            seen_units.setdefault((bus, unit), str(name))
+        if not device.get("points") and not device.get("profile"):
             problems.append(
                 (("devices", index), "the device has no points: add `points` or a `profile`")
             )

@@ -1,0 +1,352 @@
+"""Publishes the buffered readings to the MQTT broker: oldest first, at least once.
+
+The store is the outbox. The uplink reads the oldest unsynced readings, publishes them as one
+QoS 1 message and marks them synced only once the broker has acknowledged it (PUBACK). A batch
+whose acknowledgement never came is simply read again after the reconnect, so a consumer may see
+a reading twice, never zero times; ``seq`` lets it drop the duplicates. Topics and payloads are
+described in docs/payload.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiomqtt
+
+from agent import __version__
+from agent.backoff import Backoff
+from agent.config.model import SiteInfo, UplinkConfig
+from agent.errors import StoreError, UplinkError
+from agent.record import StoredReading, ms_to_iso, now_ms
+from agent.store import Store
+
+__all__ = ["Uplink", "encode_readings", "sync_all"]
+
+log = logging.getLogger(__name__)
+
+# What a broken or unreachable broker raises. Anything else is a bug and propagates.
+_LINK_ERRORS = (aiomqtt.MqttError, TimeoutError, UplinkError)
+# While idle, look at the store this often anyway (rows marked unsynced by another process).
+_IDLE_RECHECK_S = 30.0
+# How soon to try again when the store fails under the uplink (e.g. disk full).
+_STORE_RETRY_S = 2.0
+# paho's default limit for the TCP connect itself (it runs in an executor thread).
+_TCP_CONNECT_TIMEOUT_S = 5.0
+# A graceful stop says "offline" itself (a clean DISCONNECT discards the will), within this.
+_GOODBYE_TIMEOUT_S = 2.0
+
+
+def encode_readings(site_id: str, gateway_id: str, readings: Sequence[StoredReading]) -> bytes:
+    """The JSON payload of one readings message (UTF-8)."""
+    records = []
+    for reading in readings:
+        record = reading.to_record()
+        value = record["value"]
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no infinity; such a value is not a measurement.
+            record["value"] = None
+            record["quality"] = "bad"
+        records.append(record)
+    body = {"gateway": gateway_id, "site": site_id, "readings": records}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+class Uplink:
+    """Keeps one MQTT connection and drains the store's backlog through it, forever.
+
+    State for the live view: ``connected``, ``last_sync_ms`` (epoch ms of the last
+    acknowledged batch, also kept in the store's meta), ``sent`` (readings acknowledged by the
+    broker since start, duplicates included).
+    """
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        *,
+        site: SiteInfo,
+        gateway_id: str,
+        store: Store,
+        birth: dict[str, Any],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self.site = site
+        self.gateway_id = gateway_id
+        self.store = store
+        self.birth = dict(birth)
+        self.backoff = backoff if backoff is not None else Backoff(initial=1.0, cap=60.0)
+        base = f"{config.topic_prefix}/{site.id}/{gateway_id}"
+        self.status_topic = f"{base}/status"
+        self.birth_topic = f"{base}/birth"
+        self.readings_topic = f"{base}/readings"
+        self.client_id = config.client_id or f"edge-agent-{site.id}-{gateway_id}"
+        self.url = f"{'mqtts' if config.uses_tls else 'mqtt'}://{config.host}:{config.port}"
+        self.connected = False
+        self.last_sync_ms: int | None = None
+        self.sent = 0
+        self._down_since: int | None = None  # epoch ms of the start of the current outage
+        self._store_failing = False
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "disconnected"
+        return f"Uplink({self.url!r}, {self.client_id!r}, {state}, sent={self.sent})"
+
+    # the service
+
+    async def run(self) -> None:
+        """Connect, announce, publish the backlog and then new readings; reconnect on failure.
+
+        Runs until cancelled. On cancellation it says ``offline`` and disconnects cleanly.
+        """
+        with contextlib.suppress(StoreError):
+            self.last_sync_ms = (await self.store.stats()).last_sync_ms
+        while True:
+            log.info(
+                "uplink: connecting to %s as %s (attempt %d)",
+                self.url, self.client_id, self.backoff.attempts + 1,
+            )
+            try:
+                await self._session()
+            except _LINK_ERRORS as exc:
+                self._went_down(exc)
+            delay = self.backoff.next_delay()
+            log.info("uplink: next connection attempt to %s in %.1f s", self.url, delay)
+            await asyncio.sleep(delay)
+
+    def _went_down(self, exc: BaseException) -> None:
+        self.connected = False
+        reason = str(exc) or type(exc).__name__
+        if self._down_since is None:
+            self._down_since = now_ms()
+            log.warning(
+                "uplink: %s is unreachable (%s); readings are kept in the store and sent on "
+                "reconnect", self.url, reason,
+            )
+        else:
+            log.debug("uplink: %s still unreachable: %s", self.url, reason)
+
+    def _came_up(self) -> None:
+        self.connected = True
+        self.backoff.reset()
+        if self._down_since is not None:
+            log.info(
+                "uplink: connected to %s again after %.0f s",
+                self.url, (now_ms() - self._down_since) / 1000,
+            )
+            self._down_since = None
+        else:
+            log.info("uplink: connected to %s", self.url)
+
+    async def _session(self) -> None:
+        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
+        client = await self._client(self.client_id, will=will)
+        try:
+            async with self._connection(client):
+                try:
+                    await self._publish(client, self.status_topic, b"online", retain=True)
+                    await self._publish(
+                        client, self.birth_topic, self._birth_payload(), retain=True
+                    )
+                    self._came_up()
+                    await self._serve(client)
+                except asyncio.CancelledError:
+                    # Stopping: the clean DISCONNECT that follows discards the will, so say
+                    # offline ourselves (bounded; a dead broker has its will anyway).
+                    self.connected = False
+                    with contextlib.suppress(*_LINK_ERRORS):
+                        async with asyncio.timeout(_GOODBYE_TIMEOUT_S):
+                            await client.publish(
+                                self.status_topic, b"offline", qos=1, retain=True, timeout=math.inf
+                            )
+                    raise
+        finally:
+            self.connected = False
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._watch(client), name=f"uplink[{self.client_id}].watch")
+                tasks.create_task(self._pump(client), name=f"uplink[{self.client_id}].pump")
+        except* _LINK_ERRORS as group:
+            first = group.exceptions[0]
+            raise UplinkError(str(first) or type(first).__name__) from first
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        """Raise as soon as the connection drops (we subscribe to nothing, so no message comes):
+        the pump may be waiting for new readings and would not notice."""
+        async for _message in client.messages:
+            pass
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        while True:
+            before = self.store.last_seq
+            try:
+                batch = await self.store.unsynced(self.config.batch_size)
+                if batch:
+                    await self._send(client, batch)
+            except StoreError as exc:
+                # Not a link problem: keep the connection, say it once, retry without spinning
+                # (a batch that cannot be marked synced would otherwise be re-sent in a loop).
+                if not self._store_failing:
+                    self._store_failing = True
+                    log.warning("uplink: the store failed (%s); retrying every %.0f s",
+                                exc, _STORE_RETRY_S)
+                await asyncio.sleep(_STORE_RETRY_S)
+                continue
+            if self._store_failing:
+                self._store_failing = False
+                log.info("uplink: the store works again")
+            if len(batch) == self.config.batch_size:
+                continue  # more backlog: no waiting
+            after = batch[-1].seq if batch else before
+            with contextlib.suppress(StoreError):  # a closed store shows up on the next read
+                await self.store.wait_for_new(after, _IDLE_RECHECK_S)
+
+    async def _send(self, client: aiomqtt.Client, batch: Sequence[StoredReading]) -> None:
+        """Publish one batch and mark it synced once the broker has acknowledged it.
+
+        If marking fails (StoreError), the broker still has the batch and it will be sent
+        again later: a duplicate, never a loss.
+        """
+        payload = encode_readings(self.site.id, self.gateway_id, batch)
+        await self._publish(client, self.readings_topic, payload)
+        self.sent += len(batch)
+        self.last_sync_ms = now_ms()
+        await self.store.mark_synced([r.seq for r in batch])
+
+    # one-shot push, for `edge-agent sync`
+
+    async def push_backlog(self) -> int:
+        """Connect once and publish every reading unsynced at the start; return how many.
+
+        Uses its own client id (``<client id>-sync``) and no will, so it does not disturb a
+        running agent's session or status. Raises UplinkError when the broker fails.
+        """
+        stop_at = self.store.last_seq  # readings committed later are the agent's business
+        count = 0
+        try:
+            client = await self._client(f"{self.client_id}-sync", will=None)
+            async with self._connection(client):
+                while batch := [r for r in await self.store.unsynced(self.config.batch_size)
+                                if r.seq <= stop_at]:
+                    await self._send(client, batch)
+                    count += len(batch)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise UplinkError(
+                f"could not push readings to {self.url} ({count} sent before the failure): {exc}"
+            ) from exc
+        return count
+
+    # MQTT plumbing
+
+    async def _client(self, identifier: str, *, will: aiomqtt.Will | None) -> aiomqtt.Client:
+        config = self.config
+        try:
+            password = await asyncio.to_thread(config.password)  # may read a file
+        except OSError as exc:
+            raise UplinkError(f"cannot read the MQTT password: {exc}") from exc
+        tls = None
+        if config.uses_tls:
+            files = config.tls
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(files.ca_file) if files and files.ca_file else None,
+                certfile=str(files.cert_file) if files and files.cert_file else None,
+                keyfile=str(files.key_file) if files and files.key_file else None,
+            )
+        versions = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V311}
+        return aiomqtt.Client(
+            config.host,
+            config.port,
+            username=config.username,
+            password=password,
+            identifier=identifier,
+            protocol=versions[config.protocol],
+            will=will,
+            keepalive=max(1, round(config.keepalive)),
+            timeout=config.timeout,
+            tls_params=tls,
+            logger=_MQTT_LOG,  # type: ignore[arg-type]  # aiomqtt only calls Logger methods
+        )
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
+        """Connect and, whatever happens, disconnect; both bounded in time.
+
+        aiomqtt bounds the wait for CONNACK and for the disconnect by ``config.timeout``, and
+        paho the TCP connect by its own connect timeout; these outer timeouts are a backstop
+        that should never fire (firing first would leave aiomqtt's state half torn down).
+        """
+        try:
+            async with asyncio.timeout(self.config.timeout + _TCP_CONNECT_TIMEOUT_S + 1):
+                await client.__aenter__()
+        except BaseException:
+            _drop_socket(client)
+            raise
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(*_LINK_ERRORS):
+                async with asyncio.timeout(self.config.timeout + 1):
+                    await client.__aexit__(None, None, None)
+            _drop_socket(client)
+
+    async def _publish(
+        self, client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool = False
+    ) -> None:
+        """Publish at QoS 1 and return once the broker has acknowledged (bounded)."""
+        async with asyncio.timeout(self.config.timeout):
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
+
+    def _birth_payload(self) -> bytes:
+        body = {
+            "site": self.site.id,
+            "gateway": self.gateway_id,
+            **self.birth,
+            "agent_version": __version__,
+            "time": ms_to_iso(now_ms()),
+        }
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def _drop_socket(client: aiomqtt.Client) -> None:
+    """Close the socket of a client we are giving up on, if aiomqtt left it open.
+
+    aiomqtt 2.5.1 keeps the socket (registered with the loop) when CONNACK never comes (a
+    frozen broker) or when connecting is cancelled. paho's ``disconnect()`` sends DISCONNECT
+    and closes it; its disconnect callback is detached first, because aiomqtt's would touch
+    futures that the failed connect may have cancelled.
+    """
+    paho = getattr(client, "_client", None)
+    if paho is not None and paho.socket() is not None:
+        paho.on_disconnect = None
+        paho.disconnect()
+
+
+class _LinkLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The MQTT library's logger, with its errors demoted to info.
+
+    paho logs a broken socket ("failed to receive on socket") as an error each time a
+    connection drops; the uplink itself reports an outage once, as a warning, and that is the
+    line an operator should see.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(min(level, logging.INFO), msg, *args, **kwargs)
+
+
+_MQTT_LOG = _LinkLogger(logging.getLogger("agent.uplink.mqtt"), {})
+
+
+async def sync_all(
+    config: UplinkConfig, *, site: SiteInfo, gateway_id: str, store: Store
+) -> int:
+    """Publish every unsynced reading once and return how many (UplinkError on failure)."""
+    uplink = Uplink(config, site=site, gateway_id=gateway_id, store=store, birth={})
+    return await uplink.push_backlog()

@@ -1,0 +1,364 @@
+"""The SQLite buffer: real files in tmp_path, the real writer thread, a real SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+import agent
+from agent.errors import StoreError
+from agent.record import Quality, Reading, StoredReading
+from agent.store import (
+    MIGRATIONS,
+    Store,
+    apply_migrations,
+    export_readings,
+    read_stats,
+)
+
+WINDOW = 0.05  # a short batch window keeps the tests fast
+
+
+def reading(value: object, *, device: str = "m1", point: str = "p", ts_ms: int = 1_000,
+            unit: str = "W", quality: Quality = Quality.GOOD) -> Reading:
+    return Reading(device=device, point=point, ts_ms=ts_ms, value=value,  # type: ignore[arg-type]
+                   unit=unit, quality=quality)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "readings.db"
+
+
+def test_constructor_does_no_io(db_path: Path) -> None:
+    Store(db_path)
+    assert not db_path.parent.exists()
+
+
+async def test_closing_a_store_that_never_opened_is_harmless(db_path: Path) -> None:
+    store = Store(db_path)
+    await store.aclose()
+    await store.aclose()
+    with pytest.raises(StoreError, match="not open"):
+        await store.append([reading(1)])
+
+
+async def test_round_trip_keeps_types_and_quality(db_path: Path) -> None:
+    given = [
+        reading(42, point="int", quality=Quality.GOOD),
+        reading(-2**63, point="int_min"),
+        reading(230.5, point="float", unit="V"),
+        reading("on", point="text", unit=""),
+        reading(None, point="none", quality=Quality.BAD),
+        reading(True, point="bool", quality=Quality.STALE),
+        reading("12", point="numeric-looking text"),
+    ]
+    async with Store(db_path, batch_window=WINDOW) as store:
+        await store.append(given)
+        await store.flush()
+        got = await store.unsynced(100)
+    expected = [
+        StoredReading(seq=i, device=r.device, point=r.point, ts_ms=r.ts_ms,
+                      value=int(r.value) if isinstance(r.value, bool) else r.value,
+                      unit=r.unit, quality=r.quality)
+        for i, r in enumerate(given, start=1)
+    ]
+    assert got == expected
+    assert [type(r.value) for r in got] == [int, int, float, str, type(None), int, str]
+
+
+async def test_batches_commit_on_size_or_window(db_path: Path) -> None:
+    async with Store(db_path, batch_window=30.0, batch_max=3) as store:
+        await store.append([reading(1), reading(2)])
+        assert not await store.wait_for_new(0, 0.2), "committed before the window or batch_max"
+        await store.append([reading(3)])  # batch_max reached: commit now, not in 30 s
+        assert await store.wait_for_new(0, 2.0)
+        assert [r.value for r in await store.unsynced(10)] == [1, 2, 3]
+        await store.append([reading(4)])
+        await store.flush()  # flush does not wait for the window
+        assert store.last_seq == 4
+    async with Store(db_path, batch_window=0.1, batch_max=1000) as store:
+        started = time.monotonic()
+        await store.append([reading(5)])
+        assert await store.wait_for_new(4, 2.0)
+        assert time.monotonic() - started < 1.0
+
+
+async def test_wait_for_new_wakes_a_waiter(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        waiter = asyncio.create_task(store.wait_for_new(0, 5.0))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await store.append([reading(1)])
+        assert await asyncio.wait_for(waiter, 2.0) is True
+        assert await store.wait_for_new(0, 0)  # already there: returns at once
+        assert not await store.wait_for_new(1, 0.05)
+
+
+async def test_seq_strictly_increases_and_is_never_reused(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        for value in range(5):
+            await store.append([reading(value)])
+        await store.flush()
+        assert [r.seq for r in await store.unsynced(10)] == [1, 2, 3, 4, 5]
+    # Delete the newest rows behind the store's back, as a later eviction might.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM readings WHERE seq >= 4")
+    conn.close()
+    async with Store(db_path, batch_window=WINDOW) as store:
+        assert store.last_seq == 5
+        await store.append([reading(99)])
+        await store.flush()
+        assert [r.seq for r in await store.unsynced(10)] == [1, 2, 3, 6]
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM readings")
+    conn.close()
+    async with Store(db_path, batch_window=WINDOW) as store:
+        await store.append([reading(100)])
+        await store.flush()
+        assert [r.seq for r in await store.unsynced(10)] == [7]
+        assert (await store.stats()).last_seq == 7
+
+
+async def test_mark_synced(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        await store.append([reading(v, ts_ms=1000 + v) for v in range(6)])
+        await store.flush()
+        before = await store.stats()
+        assert (before.rows, before.unsynced, before.oldest_unsynced_ms) == (6, 6, 1000)
+        assert before.last_sync_ms is None
+        await store.mark_synced([1, 2, 4])
+        await store.mark_synced([])
+        assert [r.seq for r in await store.unsynced(10)] == [3, 5, 6]
+        assert [r.seq for r in await store.unsynced(2)] == [3, 5]
+        after = await store.stats()
+        assert (after.rows, after.unsynced, after.oldest_unsynced_ms) == (6, 3, 1002)
+        assert after.last_sync_ms is not None
+        assert after.last_seq == 6
+        assert after.bytes > 0
+        # The CLI's read-only view agrees, while the store is open.
+        ro = read_stats(db_path)
+        assert (ro.rows, ro.unsynced, ro.last_seq, ro.last_sync_ms) == (
+            6, 3, 6, after.last_sync_ms)
+
+
+async def test_latest_gives_one_reading_per_point(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        assert await store.latest() == []
+        await store.append([reading(1, point="a"), reading(2, point="b"), reading(3, point="a")])
+        await store.append([reading(4, device="m0", point="a")])
+        await store.flush()
+        latest = await store.latest()
+    assert [(r.device, r.point, r.value, r.seq) for r in latest] == [
+        ("m0", "a", 4, 4), ("m1", "a", 3, 3), ("m1", "b", 2, 2)]
+
+
+async def test_export_filters_and_works_while_the_agent_writes(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        await store.append([reading(i, device=f"m{i % 2}", ts_ms=1000 * i) for i in range(10)])
+        await store.flush()
+        everything = list(export_readings(db_path))
+        assert [r.seq for r in everything] == list(range(1, 11))
+        window = export_readings(db_path, since_ms=3000, until_ms=6000)
+        assert [r.value for r in window] == [3, 4, 5]
+        assert [r.value for r in export_readings(db_path, device="m1")] == [1, 3, 5, 7, 9]
+        await store.append([reading(10, ts_ms=10_000)])
+        await store.flush()
+        assert len(list(export_readings(db_path))) == 11
+
+
+def test_read_only_helpers_explain_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no reading store"):
+        read_stats(tmp_path / "nope.db")
+    with pytest.raises(StoreError, match="no reading store"):
+        list(export_readings(tmp_path / "nope.db"))
+
+
+async def test_close_commits_pending_and_is_idempotent(db_path: Path) -> None:
+    store = Store(db_path, batch_window=60.0)
+    await store.open()
+    await store.append([reading(1), reading(2)])
+    await store.aclose()  # no flush: close commits what is pending
+    await store.aclose()
+    with pytest.raises(StoreError, match="not open"):
+        await store.append([reading(3)])
+    with pytest.raises(StoreError, match="already opened"):
+        await store.open()
+    assert [r.value for r in export_readings(db_path)] == [1, 2]
+
+
+async def test_a_bad_value_is_refused_in_the_caller(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        with pytest.raises(TypeError, match=r"m1\.p"):
+            await store.append([reading([1, 2])])
+        with pytest.raises(ValueError, match="64 bits"):
+            await store.append([reading(2**63)])
+        await store.append([reading(1)])
+        await store.flush()  # the batch was not poisoned
+        assert [r.value for r in await store.unsynced(10)] == [1]
+
+
+async def test_open_failure_is_a_store_error(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "garbage.db"
+    not_a_db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the reading store"):
+        async with Store(not_a_db):
+            pass
+    with pytest.raises(StoreError, match="cannot open the reading store"):
+        async with Store(not_a_db / "sub" / "r.db"):  # a file where a directory should be
+            pass
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+
+async def test_reopening_applies_no_migration_twice(db_path: Path) -> None:
+    for _ in range(3):
+        async with Store(db_path, batch_window=WINDOW) as store:
+            await store.append([reading(1)])
+    with sqlite3.connect(db_path) as conn:
+        names = [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY name")]
+    conn.close()
+    assert names == [name for name, _ in MIGRATIONS]
+
+
+def test_migration_runner_applies_in_order_once_and_atomically(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def first(db: sqlite_utils.Database) -> None:
+        calls.append("first")
+        db["t"].create({"id": int}, pk="id")  # type: ignore[union-attr]
+
+    def second(db: sqlite_utils.Database) -> None:
+        calls.append("second")
+        db["t"].add_column("x", str)  # type: ignore[union-attr]
+
+    def broken(db: sqlite_utils.Database) -> None:
+        calls.append("broken")
+        db["u"].create({"id": int}, pk="id")  # type: ignore[union-attr]
+        raise RuntimeError("bug in a migration")
+
+    db = sqlite_utils.Database(tmp_path / "m.db")
+    try:
+        assert apply_migrations(db, [("a_first", first)]) == ["a_first"]
+        assert apply_migrations(db, [("a_first", first), ("b_second", second)]) == ["b_second"]
+        assert apply_migrations(db, [("a_first", first), ("b_second", second)]) == []
+        assert calls == ["first", "second"]
+        with pytest.raises(RuntimeError, match="bug in a migration"):
+            apply_migrations(db, [("a_first", first), ("c_broken", broken)])
+        assert not db["u"].exists(), "a failed migration must leave nothing behind"
+        assert [row["name"] for row in db["migrations"].rows] == ["a_first", "b_second"]
+    finally:
+        db.close()
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+async def set_max_pages(store: Store, pages: int | None) -> None:
+    """Cap the file's size in pages (None: its current size), on the writer's own connection:
+    SQLite then fails writes with SQLITE_FULL exactly as on a full disk."""
+
+    def cap(writer: Any) -> None:
+        limit = pages or writer.conn.execute("PRAGMA page_count").fetchone()[0]
+        writer.conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchall()
+
+    await store._call("capping the file size", cap)
+
+
+async def test_disk_full_keeps_readings_in_memory_and_recovers(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.store")
+    async with Store(db_path, batch_window=0.1, batch_max=50, max_pending=500) as store:
+        await store.append([reading(0)])
+        await store.flush()
+        # Simulate a full disk: the file may not grow by a single page.
+        await set_max_pages(store, None)
+        payload = "x" * 2000
+        for i in range(1, 301):
+            await store.append([reading(payload, ts_ms=i)])
+        with pytest.raises(StoreError, match="held in memory"):
+            await store.flush()
+        await asyncio.sleep(0.5)
+        stats = await store.stats()
+        assert stats.pending == 300
+        assert stats.rows == 1
+        # Retries happen once per window, not in a busy loop (and not once per append).
+        assert 1 <= stats.write_errors <= 10
+        full_warnings = [r for r in caplog.records if "is full" in r.getMessage()]
+        assert len(full_warnings) == 1
+        # Beyond max_pending the oldest readings are dropped, and counted.
+        await store.append([reading(payload, ts_ms=1000 + i) for i in range(300)])
+        await asyncio.sleep(0.05)
+        stats = await store.stats()
+        assert (stats.pending, stats.dropped) == (500, 100)
+        # Space comes back: the next window commits everything held.
+        await set_max_pages(store, 1_073_741_823)
+        assert await store.wait_for_new(1, 3.0)
+        await store.flush()
+        stats = await store.stats()
+        assert (stats.pending, stats.rows) == (0, 501)
+    assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+CRASH_CHILD = """
+import asyncio, sys
+from pathlib import Path
+from agent.record import Reading
+from agent.store import Store
+
+async def main():
+    async with Store(Path(sys.argv[1]), batch_window=0.01) as store:
+        i = 0
+        while True:
+            await store.append([Reading("m1", "p", i, i, "W") for i in range(i, i + 20)])
+            i += 20
+            if i % 100 == 0:
+                await store.flush()
+                print(i, flush=True)  # every value below i is committed
+            await asyncio.sleep(0)
+
+asyncio.run(main())
+"""
+
+
+def test_sigkill_loses_nothing_that_was_flushed(db_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(agent.__file__).resolve().parent.parent)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASH_CHILD, str(db_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )
+    flushed = 0
+    try:
+        assert child.stdout is not None
+        deadline = time.monotonic() + 15
+        while flushed < 5000 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            flushed = int(line)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        _, err = child.communicate(timeout=10)
+    assert flushed >= 5000, f"the child did not get far: {err}"
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        values = {row[0] for row in conn.execute("SELECT value FROM readings")}
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM readings ORDER BY seq")]
+    conn.close()
+    assert set(range(flushed)) <= values
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert read_stats(db_path).rows == len(seqs)
