@@ -21,6 +21,7 @@ from agent.sdnotify import notify
 from agent.store import Store
 from agent.uplink import Uplink
 from drivers.modbus.bus import ModbusBusClient
+from drivers.modbus.planner import DeviceQuirks
 from drivers.modbus.poller import ModbusDevicePoller
 
 __all__ = ["Agent"]
@@ -78,7 +79,14 @@ class Agent:
             for name, spec in cfg.buses.items():
                 self.buses[name] = await stack.enter_async_context(ModbusBusClient(name, spec))
             self.pollers = [
-                ModbusDevicePoller(d, self.buses[d.bus], sink=self._to_store) for d in cfg.devices
+                ModbusDevicePoller(
+                    d,
+                    self.buses[d.bus],
+                    sink=self._to_store,
+                    quirks=await self._saved_quirks(d.name),
+                    save_quirks=self._save_quirks,
+                )
+                for d in cfg.devices
             ]
             if cfg.uplink is not None:
                 self.uplink = Uplink(
@@ -113,6 +121,22 @@ class Agent:
             notify("STOPPING=1")
             log.info("agent stopping: flushing the store")
         # Leaving the exit stack flushed and closed the store: what was polled is committed.
+
+    async def _saved_quirks(self, device: str) -> DeviceQuirks | None:
+        """What an earlier run learned about the device, so a restart does not re-learn."""
+        assert self.store is not None
+        saved = await self.store.get_meta(f"quirks:{device}")
+        if saved is None:
+            return None
+        try:
+            return DeviceQuirks.from_json(saved)
+        except ValueError:
+            log.warning("device %s: saved read quirks are unreadable; learning afresh", device)
+            return None
+
+    async def _save_quirks(self, device: str, quirks_json: str) -> None:
+        assert self.store is not None
+        await self.store.set_meta(f"quirks:{device}", quirks_json)
 
     async def _to_store(self, readings: Sequence[Reading]) -> None:
         assert self.store is not None

@@ -485,6 +485,21 @@ class _Writer:
         )
         return [_to_stored(row) for row in cur]
 
+    def get_meta(self, key: str) -> str | None:
+        assert self.conn is not None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        assert self.conn is not None
+        assert self.db is not None
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def mark_synced(self, seqs: Sequence[int], at_ms: int) -> None:
         assert self.conn is not None
         assert self.db is not None
@@ -735,6 +750,14 @@ class Store:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._submit(_Flush(future))
         await asyncio.wrap_future(future)
+
+    async def get_meta(self, key: str) -> str | None:
+        """A small piece of the agent's own state kept with the data (e.g. learned quirks)."""
+        return await self._call(f"reading {key}", lambda w: w.get_meta(key))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``, committed before this returns."""
+        await self._call(f"writing {key}", lambda w: w.set_meta(key, value))
 
     async def mark_synced(self, seqs: Sequence[int]) -> None:
         """Record that the broker acknowledged these readings (and when: meta last_sync_ms)."""
