@@ -6,5 +6,6 @@ source "$(dirname "$0")/_setup.sh"
 need_debs mosquitto socat
 make_venv test
 cd "$ROOT"
+"$VENV/bin/ruff" check --quiet agent drivers hil tests bench
 # Plain `pytest` (not `python -m pytest`) so the tests import the installed agent, not the tree.
 exec "$VENV/bin/pytest" "$@"

@@ -180,10 +180,9 @@ async def test_strict_device_is_learned_once_and_remembered_across_restarts(
 
 
 async def test_lenient_sdm630_takes_three_requests_over_tcp(config: SiteConfig) -> None:
-    async with SimulatedBuilding() as lenient:
-        async with _bus(lenient, "switchboard") as bus:
-            poller = ModbusDevicePoller(_device(config, "main_meter"), bus, sink=_discard)
-            readings = await poller.poll_once()
-            assert bus.requests == 3
+    async with SimulatedBuilding() as lenient, _bus(lenient, "switchboard") as bus:
+        poller = ModbusDevicePoller(_device(config, "main_meter"), bus, sink=_discard)
+        readings = await poller.poll_once()
+        assert bus.requests == 3
     assert len(readings) == 20
     assert all(r.quality is Quality.GOOD for r in readings)
