@@ -4,6 +4,10 @@ Modbus carries 16-bit registers, each big-endian on the wire. A 32- or 64-bit va
 several registers whose order is the device's choice: "big" word order puts the most
 significant register first (the Modbus convention; Eastron, Chint), "little" puts it last
 (Sungrow's "word-swapped" values). A few devices also swap the two bytes inside a register.
+
+SunSpec-style scale factors (value = raw x 10^SF, SF read from another register) combine with
+a point's own scale through `scale_with_exponent`; "not implemented" sentinels are compared
+against the registers' raw bits (`raw_bits`), as the SunSpec specification writes them.
 """
 
 from __future__ import annotations
@@ -11,10 +15,18 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from decimal import Decimal
 
 from drivers.modbus.spec import ByteOrder, DataType, WordOrder
 
-__all__ = ["decode", "encode", "engineering_to_raw", "raw_to_engineering"]
+__all__ = [
+    "decode",
+    "encode",
+    "engineering_to_raw",
+    "raw_bits",
+    "raw_to_engineering",
+    "scale_with_exponent",
+]
 
 _STRUCT = {
     DataType.INT16: ">h",
@@ -116,3 +128,20 @@ def raw_to_engineering(
 def engineering_to_raw(value: float, scale: float, offset: float) -> float:
     """Inverse of :func:`raw_to_engineering`, for writes (the caller rounds for integer types)."""
     return (value - offset) / scale
+
+
+def raw_bits(
+    registers: Sequence[int],
+    *,
+    word_order: WordOrder = WordOrder.BIG,
+    byte_order: ByteOrder = ByteOrder.BIG,
+) -> int:
+    """The registers of one value as a single unsigned number (most significant word first
+    once word and byte order are undone): what a "not implemented" sentinel is compared to."""
+    return int.from_bytes(_to_bytes(registers, word_order, byte_order), "big")
+
+
+def scale_with_exponent(scale: float, exponent: int) -> float:
+    """``scale x 10^exponent`` computed in decimal, so 0.001 with exponent -2 is exactly the
+    float nearest 1e-05 (not 1.0000000000000001e-05) and scaled integers round cleanly."""
+    return float(Decimal(repr(scale)).scaleb(exponent))

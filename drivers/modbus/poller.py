@@ -3,6 +3,12 @@
 The coordinator pattern: one poller per device; a device that stops answering is marked
 unavailable (logged once), polled less often until it answers, and logged once when it returns.
 A failed read yields readings of quality ``bad`` with no value, never a stale value as good.
+
+Scale factors read from another register (SunSpec: value = raw x 10^SF): whenever a point that
+takes one is due, its SF point is read in the same cycle (the planner usually finds it in the
+same request), and the value is scaled with that reading. An SF that failed, holds its "not
+implemented" sentinel or lies outside -10..10 makes the dependent reading bad, never a value
+scaled wrong. A reading whose registers hold the point's `not_available` sentinel is bad too.
 """
 
 from __future__ import annotations
@@ -11,16 +17,16 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from agent.record import Quality, Reading, now_ms
 from drivers.modbus.bus import ModbusBusClient
-from drivers.modbus.codec import decode, raw_to_engineering
+from drivers.modbus.codec import decode, raw_bits, raw_to_engineering, scale_with_exponent
 from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
 from drivers.modbus.plan import ReadRequest
 from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, plan_reads
-from drivers.modbus.spec import ModbusDevice, ModbusPoint
+from drivers.modbus.spec import MAX_SCALE_FACTOR, ModbusDevice, ModbusPoint, Table
 
 __all__ = ["DeviceHealth", "ModbusDevicePoller"]
 
@@ -61,7 +67,10 @@ class ModbusDevicePoller:
         self.bus = bus
         self._sink = sink
         self.health = DeviceHealth()
-        self.quirks = quirks or DeviceQuirks()
+        # Learned quirks (perhaps restored from a saved JSON) plus the ranges the config
+        # declares unreadable, which are never persisted with them.
+        self.quirks = quirks if quirks is not None else DeviceQuirks()
+        _declare_unreadable(self.quirks, device.unreadable_spans())
         self._save_quirks = save_quirks
         self._learned = False
         self.cost = CostModel.for_bus(bus.spec)
@@ -72,23 +81,62 @@ class ModbusDevicePoller:
     def _decode(
         self, name: str, point: ModbusPoint, request: ReadRequest, raw: list[int] | list[bool]
     ) -> Reading:
+        """The reading of one point from a reply. A point with a `scale_factor` keeps its raw
+        value here; `_apply_scale_factors` finishes it once the cycle's SF readings are in."""
         offset = point.address - request.address
         if request.table.is_bits:
             value: float | int | bool | str = bool(raw[offset])
         else:
             regs = [int(r) for r in raw[offset : offset + point.register_count]]
+            word_order = point.word_order or self.device.word_order
+            byte_order = point.byte_order or self.device.byte_order
+            if point.not_available is not None and point.not_available == raw_bits(
+                regs, word_order=word_order, byte_order=byte_order
+            ):
+                # The device says it has no value here (SunSpec "not implemented").
+                return Reading(self.device.name, name, now_ms(), None, point.unit, Quality.BAD)
             value = decode(
-                regs,
-                point.type,
-                word_order=point.word_order or self.device.word_order,
-                byte_order=point.byte_order or self.device.byte_order,
-                bit=point.bit,
+                regs, point.type, word_order=word_order, byte_order=byte_order, bit=point.bit
             )
-            value = raw_to_engineering(value, point.scale, point.offset)
+            if point.scale_factor is None:
+                value = raw_to_engineering(value, point.scale, point.offset)
         if isinstance(value, float) and not math.isfinite(value):
             # NaN or infinity from a float register is not a measurement.
             return Reading(self.device.name, name, now_ms(), None, point.unit, Quality.BAD)
         return Reading(self.device.name, name, now_ms(), value, point.unit, Quality.GOOD)
+
+    def _with_scale_factors(self, names: Iterable[str]) -> list[str]:
+        """``names`` plus the scale-factor points they need, each once, in order."""
+        wanted = list(dict.fromkeys(names))
+        for name in list(wanted):
+            source = self.device.points[name].scale_factor
+            if source is not None and source not in wanted:
+                wanted.append(source)
+        return wanted
+
+    def _apply_scale_factors(self, readings: Sequence[Reading]) -> list[Reading]:
+        """Scale every raw reading that takes a scale factor by this cycle's SF reading."""
+        by_name = {r.point: r for r in readings}
+        out: list[Reading] = []
+        for reading in readings:
+            point = self.device.points[reading.point]
+            if point.scale_factor is None or reading.quality is not Quality.GOOD:
+                out.append(reading)
+                continue
+            exponent = _exponent(by_name.get(point.scale_factor))
+            raw = reading.value
+            if exponent is None or not isinstance(raw, int | float) or isinstance(raw, bool):
+                log.debug(
+                    "device %s: %s is bad: its scale factor %s has no usable value",
+                    self.device.name,
+                    reading.point,
+                    point.scale_factor,
+                )
+                out.append(replace(reading, value=None, quality=Quality.BAD))
+                continue
+            scale = scale_with_exponent(point.scale, exponent)
+            out.append(replace(reading, value=raw_to_engineering(raw, scale, point.offset)))
+        return out
 
     def _bad(self, members: Sequence[tuple[str, ModbusPoint]]) -> list[Reading]:
         ts = now_ms()
@@ -106,13 +154,18 @@ class ModbusDevicePoller:
     def plan(self, names: Sequence[str] | None = None) -> Plan:
         """The cheapest requests for the named points (all by default), given what the
         device is known to accept."""
-        wanted = [(n, self.device.points[n]) for n in (names or list(self.device.points))]
+        chosen = self._with_scale_factors(names or list(self.device.points))
+        wanted = [(n, self.device.points[n]) for n in chosen]
         return plan_reads(
             wanted, cost=self.cost, max_registers=self.device.max_registers, quirks=self.quirks
         )
 
     async def poll_once(self, names: Sequence[str] | None = None) -> list[Reading]:
-        """Read the named points (all by default) once; raise nothing a device can cause."""
+        """Read the named points (all by default) once; raise nothing a device can cause.
+
+        Returns one reading per named point (scale-factor points read only for the others'
+        sake are not returned)."""
+        asked = set(names or self.device.points)
         readings: list[Reading] = []
         answered = failed = False
         requests = self.plan(names).requests
@@ -152,7 +205,7 @@ class ModbusDevicePoller:
         if self._learned and self._save_quirks is not None:
             self._learned = False
             await self._save_quirks(self.device.name, self.quirks.to_json())
-        return readings
+        return [r for r in self._apply_scale_factors(readings) if r.point in asked]
 
     def _learn(self, lessons: object) -> None:
         if lessons:
@@ -239,3 +292,19 @@ class ModbusDevicePoller:
                     retry_at = after + self._retry_delay()
                     next_due = {n: max(t, retry_at) for n, t in next_due.items()}
             await asyncio.sleep(max(0.0, min(next_due.values()) - clock()))
+
+
+def _exponent(reading: Reading | None) -> int | None:
+    """The power of ten a scale-factor reading gives, or None when it gives none usable."""
+    if reading is None or reading.quality is not Quality.GOOD:
+        return None
+    value = reading.value
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > MAX_SCALE_FACTOR:
+        return None
+    return value
+
+
+def _declare_unreadable(quirks: DeviceQuirks, spans: dict[Table, list[tuple[int, int]]]) -> None:
+    """Add the config's unreadable ranges to ``quirks`` (new lists: never mutate shared ones)."""
+    for table, ranges in spans.items():
+        quirks.unreadable[table] = sorted({*quirks.unreadable.get(table, ()), *ranges})

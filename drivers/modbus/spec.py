@@ -18,6 +18,7 @@ from agent.config.suggest import did_you_mean
 from drivers.modbus.profiles import DEVICE_DEFAULT_KEYS, load_profile, profile_names
 
 __all__ = [
+    "MAX_SCALE_FACTOR",
     "ByteOrder",
     "DataType",
     "ModbusDevice",
@@ -25,8 +26,13 @@ __all__ = [
     "ModbusRtuBus",
     "ModbusTcpBus",
     "Table",
+    "UnreadableRange",
     "WordOrder",
 ]
+
+# SunSpec scale factors (type sunssf) range from -10 to 10 (SunSpec Information Model
+# Specification); a register outside that range is a fault, not a scale.
+MAX_SCALE_FACTOR = 10
 
 
 class Table(enum.StrEnum):
@@ -59,6 +65,10 @@ class DataType(enum.StrEnum):
     STRING = "string"
 
     @property
+    def is_integer(self) -> bool:
+        return self in _INTEGER_TYPES
+
+    @property
     def registers(self) -> int:
         """Registers one value takes (strings: per `length`, see ModbusPoint.register_count)."""
         return {
@@ -73,6 +83,18 @@ class DataType(enum.StrEnum):
             "float64": 4,
             "string": 1,
         }[self.value]
+
+
+_INTEGER_TYPES = frozenset(
+    {
+        DataType.INT16,
+        DataType.UINT16,
+        DataType.INT32,
+        DataType.UINT32,
+        DataType.INT64,
+        DataType.UINT64,
+    }
+)
 
 
 class WordOrder(enum.StrEnum):
@@ -109,9 +131,17 @@ class ModbusPoint(ConfigModel):
     byte_order: ByteOrder | None = None
     """Overrides the device's byte order for this point."""
     scale: float = 1.0
-    """Engineering value = raw x scale + offset."""
+    """Engineering value = raw x scale + offset (x 10^SF first, with `scale_factor`)."""
     offset: float = 0.0
     """Added after scaling."""
+    scale_factor: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_]*$")
+    """Name of another point of this device that holds a power-of-ten exponent SF, as SunSpec
+    does (e.g. w_sf): engineering value = raw x 10^SF x scale + offset, with SF from the same
+    poll. A missing, unavailable or out-of-range SF (beyond -10..10) makes the reading bad."""
+    not_available: int | None = Field(default=None, ge=0)
+    """Register content meaning "not implemented / no value", written as the unsigned raw
+    bits (SunSpec: 0x8000 for int16, 0xFFFF for uint16, 0x80000000 for int32, 0xFFFFFFFF for
+    uint32, 0 for an acc32 counter). A reading holding it is bad, with no value."""
     unit: str = ""
     """Unit of the engineering value, e.g. W, kWh, V, A, degC."""
     interval: Duration | None = None
@@ -131,6 +161,16 @@ class ModbusPoint(ConfigModel):
             raise ValueError("`bit` applies only to type bit on a holding or input register")
         if self.type is DataType.BIT and not self.table.is_bits and self.bit is None:
             raise ValueError("a bit inside a register needs `bit`, its index 0-15")
+        if self.scale_factor is not None and self.type in (DataType.BIT, DataType.STRING):
+            raise ValueError(f"`scale_factor` applies to numbers, not to a {self.type.value}")
+        if self.not_available is not None:
+            if not self.type.is_integer:
+                raise ValueError("`not_available` applies to integer types only")
+            if self.not_available >= 1 << (16 * self.type.registers):
+                raise ValueError(
+                    f"`not_available` {self.not_available:#x} does not fit in a {self.type.value}"
+                    " (write the register content as an unsigned number, e.g. 0x8000 for int16)"
+                )
         return self
 
     @property
@@ -178,6 +218,24 @@ class ModbusRtuBus(ConfigModel):
 ModbusBus = Annotated[ModbusTcpBus | ModbusRtuBus, Field(discriminator="kind")]
 
 
+class UnreadableRange(ConfigModel):
+    """Registers a merged read must never carry as filler (e.g. undefined ones that make the
+    device answer exception 02); a point declared inside the range is still read on its own."""
+
+    table: Table
+    """The data table the range is in."""
+    start: int = Field(ge=0, le=65535)
+    """First register of the range (0-based protocol address)."""
+    end: int = Field(ge=0, le=65535)
+    """Last register of the range, inclusive."""
+
+    @model_validator(mode="after")
+    def _check_order(self) -> UnreadableRange:
+        if self.end < self.start:
+            raise ValueError(f"`end` ({self.end}) comes before `start` ({self.start})")
+        return self
+
+
 class ModbusDevice(ConfigModel):
     """A device on a Modbus bus."""
 
@@ -201,6 +259,8 @@ class ModbusDevice(ConfigModel):
         default_factory=dict
     )
     """Points by stable name, e.g. active_power, import_energy, voltage_l1."""
+    unreadable: tuple[UnreadableRange, ...] = ()
+    """Register ranges a merged read must not carry as filler: the profile's, then these."""
 
     @model_validator(mode="before")
     @classmethod
@@ -220,7 +280,51 @@ class ModbusDevice(ConfigModel):
         own_points = data.get("points")
         if own_points is None or isinstance(own_points, dict):
             merged["points"] = {**profile["points"], **(own_points or {})}
+        own_ranges = data.get("unreadable")
+        if profile.get("unreadable") and (own_ranges is None or isinstance(own_ranges, list)):
+            merged["unreadable"] = [*profile["unreadable"], *(own_ranges or [])]
         return merged
+
+    @field_validator("points")
+    @classmethod
+    def _scale_factors_resolve(cls, points: dict[str, ModbusPoint]) -> dict[str, ModbusPoint]:
+        # Per device, so the error names the point; cross-device checks live in
+        # agent/config/model.py `cross_check`.
+        for name, point in points.items():
+            ref = point.scale_factor
+            if ref is None:
+                continue
+            source = points.get(ref)
+            if source is None:
+                hint = did_you_mean(ref, [n for n in points if n != name])
+                raise ValueError(
+                    f"point {name!r} takes its scale factor from {ref!r}, but the device has no "
+                    f"point {ref!r}{hint}: declare it (an int16, e.g. "
+                    f"{{register: N, type: int16}}) or remove `scale_factor`"
+                )
+            if ref == name or source.scale_factor is not None:
+                raise ValueError(
+                    f"point {name!r} takes its scale factor from {ref!r}, which has a "
+                    "`scale_factor` of its own: a scale factor must be a plain register"
+                )
+            if source.table.is_bits or not source.type.is_integer:
+                raise ValueError(
+                    f"point {name!r} takes its scale factor from {ref!r}, a "
+                    f"{source.type.value}: a scale factor must be an integer (int16)"
+                )
+            if source.scale != 1.0 or source.offset != 0.0:
+                raise ValueError(
+                    f"point {name!r} takes its scale factor from {ref!r}, which is scaled: a "
+                    "scale factor point must have no `scale` or `offset`"
+                )
+        return points
+
+    def unreadable_spans(self) -> dict[Table, list[tuple[int, int]]]:
+        """The `unreadable` ranges as [start, end) spans per table (what the planner takes)."""
+        spans: dict[Table, list[tuple[int, int]]] = {}
+        for r in self.unreadable:
+            spans.setdefault(r.table, []).append((r.start, r.end + 1))
+        return {table: sorted(set(found)) for table, found in spans.items()}
 
     @field_validator("profile")
     @classmethod
