@@ -33,7 +33,6 @@ def status_report(db: Path) -> dict[str, Any]:
             entry["last_good_ms"] = max(entry["last_good_ms"] or 0, reading.ts_ms)
         else:
             entry["bad_points"] += 1
-    iso = lambda ms: ms_to_iso(ms) if ms else None  # noqa: E731 - a local formatter
     return {
         "buffer": {
             "path": str(db),
@@ -56,6 +55,10 @@ def status_report(db: Path) -> dict[str, Any]:
             for name, d in sorted(devices.items())
         },
     }
+
+
+def iso(ms: int | None) -> str | None:
+    return ms_to_iso(ms) if ms else None
 
 
 def _age(iso: str | None) -> str:

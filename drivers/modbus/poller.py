@@ -262,7 +262,8 @@ class ModbusDevicePoller:
 
     def _retry_delay(self) -> float:
         shortest = min(self._intervals.values())
-        return min(max(MAX_OFFLINE_RETRY, shortest), shortest * 2**self.health.consecutive_failures)
+        backoff = shortest * 2.0 ** min(self.health.consecutive_failures, 16)
+        return min(max(MAX_OFFLINE_RETRY, shortest), backoff)
 
     async def run(self) -> None:
         """Poll forever on each point's interval (cancel to stop)."""
