@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--data-dir", type=Path, default=None)
     status.add_argument("--db", type=Path, default=None)
     status.add_argument("--json", action="store_true")
+    from agent.commission import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -180,6 +183,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.status import print_status
 
         return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
+    if command in ("read", "scan"):
+        from agent.commission import dispatch
+
+        return asyncio.run(dispatch(args))
     raise AssertionError(command)
 
 

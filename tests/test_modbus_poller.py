@@ -186,3 +186,17 @@ async def test_lenient_sdm630_takes_three_requests_over_tcp(config: SiteConfig) 
         assert bus.requests == 3
     assert len(readings) == 20
     assert all(r.quality is Quality.GOOD for r in readings)
+
+
+async def test_gateway_saying_the_device_is_silent_marks_it_down_without_splitting(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    building.set_offline("hvac_meter", reply="gateway")  # the gateway answers exception 0x0B
+    async with _bus(building, "switchboard") as bus:
+        poller = ModbusDevicePoller(_device(config, "hvac_meter"), bus, sink=_discard)
+        readings = await poller.poll_once()
+        assert bus.requests == 1  # not split into single-point reads
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert len(readings) == 8
+    assert poller.health.online is False
+    assert not poller.quirks.describe(), "a silent device taught the planner nothing"

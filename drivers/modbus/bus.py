@@ -2,26 +2,54 @@
 
 A bus is serialised by a lock: on RS-485 only one frame may be on the wire, and many TCP
 gateways in front of RS-485 lines also handle a single transaction at a time. Every request
-has a timeout, so a dead device costs only its own timeout, never a stalled bus.
+has its own deadline (the bus timeout), and this class, not pymodbus, decides when a request
+has failed: pymodbus gets a longer timeout and no retries, so a dead device costs exactly one
+timeout and the other devices on the bus wait for nothing more.
+
+Serial lines (Modbus RTU): the port is opened with the line's baud rate, parity, stop bits and
+byte size, and frames are separated by the inter-frame gap. A dead device on a shared line is
+normal, so a timeout leaves the port open. A USB adapter that is unplugged takes its device
+node away: pymodbus closes the port when a read fails, and the next request opens it again
+once the path is back. Opening a local port costs microseconds, so a serial bus tries on every
+request and comes back on the first one after the adapter does; while the path is missing,
+requests fail at once.
+
+TCP: a broken connection is opened again on the next request. A failed connect may cost a whole
+timeout, so after one the bus waits (capped exponential backoff with jitter) before the next
+attempt and fails requests at once meanwhile. Going down and coming back are logged once each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
-from pymodbus.pdu import ExceptionResponse
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
 from drivers.modbus.spec import ModbusRtuBus, ModbusTcpBus, Table
 
-__all__ = ["ModbusBusClient"]
+__all__ = ["ModbusBusClient", "rtu_frame_gap"]
 
 log = logging.getLogger(__name__)
+
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+# pymodbus's own deadline is set this much later than ours, so that ours always fires first:
+# a request that times out is then cancelled by this class and the connection kept, instead of
+# pymodbus counting no-answers and closing the connection after a few of them.
+LIBRARY_TIMEOUT_MARGIN_S = 1.0
+# Wait between TCP connect attempts: doubles from the minimum after each failure, up to the cap,
+# and is drawn from [half, whole] of that so that agents restarted together spread out.
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 10.0
 
 
 def rtu_frame_gap(baudrate: int) -> float:
@@ -32,6 +60,12 @@ def rtu_frame_gap(baudrate: int) -> float:
     return 3.5 * 11 / baudrate
 
 
+def reconnect_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed connects in a row (capped, with jitter)."""
+    ceiling = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** max(failures - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)  # jitter, not cryptography
+
+
 class ModbusBusClient:
     """Reads and writes on one bus. Use as ``async with ModbusBusClient(name, spec) as bus``."""
 
@@ -39,25 +73,41 @@ class ModbusBusClient:
         self.name = name
         self.spec = spec
         self._lock = asyncio.Lock()
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._client: Client | None = None
         self._gap = rtu_frame_gap(spec.baudrate) if isinstance(spec, ModbusRtuBus) else 0.0
         if isinstance(spec, ModbusRtuBus) and spec.frame_gap is not None:
             self._gap = spec.frame_gap
         self._last_frame_end = 0.0
+        self._failures = 0  # failed connects in a row
+        self._retry_at = 0.0  # loop time before which a TCP bus does not try to connect
+        self._down = False  # logged as down; logged again only when it comes back
         self.requests = 0  # requests sent, for the live view and benchmarks
 
     @property
     def timeout(self) -> float:
         return self.spec.timeout
 
-    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection (or serial port) is open right now."""
+        return self._client is not None and self._client.connected
+
+    @property
+    def where(self) -> str:
+        """The endpoint, for messages: ``host:port`` or the serial port."""
+        if isinstance(self.spec, ModbusTcpBus):
+            return f"{self.spec.host}:{self.spec.port}"
+        return self.spec.port
+
+    def _new_client(self) -> Client:
         # pymodbus's own retries and reconnects are off: this class decides when to retry, so
         # that one dead device costs exactly one timeout and the poll cadence stays ours.
+        library_timeout = self.spec.timeout + LIBRARY_TIMEOUT_MARGIN_S
         if isinstance(self.spec, ModbusTcpBus):
             return AsyncModbusTcpClient(
                 self.spec.host,
                 port=self.spec.port,
-                timeout=self.spec.timeout,
+                timeout=library_timeout,
                 retries=0,
                 reconnect_delay=0,
                 name=f"bus:{self.name}",
@@ -68,7 +118,7 @@ class ModbusBusClient:
             parity=self.spec.parity,
             stopbits=self.spec.stopbits,
             bytesize=self.spec.bytesize,
-            timeout=self.spec.timeout,
+            timeout=library_timeout,
             retries=0,
             reconnect_delay=0,
             name=f"bus:{self.name}",
@@ -86,63 +136,125 @@ class ModbusBusClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection or port; the next request opens it again. Idempotent."""
         if self._client is not None:
             self._client.close()
             self._client = None
 
-    async def _ensure_connected(
-        self, device: str
-    ) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        if self._client is not None:
-            self._client.close()
-        self._client = self._new_client()
+    async def connect(self) -> None:
+        """Open the connection (or port) now rather than on the first request; raises
+        DeviceUnavailableError, naming the bus, when it cannot."""
+        async with self._lock:
+            await self._ensure_connected(f"bus {self.name}")
+
+    # ---- connecting ---------------------------------------------------------------------------
+
+    async def _ensure_connected(self, device: str) -> Client:
+        client = self._client
+        if client is not None and client.connected:
+            return client
+        if client is not None:
+            # It was open and is not any more: the peer closed it, or the serial port vanished.
+            client.close()
+            self._client = None
+            log.info("bus %s: the connection to %s closed; opening it again", self.name, self.where)
+        loop = asyncio.get_running_loop()
+        if isinstance(self.spec, ModbusRtuBus):
+            if missing := self._serial_port_missing():
+                self._went_down(missing)
+                raise DeviceUnavailableError(device, missing)
+        elif loop.time() < self._retry_at:
+            wait = self._retry_at - loop.time()
+            raise DeviceUnavailableError(
+                device, f"cannot connect to {self.where}; next attempt in {wait:.1f} s"
+            )
+        elif self._failures:
+            log.info(
+                "bus %s: connecting to %s (attempt %d)", self.name, self.where, self._failures + 1
+            )
+        client = self._new_client()
         try:
             async with asyncio.timeout(self.spec.timeout):
-                ok = await self._client.connect()
+                ok = await client.connect()
         except TimeoutError:
             ok = False
         if not ok:
-            self._client.close()
-            self._client = None
-            raise DeviceUnavailableError(device, f"cannot connect to bus {self.name!r}")
-        return self._client
+            client.close()
+            self._failures += 1
+            self._retry_at = loop.time() + reconnect_delay(self._failures)
+            reason = self._connect_failure()
+            self._went_down(reason)
+            raise DeviceUnavailableError(device, reason)
+        if self._down:
+            log.warning("bus %s: %s is back", self.name, self.where)
+        self._down = False
+        self._failures = 0
+        self._retry_at = 0.0
+        self._client = client
+        return client
 
-    async def read(
-        self, *, device: str, unit_id: int, table: Table, address: int, count: int
-    ) -> list[int] | list[bool]:
-        """Read ``count`` registers (or bits) from one table of one device."""
+    def _serial_port_missing(self) -> str | None:
+        """Why the serial port cannot be there, or None. pyserial also takes URLs (e.g.
+        ``socket://``, ``rfc2217://``): only a path is checked."""
+        assert isinstance(self.spec, ModbusRtuBus)
+        port = self.spec.port
+        if "://" in port or os.path.exists(port):
+            return None
+        return f"serial port {port} is not present (adapter unplugged?)"
+
+    def _connect_failure(self) -> str:
+        if isinstance(self.spec, ModbusTcpBus):
+            return f"cannot connect to {self.where}"
+        port = self.spec.port
+        if "://" not in port and not os.access(port, os.R_OK | os.W_OK):
+            return f"no permission to open serial port {port} (is the user in group dialout?)"
+        return f"cannot open serial port {port} (in use by another program?)"
+
+    def _went_down(self, reason: str) -> None:
+        if not self._down:
+            log.warning("bus %s is unavailable: %s", self.name, reason)
+        self._down = True
+
+    # ---- requests -----------------------------------------------------------------------------
+
+    async def _transact(
+        self, device: str, call: Callable[[Client], Awaitable[ModbusPDU]]
+    ) -> ModbusPDU:
+        """One request: connect if needed, keep the frame gap, wait at most the bus timeout."""
         async with self._lock:
             client = await self._ensure_connected(device)
             await self._respect_gap()
             self.requests += 1
             try:
                 async with asyncio.timeout(self.spec.timeout):
-                    if table is Table.HOLDING:
-                        reply = await client.read_holding_registers(
-                            address, count=count, device_id=unit_id
-                        )
-                    elif table is Table.INPUT:
-                        reply = await client.read_input_registers(
-                            address, count=count, device_id=unit_id
-                        )
-                    elif table is Table.COIL:
-                        reply = await client.read_coils(address, count=count, device_id=unit_id)
-                    else:
-                        reply = await client.read_discrete_inputs(
-                            address, count=count, device_id=unit_id
-                        )
+                    return await call(client)
             except TimeoutError:
-                raise DeviceUnavailableError(
-                    device, f"no answer within {self.spec.timeout:g} s"
-                ) from None
+                reason = f"no answer within {self.spec.timeout:g} s"
+                if not client.connected:
+                    reason += " (the connection closed)"
+                raise DeviceUnavailableError(device, reason) from None
             except ModbusException as exc:
-                # The connection is in an unknown state: start afresh on the next request.
+                # Garbage, or a broken link: start afresh on the next request.
                 await self.aclose()
                 raise DeviceUnavailableError(device, str(exc)) from exc
             finally:
                 self._last_frame_end = asyncio.get_running_loop().time()
+
+    async def read(
+        self, *, device: str, unit_id: int, table: Table, address: int, count: int
+    ) -> list[int] | list[bool]:
+        """Read ``count`` registers (or bits) from one table of one device."""
+
+        async def call(client: Client) -> ModbusPDU:
+            if table is Table.HOLDING:
+                return await client.read_holding_registers(address, count=count, device_id=unit_id)
+            if table is Table.INPUT:
+                return await client.read_input_registers(address, count=count, device_id=unit_id)
+            if table is Table.COIL:
+                return await client.read_coils(address, count=count, device_id=unit_id)
+            return await client.read_discrete_inputs(address, count=count, device_id=unit_id)
+
+        reply = await self._transact(device, call)
         if isinstance(reply, ExceptionResponse) or reply.isError():
             code = getattr(reply, "exception_code", 0)
             raise ModbusExceptionError(device, code, table.read_function, address, count)
@@ -173,37 +285,21 @@ class ModbusBusClient:
             raise ValueError(f"a {table.value} table cannot be written")
         if not values:
             raise ValueError("nothing to write")
-        async with self._lock:
-            client = await self._ensure_connected(device)
-            await self._respect_gap()
-            self.requests += 1
-            try:
-                async with asyncio.timeout(self.spec.timeout):
-                    if table is Table.COIL:
-                        bits = [bool(v) for v in values]
-                        if len(bits) == 1:
-                            reply = await client.write_coil(address, bits[0], device_id=unit_id)
-                            function = 5
-                        else:
-                            reply = await client.write_coils(address, bits, device_id=unit_id)
-                            function = 15
-                    else:
-                        regs = [int(v) for v in values]
-                        if len(regs) == 1:
-                            reply = await client.write_register(address, regs[0], device_id=unit_id)
-                            function = 6
-                        else:
-                            reply = await client.write_registers(address, regs, device_id=unit_id)
-                            function = 16
-            except TimeoutError:
-                raise DeviceUnavailableError(
-                    device, f"no answer within {self.spec.timeout:g} s"
-                ) from None
-            except ModbusException as exc:
-                await self.aclose()
-                raise DeviceUnavailableError(device, str(exc)) from exc
-            finally:
-                self._last_frame_end = asyncio.get_running_loop().time()
+        call: Callable[[Client], Awaitable[ModbusPDU]]
+        if table is Table.COIL:
+            bits = [bool(v) for v in values]
+            if len(bits) == 1:
+                function, call = 5, lambda c: c.write_coil(address, bits[0], device_id=unit_id)
+            else:
+                function, call = 15, lambda c: c.write_coils(address, bits, device_id=unit_id)
+        else:
+            regs = [int(v) for v in values]
+            if len(regs) == 1:
+                function, call = 6, lambda c: c.write_register(address, regs[0], device_id=unit_id)
+            else:
+                function, call = 16, lambda c: c.write_registers(address, regs, device_id=unit_id)
+
+        reply = await self._transact(device, call)
         if isinstance(reply, ExceptionResponse) or reply.isError():
             code = getattr(reply, "exception_code", 0)
             raise ModbusExceptionError(device, code, function, address, len(values))

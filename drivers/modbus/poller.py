@@ -37,6 +37,9 @@ Sink = Callable[[Sequence[Reading]], Awaitable[None]]
 # knowledge survives a restart.
 QuirksSaver = Callable[[str, str], Awaitable[None]]
 
+# Exceptions a Modbus TCP gateway sends when the device behind it is absent or silent
+# (Modbus application protocol v1.1b3, section 7: 0x0A path unavailable, 0x0B no response).
+GATEWAY_NO_ANSWER = (0x0A, 0x0B)
 # A device that stays down is retried after interval x 2^n, capped here (seconds).
 MAX_OFFLINE_RETRY = 60.0
 # Points due within this fraction of the shortest interval ride along with the current cycle,
@@ -143,13 +146,20 @@ class ModbusDevicePoller:
         return [Reading(self.device.name, n, ts, None, p.unit, Quality.BAD) for n, p in members]
 
     async def _read(self, request: ReadRequest) -> list[int] | list[bool]:
-        return await self.bus.read(
-            device=self.device.name,
-            unit_id=self.device.unit_id,
-            table=request.table,
-            address=request.address,
-            count=request.count,
-        )
+        try:
+            return await self.bus.read(
+                device=self.device.name,
+                unit_id=self.device.unit_id,
+                table=request.table,
+                address=request.address,
+                count=request.count,
+            )
+        except ModbusExceptionError as exc:
+            if exc.code in GATEWAY_NO_ANSWER:
+                # The TCP gateway answered for a device behind it that did not: the device is
+                # unavailable, not refusing this request (splitting it would only cost more).
+                raise DeviceUnavailableError(self.device.name, str(exc)) from exc
+            raise
 
     def plan(self, names: Sequence[str] | None = None) -> Plan:
         """The cheapest requests for the named points (all by default), given what the
@@ -210,7 +220,9 @@ class ModbusDevicePoller:
     def _learn(self, lessons: object) -> None:
         if lessons:
             self._learned = True
-            log.info("device %s: learned %s", self.device.name, "; ".join(self.quirks.describe()))
+            known = self.quirks.describe()
+            if known:
+                log.info("device %s: read quirks now known: %s", self.device.name, "; ".join(known))
 
     async def _split(
         self, members: Sequence[tuple[str, ModbusPoint]]
