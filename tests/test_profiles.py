@@ -4,7 +4,10 @@ profiles cite their source and use only the shared point names; SunSpec scale fa
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -416,3 +419,33 @@ def test_profile_device_refuses_a_value_its_type_cannot_hold() -> None:
         ProfileDevice("generic-hvac-thermostat", {"setpoint": -5.0})
     with pytest.raises(ValueError, match="needs an integer value for 'power_sf'"):
         ProfileDevice(SUNSPEC, {"active_power": 100.0})
+
+
+# --- every profile through the technician's command --------------------------------------------
+
+
+@pytest.mark.parametrize("profile", profile_names())
+async def test_edge_agent_read_decodes_every_profile_on_a_strict_device(profile: str) -> None:
+    """`edge-agent read --profile P --tcp ... --json`, as a technician runs it, against a device
+    that refuses reads spanning undefined registers."""
+    device = _device(profile)
+    values = _known_values(device)
+    async with ProfileDevice(device, values, strict=True) as served:
+        assert served.endpoint is not None
+        host, port = served.endpoint
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "read", "--profile", profile,
+            "--tcp", f"{host}:{port}", "--unit", "1", "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    decoded = json.loads(out)
+    assert set(decoded) == set(device.points)
+    for name, expected in values.items():
+        step = _resolution(device, name)
+        tolerance = step / 2 if step is not None else 0.0
+        if isinstance(expected, bool):
+            assert bool(decoded[name]) is expected, name
+        else:
+            assert decoded[name] == pytest.approx(expected, rel=1e-6, abs=tolerance), name
