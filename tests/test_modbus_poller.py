@@ -200,3 +200,21 @@ async def test_gateway_saying_the_device_is_silent_marks_it_down_without_splitti
     assert len(readings) == 8
     assert poller.health.online is False
     assert not poller.quirks.describe(), "a silent device taught the planner nothing"
+
+
+async def test_a_device_that_was_up_gets_one_retry_then_none_while_down(
+    building: SimulatedBuilding, config: SiteConfig
+) -> None:
+    device = _device(config, "pv_inverter")  # one request per cycle; retries defaults to 1
+    async with _bus(building, "pv") as bus:
+        poller = ModbusDevicePoller(device, bus, sink=_discard)
+        await poller.poll_once()
+        assert poller.health.online is True
+        building.set_offline("pv_inverter")
+        before = bus.requests
+        await poller.poll_once()
+        assert bus.requests - before == 2  # the request and its one retry
+        assert poller.health.online is False
+        before = bus.requests
+        await poller.poll_once()
+        assert bus.requests - before == 1  # down: no retry, so the bus loses one timeout only

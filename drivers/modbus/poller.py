@@ -146,6 +146,19 @@ class ModbusDevicePoller:
         return [Reading(self.device.name, n, ts, None, p.unit, Quality.BAD) for n, p in members]
 
     async def _read(self, request: ReadRequest) -> list[int] | list[bool]:
+        retries = self.device.retries if self.health.online is True else 0
+        for attempt in range(retries + 1):
+            try:
+                return await self._read_once(request)
+            except DeviceUnavailableError:
+                if attempt == retries:
+                    raise
+                log.debug(
+                    "device %s: no answer, retrying (%d/%d)", self.device.name, attempt + 1, retries
+                )
+        raise AssertionError("unreachable")
+
+    async def _read_once(self, request: ReadRequest) -> list[int] | list[bool]:
         try:
             return await self.bus.read(
                 device=self.device.name,

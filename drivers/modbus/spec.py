@@ -253,6 +253,9 @@ class ModbusDevice(ConfigModel):
     """Register order of 32/64-bit values: big (high word first) or little (word-swapped)."""
     byte_order: ByteOrder = ByteOrder.BIG
     """Byte order inside each register: big (the standard) or little."""
+    retries: int = Field(default=1, ge=0, le=5)
+    """Retries of a request that got no answer while the device is up (a device already
+    marked down is not retried: each retry costs the bus one more timeout)."""
     max_registers: int = Field(default=125, ge=1, le=125)
     """Most registers the device accepts in one read (125 by the spec, less for many devices)."""
     points: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")], ModbusPoint] = Field(
