@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent.commission import add_commands
 
     add_commands(sub)
+    from agent.hvac.cli import add_commands as add_hvac_commands
+
+    add_hvac_commands(sub)
     return parser
 
 
@@ -183,6 +186,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.status import print_status
 
         return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
+    if command in ("schedule", "override"):
+        from agent.hvac.cli import dispatch as hvac_dispatch
+
+        return hvac_dispatch(args)
     if command in ("read", "scan"):
         from agent.commission import dispatch
 

@@ -29,6 +29,7 @@ from ruamel.yaml.reader import ReaderError
 from agent.config.messages import describe, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig, cross_check
 from agent.errors import ConfigError, ConfigIssue
+from agent.hvac.program import hvac_problems
 
 __all__ = ["MAX_FILE_BYTES", "load_config", "load_config_text"]
 
@@ -48,7 +49,7 @@ _TAG_WORDS = {
     f"{_TAG}null": "null",
     f"{_TAG}binary": "base64 data",
 }
-_SECTIONS = "site:, gateway:, store:, uplink:, buses:, devices:"
+_SECTIONS = "site:, gateway:, store:, uplink:, buses:, devices:, hvac:"
 
 Loc = tuple[Any, ...]
 
@@ -88,6 +89,9 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
         raise ConfigError(issues.sorted()) from exc
     for loc, message in crossed:
         issues.add(*tree.locate(loc), message)
+    if config.hvac is not None:  # checked against the validated devices (profiles merged)
+        for loc, message in hvac_problems(config.hvac, config.devices):
+            issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())
     return config

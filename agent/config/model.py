@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.config.base import ConfigModel
 from agent.config.duration import Duration
 from agent.config.suggest import did_you_mean
+from agent.hvac.program import HvacConfig
 from drivers.modbus.spec import ModbusBus, ModbusDevice
 
 __all__ = [
@@ -177,6 +178,8 @@ class SiteConfig(ConfigModel):
     """Field buses by name: Modbus TCP endpoints and RS-485 serial lines."""
     devices: list[ModbusDevice] = Field(default_factory=list)
     """Devices, each on a named bus."""
+    hvac: HvacConfig | None = None
+    """HVAC schedules, policy limits and overrides; without it the agent writes nothing."""
 
     @field_validator("buses")
     @classmethod

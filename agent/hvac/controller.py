@@ -1,0 +1,863 @@
+"""The HVAC controller: applies each zone's wanted state to its zone controller, verifiably.
+
+    async with bus: controller = HvacController(hvac, devices=..., buses=..., tz=..., audit=sink)
+    await controller.run(stop)                       # or: await controller.step() per cycle
+    reply = await controller.handle_command(payload)  # MQTT or CLI command -> reply dict
+
+Each cycle (at every schedule boundary, and every `check_interval` between them):
+
+1. Time: nothing is done until the clock is trusted; the schedule runs on schedule time, which
+   never goes back (agent.hvac.clock explains both rules).
+2. Read every zone's setpoint, mode and on/off points back from the devices.
+3. A value that differs from what the controller last wrote or saw, made by nobody but the
+   thermostat's user, is a *local change*: audited, then handled by the zone's rule —
+   `reassert` writes the schedule back at once; `respect_until_boundary` leaves it until the
+   next schedule boundary (or until the wanted state changes otherwise, e.g. by an override).
+   A respected local setpoint beyond the policy limits is still clamped.
+4. Write what differs from the wanted state (so: only on a change, at a boundary, or to reassert),
+   only to points declared writable, within the zone's dial range and the register's range,
+   through a token bucket per device; read each write back, retry `verify_retries` times, then
+   report a device fault (once, and once more when the device recovers).
+
+Every write, refusal, clamp, local change, fault, clock step and command outcome is an audit
+event ``dict`` passed to the injected ``async def audit(event) -> None``; the sink must be local
+(e.g. the store), never wait on the uplink. A clamp is audited once per zone, source and value,
+not on every cycle. Nothing here depends on the uplink: with it down, the same writes happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from agent.errors import DeviceUnavailableError, DriverError
+from agent.hvac.calendar import HolidayCalendar
+from agent.hvac.clock import Clock, ClockStep, ScheduleClock, SystemClock, timesyncd_synchronized
+from agent.hvac.commands import CommandHandler, command_id_of
+from agent.hvac.overrides import OverrideBook
+from agent.hvac.policy import apply_policy, zone_limits
+from agent.hvac.program import HvacConfig, LocalChangeRule, Mode, Season, ZoneConfig
+from agent.hvac.state import (
+    ScheduleContext,
+    Wanted,
+    next_boundary,
+    season_from_outdoor,
+    wanted_state,
+)
+from agent.record import ms_to_iso
+from drivers.modbus import codec
+from drivers.modbus.spec import DataType, ModbusDevice, ModbusPoint, Table
+
+__all__ = ["AuditSink", "BusLike", "HvacController"]
+
+log = logging.getLogger(__name__)
+
+AuditSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+ROLES = ("mode", "setpoint", "on")  # the order in which a zone is switched on
+RETRY_DELAY_S = 0.5
+MIN_DELAY_S = 0.01
+UNTRUSTED_RECHECK_S = 5.0
+_INT_RANGES = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+}
+_MAX_BITS = 2000  # coils per read request (DOMAIN.md "Modbus facts"; registers: the device's)
+
+Value = float | bool
+
+
+class BusLike(Protocol):
+    """What the controller needs of a bus (drivers.modbus.bus.ModbusBusClient has it)."""
+
+    async def read(
+        self, *, device: str, unit_id: int, table: Table, address: int, count: int
+    ) -> list[int] | list[bool]: ...
+
+    async def write(
+        self,
+        *,
+        device: str,
+        unit_id: int,
+        table: Table,
+        address: int,
+        values: list[int] | list[bool],
+    ) -> None: ...
+
+
+class _Unwritable(Exception):
+    """A value the controller will not write (it becomes a "refused" audit event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    """One device point the controller reads or writes."""
+
+    device: ModbusDevice
+    name: str
+    spec: ModbusPoint
+    bus: BusLike
+
+    def decode(self, words: Sequence[int] | Sequence[bool]) -> Value:
+        spec = self.spec
+        if spec.table.is_bits:
+            return bool(words[0])
+        raw = codec.decode(
+            [int(w) for w in words],
+            spec.type,
+            word_order=spec.word_order or self.device.word_order,
+            byte_order=spec.byte_order or self.device.byte_order,
+            bit=spec.bit,
+        )
+        value = codec.raw_to_engineering(raw, spec.scale, spec.offset)
+        if isinstance(value, str):
+            raise DriverError(f"point {self.name!r} of {self.device.name!r} holds text")
+        return value
+
+    def encode(self, value: Value) -> list[int] | list[bool]:
+        spec = self.spec
+        if not spec.writable:
+            raise _Unwritable(f"point {self.name!r} is not declared writable")
+        if spec.table is Table.COIL:
+            return [bool(value)]
+        if spec.table is not Table.HOLDING or spec.bit is not None or spec.type is DataType.STRING:
+            raise _Unwritable(f"point {self.name!r} cannot be written as a number")
+        raw = codec.engineering_to_raw(float(value), spec.scale, spec.offset)
+        if spec.type in _INT_RANGES:
+            low, high = _INT_RANGES[spec.type]
+            raw = round(raw)
+            if not low <= raw <= high:
+                raise _Unwritable(
+                    f"{value} does not fit point {self.name!r} ({spec.type.value}, raw {raw})"
+                )
+        elif not math.isfinite(raw):
+            raise _Unwritable(f"{value} is not a number the point can hold")
+        return [
+            int(w)
+            for w in codec.encode(
+                raw,
+                spec.type,
+                word_order=spec.word_order or self.device.word_order,
+                byte_order=spec.byte_order or self.device.byte_order,
+            )
+        ]
+
+    def quantise(self, value: Value) -> Value:
+        """What the device will hold after ``value`` is written (the register's resolution)."""
+        spec = self.spec
+        if spec.table.is_bits or isinstance(value, bool):
+            return value
+        if spec.type in _INT_RANGES:
+            raw = round(codec.engineering_to_raw(value, spec.scale, spec.offset))
+            return float(raw * spec.scale + spec.offset)
+        return value
+
+    @property
+    def tolerance(self) -> float:
+        return abs(self.spec.scale) / 2 + 1e-6 if self.spec.type in _INT_RANGES else 1e-3
+
+
+class _TokenBucket:
+    """Writes per device: `rate` per second, at most `burst` at once (monotonic time)."""
+
+    def __init__(self, *, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at = now
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self._burst, self._tokens + max(now - self._at, 0.0) * self._rate)
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def wait(self, now: float) -> float:
+        self._refill(now)
+        return max(0.0, (1.0 - self._tokens) / self._rate)
+
+
+@dataclass
+class _ZoneRuntime:
+    expected: dict[str, Value] = field(default_factory=dict)  # what the device last held
+    respect_until: datetime | None = None
+    respected: Wanted | None = None  # the wanted state when the local change was respected
+    faults: dict[str, str] = field(default_factory=dict)  # role (or "read") -> reason
+    refused: set[tuple[str, Value]] = field(default_factory=set)
+
+
+class HvacController:
+    """Runs the HVAC schedules of one site. Constructing it does no I/O."""
+
+    def __init__(
+        self,
+        hvac: HvacConfig,
+        *,
+        devices: Sequence[ModbusDevice],
+        buses: Mapping[str, BusLike],
+        tz: str,
+        audit: AuditSink,
+        clock: Clock | None = None,
+        time_trusted: Callable[[], bool] | None = None,
+        overrides: OverrideBook | None = None,
+        calendar: HolidayCalendar | None = None,
+    ) -> None:
+        self.hvac = hvac
+        self.tz = ZoneInfo(tz)
+        self.overrides = overrides if overrides is not None else OverrideBook()
+        self.calendar = calendar if calendar is not None else HolidayCalendar(hvac.calendar)
+        self._audit_sink = audit
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._time_trusted = time_trusted or (lambda: hvac.trust_clock or timesyncd_synchronized())
+        self._schedule = ScheduleClock(hold_max=hvac.clock_hold_max)
+        self.commands = CommandHandler(hvac, overrides=self.overrides, audit=self._audit)
+        by_name = {device.name: device for device in devices}
+        self._refs: dict[str, dict[str, _Ref]] = {
+            zone: self._zone_refs(zone, config, by_name, buses)
+            for zone, config in hvac.zones.items()
+        }
+        self._outdoor: _Ref | None = None
+        if hvac.season.outdoor is not None:
+            rule = hvac.season.outdoor
+            self._outdoor = self._ref(by_name, buses, rule.device, rule.point, "season.outdoor")
+        self._runtime = {zone: _ZoneRuntime() for zone in hvac.zones}
+        now = self._clock.monotonic()
+        rate = hvac.writes_per_minute / 60.0
+        self._buckets = {
+            name: _TokenBucket(rate=rate, burst=hvac.write_burst, now=now)
+            for name in {refs["on"].device.name for refs in self._refs.values()}
+        }
+        self._limited: set[str] = set()  # devices out of write tokens (reported once)
+        self._deferred: set[str] = set()  # devices whose writes waited in this cycle
+        self._no_span: set[tuple[str, Table]] = set()  # tables read point by point
+        self._trusted = False
+        self._untrusted_reported = False
+        self._reported: set[tuple[Any, ...]] = set()  # clamps and warnings audited once
+        self._season: Season | None = None
+        self._outdoor_average: float | None = None
+        self._outdoor_at = 0.0
+        self._wake = asyncio.Event()
+        self.now: datetime | None = None  # the schedule time of the last cycle
+
+    # ---- wiring -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ref(
+        by_name: Mapping[str, ModbusDevice],
+        buses: Mapping[str, BusLike],
+        device_name: str,
+        point: str,
+        where: str,
+    ) -> _Ref:
+        device = by_name.get(device_name)
+        if device is None:
+            raise ValueError(f"{where}: no device {device_name!r}")
+        spec = device.points.get(point)
+        if spec is None:
+            raise ValueError(f"{where}: device {device_name!r} has no point {point!r}")
+        bus = buses.get(device.bus)
+        if bus is None:
+            raise ValueError(f"{where}: no bus {device.bus!r} for device {device_name!r}")
+        return _Ref(device=device, name=point, spec=spec, bus=bus)
+
+    def _zone_refs(
+        self,
+        zone: str,
+        config: ZoneConfig,
+        by_name: Mapping[str, ModbusDevice],
+        buses: Mapping[str, BusLike],
+    ) -> dict[str, _Ref]:
+        refs: dict[str, _Ref] = {}
+        for role in ROLES:
+            point = getattr(config, role)
+            if point is not None:
+                refs[role] = self._ref(by_name, buses, config.device, point, f"zone {zone}")
+        return refs
+
+    def context(self) -> ScheduleContext:
+        """The schedule context of this moment: overrides in force and the live season."""
+        reason = "" if self._season is None else self._season_reason()
+        return ScheduleContext(
+            hvac=self.hvac,
+            tz=self.tz,
+            calendar=self.calendar,
+            overrides=dict(self.overrides),
+            season=self._season,
+            season_reason=reason,
+        )
+
+    def _season_reason(self) -> str:
+        assert self._season is not None
+        average = self._outdoor_average
+        detail = "" if average is None else f", outdoor average {average:.1f} °C"
+        return f"season: {self._season.value} (by outdoor temperature{detail})"
+
+    # ---- audit ------------------------------------------------------------------------------
+
+    async def _audit(self, event: dict[str, Any]) -> None:
+        stamped = {
+            "event": event.pop("event"),
+            "ts": ms_to_iso(int(self._clock.wall().timestamp() * 1000)),
+        }
+        if self.now is not None:
+            stamped["schedule_time"] = self.now.astimezone(self.tz).isoformat()
+        stamped.update(event)
+        await self._audit_sink(stamped)
+
+    async def _audit_once(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            await self._audit(event)
+
+    # ---- time -------------------------------------------------------------------------------
+
+    async def _is_trusted(self) -> bool:
+        if self._trusted:
+            return True
+        if self._time_trusted():
+            self._trusted = True
+            if self._untrusted_reported:
+                await self._audit({"event": "clock_trusted"})
+            return True
+        if not self._untrusted_reported:
+            self._untrusted_reported = True
+            log.warning("HVAC control waits for the clock to be synchronised")
+            await self._audit(
+                {
+                    "event": "waiting_for_clock",
+                    "reason": "the clock is not synchronised yet (no "
+                    "/run/systemd/timesync/synchronized); nothing is written until it is",
+                }
+            )
+        return False
+
+    async def _advance(self) -> datetime:
+        wall = self._clock.wall().astimezone(self.tz)
+        now, step = self._schedule.advance(wall, self._clock.monotonic())
+        self.now = now
+        if step is not None:
+            await self._report_step(step, wall)
+        return now
+
+    async def _report_step(self, step: ClockStep, wall: datetime) -> None:
+        log.warning("wall clock stepped %+.0f s: %s", step.seconds, step.action)
+        event: dict[str, Any] = {
+            "event": "clock_step",
+            "seconds": round(step.seconds, 3),
+            "action": step.action,
+            "wall_time": wall.isoformat(),
+        }
+        if step.hold_until is not None:
+            event["hold_until"] = step.hold_until.astimezone(self.tz).isoformat()
+        await self._audit(event)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Cycle until ``stop`` is set (or the task is cancelled)."""
+        stop = stop if stop is not None else asyncio.Event()
+        while not stop.is_set():
+            delay = await self.step()
+            await self._pause(delay, stop)
+
+    async def _pause(self, delay: float, stop: asyncio.Event) -> None:
+        if self._wake.is_set() or stop.is_set():
+            return
+        waits = [
+            asyncio.create_task(self._clock.sleep(delay), name="hvac.sleep"),
+            asyncio.create_task(self._wake.wait(), name="hvac.wake"),
+            asyncio.create_task(stop.wait(), name="hvac.stop"),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            for task in waits:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def step(self) -> float:
+        """One cycle. Returns the seconds until the next one is due."""
+        self._wake.clear()
+        if not await self._is_trusted():
+            return UNTRUSTED_RECHECK_S
+        now = await self._advance()
+        for ended in self.overrides.prune(now):
+            await self._audit({"event": "override_ended", "zone": ended.zone, "id": ended.id})
+        await self._calendar_warnings(now)
+        await self._update_season()
+        context = self.context()
+        readings = await self._read_all()
+        self._deferred.clear()
+        for zone in self.hvac.zones:
+            await self._cycle_zone(zone, now, context, readings)
+        # A device is rate limited until a cycle defers none of its writes: reported once.
+        self._limited &= self._deferred
+        return self._next_delay(now, context)
+
+    def _next_delay(self, now: datetime, context: ScheduleContext) -> float:
+        delay = self.hvac.check_interval
+        for zone in self.hvac.zones:
+            boundary = next_boundary(zone, now, context)
+            delay = min(delay, (boundary - now).total_seconds())
+            respect_until = self._runtime[zone].respect_until
+            if respect_until is not None:
+                delay = min(delay, (respect_until - now).total_seconds())
+        mono = self._clock.monotonic()
+        for device in self._limited:
+            delay = min(delay, self._buckets[device].wait(mono))
+        return max(delay, MIN_DELAY_S)
+
+    async def handle_command(
+        self, raw: bytes | str | Mapping[str, Any], *, source: str = "mqtt"
+    ) -> dict[str, Any]:
+        """Validate and apply one command; the reply goes back to the sender. A refused command
+        changes nothing; an accepted one wakes the loop so that it is applied at once."""
+        if not await self._is_trusted():
+            reply = {
+                "id": None,
+                "ok": False,
+                "reason": "the gateway's clock is not synchronised yet: commands cannot be "
+                "checked for expiry",
+                "applied": None,
+            }
+            reply["id"] = command_id_of(raw)
+            await self._audit({"event": "command", "source": source, **reply})
+            return reply
+        now = await self._advance()
+        reply = await self.commands.handle(raw, now=now, context=self.context(), source=source)
+        if reply["ok"]:
+            self._wake.set()
+        return reply
+
+    # ---- season and calendar ------------------------------------------------------------------
+
+    async def _calendar_warnings(self, now: datetime) -> None:
+        for message in self.calendar.warnings(now.astimezone(self.tz).date()):
+            if ("calendar", message) not in self._reported:
+                log.warning("%s", message)
+            await self._audit_once(
+                ("calendar", message), {"event": "calendar_missing", "message": message}
+            )
+
+    async def _update_season(self) -> None:
+        rule = self.hvac.season.outdoor
+        if rule is None or self._outdoor is None:
+            return
+        ref = self._outdoor
+        try:
+            value = float(await self._read_point(ref))
+        except DriverError as exc:
+            if self._season is not None or ("outdoor", "fault") not in self._reported:
+                self._reported.add(("outdoor", "fault"))
+                await self._audit(
+                    {"event": "season_fallback", "reason": f"no outdoor temperature: {exc}"}
+                )
+            self._season, self._outdoor_average = None, None
+            return
+        mono = self._clock.monotonic()
+        if self._outdoor_average is None:
+            self._outdoor_average = value
+        else:
+            weight = 1.0 - math.exp(-max(mono - self._outdoor_at, 0.0) / rule.averaging)
+            self._outdoor_average += weight * (value - self._outdoor_average)
+        self._outdoor_at = mono
+        otherwise = Season(self.hvac.season.otherwise)
+        season = season_from_outdoor(self._season, self._outdoor_average, rule, otherwise)
+        if season is not self._season:
+            self._reported.discard(("outdoor", "fault"))
+            await self._audit(
+                {
+                    "event": "season",
+                    "season": season.value,
+                    "previous": None if self._season is None else self._season.value,
+                    "outdoor_average": round(self._outdoor_average, 2),
+                }
+            )
+            self._season = season
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    async def _read_point(self, ref: _Ref) -> Value:
+        words = await ref.bus.read(
+            device=ref.device.name,
+            unit_id=ref.device.unit_id,
+            table=ref.spec.table,
+            address=ref.spec.address,
+            count=ref.spec.register_count,
+        )
+        return ref.decode(words)
+
+    async def _read_all(self) -> dict[str, dict[str, Value] | DriverError]:
+        """Every zone point, grouped by device: one request per table where the span allows."""
+        by_device: dict[str, dict[str, _Ref]] = {}
+        for refs in self._refs.values():
+            for ref in refs.values():
+                by_device.setdefault(ref.device.name, {})[ref.name] = ref
+        found: dict[str, dict[str, Value] | DriverError] = {}
+        for device, refs in by_device.items():
+            try:
+                found[device] = await self._read_device(list(refs.values()))
+            except DriverError as exc:
+                found[device] = exc
+        return found
+
+    async def _read_device(self, refs: list[_Ref]) -> dict[str, Value]:
+        values: dict[str, Value] = {}
+        by_table: dict[Table, list[_Ref]] = {}
+        for ref in refs:
+            by_table.setdefault(ref.spec.table, []).append(ref)
+        for table, group in by_table.items():
+            first = min(ref.spec.address for ref in group)
+            end = max(ref.spec.address + ref.spec.register_count for ref in group)
+            device = group[0].device
+            limit = _MAX_BITS if table.is_bits else device.max_registers
+            span = (device.name, table)
+            if len(group) > 1 and end - first <= limit and span not in self._no_span:
+                try:
+                    words = await group[0].bus.read(
+                        device=device.name,
+                        unit_id=device.unit_id,
+                        table=table,
+                        address=first,
+                        count=end - first,
+                    )
+                except DriverError as exc:
+                    if isinstance(exc, DeviceUnavailableError):
+                        raise
+                    # The device refuses the span (a gap in its map): point by point from now.
+                    self._no_span.add(span)
+                else:
+                    for ref in group:
+                        offset = ref.spec.address - first
+                        values[ref.name] = ref.decode(
+                            words[offset : offset + ref.spec.register_count]
+                        )
+                    continue
+            for ref in group:
+                values[ref.name] = await self._read_point(ref)
+        return values
+
+    # ---- one zone -----------------------------------------------------------------------------
+
+    def _current(
+        self, zone: str, readings: Mapping[str, dict[str, Value] | DriverError]
+    ) -> dict[str, Value] | DriverError:
+        refs = self._refs[zone]
+        device = refs["on"].device.name
+        values = readings.get(device)
+        if values is None:
+            return DriverError(f"device {device!r} was not read")
+        if isinstance(values, DriverError):
+            return values
+        current: dict[str, Value] = {role: values[ref.name] for role, ref in refs.items()}
+        current["on"] = bool(current["on"])
+        return current
+
+    async def _cycle_zone(
+        self,
+        zone: str,
+        now: datetime,
+        context: ScheduleContext,
+        readings: Mapping[str, dict[str, Value] | DriverError],
+    ) -> None:
+        runtime = self._runtime[zone]
+        config = self.hvac.zones[zone]
+        wanted = wanted_state(zone, now, context)
+        if wanted.clamp is not None:
+            await self._report_clamp(zone, wanted)
+        current = self._current(zone, readings)
+        if isinstance(current, DriverError):
+            await self._fault(zone, "read", str(current))
+            return
+        await self._recovered(zone, "read")
+
+        changed = self._local_changes(zone, current)
+        respect_until: datetime | None = None
+        if changed and config.local_change is LocalChangeRule.RESPECT:
+            respect_until = next_boundary(zone, now, context)
+            runtime.respect_until, runtime.respected = respect_until, wanted
+        for role in changed:
+            await self._audit(
+                {
+                    "event": "local_change",
+                    "zone": zone,
+                    "point": self._refs[zone][role].name,
+                    "role": role,
+                    "expected": runtime.expected[role],
+                    "found": current[role],
+                    "rule": config.local_change.value,
+                    "respect_until": (
+                        None
+                        if respect_until is None
+                        else respect_until.astimezone(self.tz).isoformat()
+                    ),
+                }
+            )
+        runtime.expected.update(current)
+        if runtime.respect_until is not None and (
+            now >= runtime.respect_until or not wanted.same_state(runtime.respected)
+        ):
+            runtime.respect_until, runtime.respected = None, None
+
+        if runtime.respect_until is not None:
+            desired = await self._clamp_local(zone, current)
+            source, reasons = "policy", ["clamp of a local change"]
+        else:
+            desired = self._desired(zone, wanted)
+            source = "reassert" if changed else wanted.source
+            reasons = wanted.reasons
+        for role in self._write_order(desired):
+            value = desired[role]
+            ref = self._refs[zone][role]
+            if self._same(ref, current[role], value):
+                continue
+            written = await self._write(
+                zone, role, value, previous=current[role], source=source, reasons=reasons
+            )
+            if not written:
+                break  # the rest waits for the next cycle (rate limit, fault or refusal)
+
+    def _local_changes(self, zone: str, current: Mapping[str, Value]) -> list[str]:
+        runtime = self._runtime[zone]
+        expected = runtime.expected
+        if not expected:
+            return []  # first look at the zone: nothing to compare with
+        changed = []
+        for role, ref in self._refs[zone].items():
+            if role not in expected:
+                continue
+            if role != "on" and not (current["on"] and expected.get("on")):
+                continue  # the mode and setpoint of a unit that is off do not matter
+            if not self._same(ref, current[role], expected[role]):
+                changed.append(role)
+        return changed
+
+    async def _clamp_local(self, zone: str, current: Mapping[str, Value]) -> dict[str, Value]:
+        """While a local change is respected, only the policy limits are enforced."""
+        config = self.hvac.zones[zone]
+        if "setpoint" not in current or not current["on"]:
+            return {}
+        mode: Mode | None = None
+        if "mode" in current:
+            mode = config.mode_values.mode(float(current["mode"]))
+        else:
+            assert self.now is not None  # set by the cycle that called this
+            mode = wanted_state(zone, self.now, self.context()).mode
+        if mode not in (Mode.COOL, Mode.HEAT):
+            return {}
+        setpoint = float(current["setpoint"])
+        applied, clamp = apply_policy(mode, setpoint, zone_limits(self.hvac, zone))
+        if clamp is None:
+            return {}
+        await self._audit_once(
+            ("clamp", zone, "local", mode, setpoint),
+            {
+                "event": "clamp",
+                "zone": zone,
+                "source": "local",
+                "mode": mode.value,
+                "requested": clamp.requested,
+                "applied": clamp.applied,
+                "limit": clamp.limit,
+            },
+        )
+        return {"setpoint": applied}
+
+    async def _report_clamp(self, zone: str, wanted: Wanted) -> None:
+        clamp = wanted.clamp
+        assert clamp is not None
+        origin = wanted.override_id if wanted.source == "override" else "schedule"
+        key = ("clamp", zone, origin, clamp.mode, clamp.requested, clamp.applied)
+        if key not in self._reported:
+            log.warning("zone %s: %s", zone, clamp.reason)
+        await self._audit_once(
+            key,
+            {
+                "event": "clamp",
+                "zone": zone,
+                "source": wanted.source,
+                "override_id": wanted.override_id,
+                "mode": clamp.mode.value,
+                "requested": clamp.requested,
+                "applied": clamp.applied,
+                "limit": clamp.limit,
+                "reasons": wanted.reasons,
+            },
+        )
+
+    def _desired(self, zone: str, wanted: Wanted) -> dict[str, Value]:
+        refs = self._refs[zone]
+        if not wanted.on:
+            return {"on": False}
+        desired: dict[str, Value] = {}
+        if "mode" in refs and wanted.mode is not Mode.OFF:
+            desired["mode"] = float(self.hvac.zones[zone].mode_values.value(wanted.mode))
+        if wanted.setpoint is not None:
+            desired["setpoint"] = wanted.setpoint
+        desired["on"] = True
+        return desired
+
+    @staticmethod
+    def _write_order(desired: Mapping[str, Value]) -> list[str]:
+        # Off first when switching off; mode and setpoint before on when switching on.
+        if desired.get("on") is False:
+            return ["on"]
+        return [role for role in ROLES if role in desired]
+
+    @staticmethod
+    def _same(ref: _Ref, held: Value, wanted: Value) -> bool:
+        if ref.spec.table.is_bits or isinstance(wanted, bool):
+            return bool(held) == bool(wanted)
+        return abs(float(held) - float(ref.quantise(wanted))) <= ref.tolerance
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    async def _write(
+        self,
+        zone: str,
+        role: str,
+        value: Value,
+        *,
+        previous: Value,
+        source: str,
+        reasons: list[str],
+    ) -> bool:
+        ref = self._refs[zone][role]
+        runtime = self._runtime[zone]
+        config = self.hvac.zones[zone]
+        device = ref.device.name
+        try:
+            words = self._encode(zone, role, value)
+        except _Unwritable as exc:
+            if (role, value) not in runtime.refused:
+                runtime.refused.add((role, value))
+                log.warning("zone %s: refused to write %s: %s", zone, ref.name, exc)
+                await self._audit(
+                    {
+                        "event": "refused",
+                        "zone": zone,
+                        "device": device,
+                        "point": ref.name,
+                        "value": value,
+                        "reason": str(exc),
+                    }
+                )
+            return False
+        reason = ""
+        readback: Value | None = None
+        for attempt in range(1, self.hvac.verify_retries + 2):
+            if not self._buckets[device].take(self._clock.monotonic()):
+                self._deferred.add(device)
+                if device not in self._limited:
+                    self._limited.add(device)
+                    await self._audit(
+                        {
+                            "event": "rate_limited",
+                            "device": device,
+                            "writes_per_minute": self.hvac.writes_per_minute,
+                        }
+                    )
+                return False
+            try:
+                await ref.bus.write(
+                    device=device,
+                    unit_id=ref.device.unit_id,
+                    table=ref.spec.table,
+                    address=ref.spec.address,
+                    values=words,
+                )
+                readback = await self._read_point(ref)
+            except DriverError as exc:
+                reason = str(exc)
+            else:
+                if self._same(ref, readback, value):
+                    runtime.expected[role] = readback
+                    await self._audit(
+                        {
+                            "event": "write",
+                            "zone": zone,
+                            "device": device,
+                            "point": ref.name,
+                            "role": role,
+                            "value": _plain(value, role, config),
+                            "previous": _plain(previous, role, config),
+                            "source": source,
+                            "reasons": reasons,
+                            "attempts": attempt,
+                            "verified": True,
+                        }
+                    )
+                    log.info("zone %s: wrote %s = %s (%s)", zone, ref.name, value, source)
+                    await self._recovered(zone, role)
+                    return True
+                reason = f"wrote {value} but read back {readback}"
+            if attempt <= self.hvac.verify_retries:
+                await self._clock.sleep(RETRY_DELAY_S)
+        if readback is not None:
+            runtime.expected[role] = readback  # so the next cycle does not see a local change
+        await self._fault(zone, role, f"{ref.name}: {reason}")
+        return False
+
+    def _encode(self, zone: str, role: str, value: Value) -> list[int] | list[bool]:
+        config = self.hvac.zones[zone]
+        if role == "setpoint" and not config.setpoint_min <= float(value) <= config.setpoint_max:
+            raise _Unwritable(
+                f"{value} °C is outside the zone's range "
+                f"{config.setpoint_min:g}-{config.setpoint_max:g} °C"
+            )
+        return self._refs[zone][role].encode(value)
+
+    async def _fault(self, zone: str, role: str, reason: str) -> None:
+        faults = self._runtime[zone].faults
+        if role in faults:
+            return
+        faults[role] = reason
+        ref = self._refs[zone].get(role) or self._refs[zone]["on"]
+        log.warning("zone %s: device fault: %s", zone, reason)
+        await self._audit(
+            {
+                "event": "device_fault",
+                "zone": zone,
+                "device": ref.device.name,
+                "role": role,
+                "reason": reason,
+            }
+        )
+
+    async def _recovered(self, zone: str, role: str) -> None:
+        faults = self._runtime[zone].faults
+        if faults.pop(role, None) is None:
+            return
+        ref = self._refs[zone].get(role) or self._refs[zone]["on"]
+        log.info("zone %s: device %s answers again", zone, ref.device.name)
+        await self._audit(
+            {"event": "device_recovered", "zone": zone, "device": ref.device.name, "role": role}
+        )
+
+
+def _plain(value: Value, role: str, config: ZoneConfig) -> Any:
+    """An audit value as a person reads it: modes by name."""
+    if role == "mode":
+        mode = config.mode_values.mode(float(value))
+        return mode.value if mode is not None else value
+    if role == "on":
+        return bool(value)
+    return value

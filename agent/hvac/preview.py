@@ -1,0 +1,167 @@
+"""``edge-agent schedule preview``: the states the agent would apply, per zone and time, and why.
+
+    edge-agent schedule preview --config site.yaml [--from 2026-01-01] [--days 7] [--json]
+
+Each row is one zone over one interval with a constant wanted state: mode, setpoint, on, and
+the reasons (kind of day — holiday, make-up workday —, period, season, override, clamp).
+A season decided by outdoor temperature is shown by its date spans, the fallback the
+controller also uses without a reading.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent.hvac.overrides import Override
+from agent.hvac.program import HvacConfig
+from agent.hvac.state import ScheduleContext, next_boundary, wanted_state
+
+__all__ = ["EX_CONFIG", "PreviewRow", "format_rows", "preview_rows", "run_preview", "to_json"]
+
+EX_CONFIG = 78  # as agent.cli: a config that cannot be used
+MAX_DAYS = 366
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    """One zone over [start, end) in one wanted state."""
+
+    zone: str
+    start: datetime
+    end: datetime
+    mode: str
+    setpoint: float | None
+    on: bool
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "zone": self.zone,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "mode": self.mode,
+            "setpoint": self.setpoint,
+            "on": self.on,
+            "reasons": self.reasons,
+        }
+
+
+def preview_rows(
+    hvac: HvacConfig,
+    tz: str,
+    *,
+    start: date,
+    days: int,
+    overrides: Mapping[str, Override] | None = None,
+) -> list[PreviewRow]:
+    """Rows for every zone from ``start`` 00:00 for ``days`` days, in site local time."""
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be 1 to {MAX_DAYS}, not {days}")
+    context = ScheduleContext.for_site(hvac, tz)
+    if overrides:
+        context = ScheduleContext(
+            hvac=hvac, tz=context.tz, calendar=context.calendar, overrides=dict(overrides)
+        )
+    first = datetime.combine(start, time(0), tzinfo=context.tz)
+    last = datetime.combine(start + timedelta(days=days), time(0), tzinfo=context.tz)
+    rows: list[PreviewRow] = []
+    for zone in hvac.zones:
+        at = first
+        while at < last:
+            wanted = wanted_state(zone, at, context)
+            end = min(next_boundary(zone, at, context), last)
+            setpoint = wanted.setpoint
+            row = PreviewRow(zone, at, end, wanted.mode.value, setpoint, wanted.on, wanted.reasons)
+            previous = rows[-1] if rows else None
+            if (
+                previous is not None
+                and previous.zone == zone
+                and previous.end == at
+                and (previous.mode, previous.setpoint, previous.on, previous.reasons)
+                == (row.mode, row.setpoint, row.on, row.reasons)
+            ):
+                rows[-1] = PreviewRow(
+                    zone, previous.start, end, row.mode, setpoint, row.on, row.reasons
+                )
+            else:
+                rows.append(row)
+            at = end
+    return rows
+
+
+def _when(moment: datetime, *, after: datetime | None = None) -> str:
+    if after is not None and moment.date() == after.date():
+        return moment.strftime("%H:%M")
+    if (
+        after is not None
+        and moment.time() == time(0)
+        and moment.date() == after.date() + timedelta(days=1)
+    ):
+        return "24:00"
+    return moment.strftime("%a %Y-%m-%d %H:%M")
+
+
+def _state(row: PreviewRow) -> str:
+    if not row.on:
+        return "off"
+    if row.setpoint is None:
+        return row.mode
+    return f"{row.mode} {row.setpoint:g} °C"
+
+
+def format_rows(rows: list[PreviewRow], warnings: list[str] | None = None) -> str:
+    """The rows as text for a terminal, zone by zone."""
+    lines = [f"warning: {message}" for message in warnings or []]
+    zone = None
+    for row in rows:
+        if row.zone != zone:
+            zone = row.zone
+            lines.append(f"{zone}:")
+        span = f"{_when(row.start)} - {_when(row.end, after=row.start)}"
+        lines.append(f"  {span:<34} {_state(row):<14} {'; '.join(row.reasons)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(rows: list[PreviewRow], warnings: list[str] | None = None) -> str:
+    return json.dumps(
+        {"warnings": warnings or [], "rows": [row.to_dict() for row in rows]},
+        ensure_ascii=False,
+        indent=2,
+    )
+
+
+def run_preview(
+    config_path: Path,
+    *,
+    start: date | None,
+    days: int,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """The CLI command: load the site config, print the preview; the exit status."""
+    from agent.config.loader import load_config
+    from agent.hvac.calendar import HolidayCalendar
+
+    config = load_config(config_path)  # ConfigError is reported by the CLI
+    hvac: HvacConfig | None = getattr(config, "hvac", None)
+    if hvac is None:
+        print(f"{config_path}: the config has no `hvac` section to preview", file=sys.stderr)
+        return EX_CONFIG
+    tz = config.site.timezone
+    if start is None:
+        start = datetime.now(ScheduleContext.for_site(hvac, tz).tz).date()
+    rows = preview_rows(hvac, tz, start=start, days=days)
+    calendar = HolidayCalendar(hvac.calendar)
+    warnings: list[str] = []
+    for offset in range(days):
+        for message in calendar.warnings(start + timedelta(days=offset)):
+            if message not in warnings:
+                warnings.append(message)
+    out.write(to_json(rows, warnings) + "\n" if as_json else format_rows(rows, warnings))
+    return 0
