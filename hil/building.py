@@ -289,10 +289,15 @@ class Building:
         clock: Callable[[], float] = time.time,
         speed: float = 1.0,
         seed: int = 0,
+        zones_follow_office_hours: bool = True,
     ) -> None:
+        """``zones_follow_office_hours``: the simulated units switch on at opening and off at
+        closing by themselves (a building without an agent); False leaves them to the agent's
+        writes (and to a test acting as the user), as when schedules run on the gateway."""
         if not speed > 0:
             raise ValueError(f"speed must be positive, not {speed}")
         self._tz = ZoneInfo(tz)
+        self._zones_follow_hours = zones_follow_office_hours
         self._clock = clock
         self._speed = speed
         self._rng = random.Random(seed)
@@ -516,10 +521,10 @@ class Building:
     def _follow_schedule(self, local: datetime) -> None:
         """Switch every zone on at opening and off at closing; in between, writes stick."""
         occupied = is_office_hours(local)
-        if occupied != self._occupied:
+        if occupied != self._occupied and self._zones_follow_hours:
             for zone in self._zones.values():
                 zone.on = occupied
-            self._occupied = occupied
+        self._occupied = occupied
 
     def _lighting_load(self) -> float:
         if self._occupied:

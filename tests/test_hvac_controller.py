@@ -26,7 +26,7 @@ from agent.hvac.controller import HvacController
 from agent.hvac.program import HvacConfig
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.spec import ModbusTcpBus, Table
-from hil.building import Building, HvacMode, is_office_hours
+from hil.building import Building, HvacMode
 from hil.server import SimulatedBuilding
 from tests.helpers import DEMO_YAML
 
@@ -38,16 +38,10 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datet
     return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
-class ControlledBuilding(Building):
-    """The simulated building with its zones left to the agent.
-
-    The simulator switches every zone on at 08:00 and off at 18:00 on weekdays by itself, and
-    knows no holidays; here only occupancy (heat gains, lighting) follows office hours, so that
-    what the zone controller does is what the agent wrote (or what a test does as the user).
-    """
-
-    def _follow_schedule(self, local: datetime) -> None:
-        self._occupied = is_office_hours(local)
+def ControlledBuilding(**options: Any) -> Building:
+    """The simulated building with its zones left to the agent: only occupancy (heat gains,
+    lighting) follows office hours, so what a zone does is what the agent wrote."""
+    return Building(zones_follow_office_hours=False, **options)
 
 
 def zone_yaml(name: str, programme: str, **extra: str) -> str:
