@@ -75,8 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--speed",
         type=float,
-        default=60.0,
-        help="simulated seconds per real second, so counters move (default 60)",
+        default=1.0,
+        # Faster than 1 makes the simulated counters outrun the wall clock that stamps the
+        # readings, so energy intervals rightly reject their steps as spikes.
+        help="simulated seconds per real second (default 1)",
     )
 
     export = sub.add_parser("export", help="print stored reading records, one per line")
@@ -88,6 +90,23 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--since", default=None, metavar="T", help="ISO 8601 time, inclusive")
     export.add_argument("--until", default=None, metavar="T", help="ISO 8601 time, exclusive")
     export.add_argument("--device", default=None)
+
+    energy = sub.add_parser(
+        "energy", help="consumption by type and sub-item, PV, tce, CO2, quota use, completeness"
+    )
+    energy.add_argument("--config", required=True, type=Path, help="site config (YAML)")
+    energy.add_argument("--data-dir", type=Path, default=None)
+    energy.add_argument("--db", type=Path, default=None)
+    energy.add_argument("--period", choices=["day", "month"], default="day")
+    energy.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="DATE",
+        help="first day or month, e.g. 2026-07-01 or 2026-07 (default: the current one)",
+    )
+    energy.add_argument("--count", type=int, default=1, help="number of periods (default 1)")
+    energy.add_argument("--csv", action="store_true", help="one row per figure, for spreadsheets")
 
     status = sub.add_parser(
         "status", help="buffer depth, last sync and the latest reading per device"
@@ -180,6 +199,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             device=args.device,
+            out=sys.stdout,
+        )
+    if command == "energy":
+        from agent.config.loader import load_config
+        from agent.energy.command import print_energy_report
+
+        config = load_config(args.config)
+        return print_energy_report(
+            config.energy,
+            site=config.site,
+            db=_db_path(args),
+            period=args.period,
+            start=args.start,
+            count=args.count,
+            as_csv=args.csv,
             out=sys.stdout,
         )
     if command == "status":

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.config.base import ConfigModel
 from agent.config.duration import Duration
 from agent.config.suggest import did_you_mean
+from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
 from drivers.modbus.spec import ModbusBus, ModbusDevice
 
@@ -180,6 +181,8 @@ class SiteConfig(ConfigModel):
     """Devices, each on a named bus."""
     hvac: HvacConfig | None = None
     """HVAC schedules, policy limits and overrides; without it the agent writes nothing."""
+    energy: EnergyConfig | None = None
+    """Energy accounting: meters and their sub-items, tce and CO2 factors, quotas, quality rules."""
 
     @field_validator("buses")
     @classmethod
@@ -200,7 +203,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     together with the field errors rather than only once those are fixed. Entries whose
     shape is wrong are skipped here: validation reports them.
     """
-    problems: list[tuple[Loc, str]] = []
+    problems: list[tuple[Loc, str]] = cross_check_energy(data)
     buses = data.get("buses")
     bus_names = [str(b) for b in buses] if isinstance(buses, Mapping) else []
     devices = data.get("devices")
