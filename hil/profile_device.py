@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from types import TracebackType
 from typing import Self
 
@@ -36,12 +35,14 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import encode, scale_with_exponent
 from drivers.modbus.spec import DataType, ModbusDevice, ModbusPoint, Table
+from hil.server import stop_servers
 
 __all__ = ["ProfileDevice", "encode_point"]
 
 Value = float | int | bool | str
 
-CLOSE_TIMEOUT_S = 2.0
+# Function codes -> the table addressed, in the driver's Table type (hil.server has its own,
+# in the simulator's type: the building simulator shares no code with the driver it tests).
 _TABLE_OF_FUNCTION = {
     1: Table.COIL,
     5: Table.COIL,
@@ -310,9 +311,6 @@ class ProfileDevice:
         self._closed = True
         server, self._server = self._server, None
         listener, self._listener = self._listener, None
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-        if listener is not None:
-            with suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await asyncio.shield(listener.wait_closed())
+        await stop_servers(
+            [server] if server is not None else [], [listener] if listener is not None else []
+        )

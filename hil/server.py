@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import suppress
 from types import MappingProxyType, TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
@@ -47,7 +47,7 @@ OfflineReply = Literal["silence", "gateway"]
 
 CLOSE_TIMEOUT_S = 2.0
 # Function codes -> the table they address (pymodbus routes FC22/23 to holding registers too).
-_TABLE_OF_FUNCTION = {
+TABLE_OF_FUNCTION = {
     1: Table.COIL,
     5: Table.COIL,
     15: Table.COIL,
@@ -86,6 +86,17 @@ def _raise_or_reply(reply: OfflineReply, who: str) -> ExcCodes:
     return ExcCodes.GATEWAY_NO_RESPONSE
 
 
+async def stop_servers(servers: Iterable[Any], listeners: Iterable[asyncio.Server]) -> None:
+    """Shut pymodbus servers down and wait, bounded and shielded, until their sockets close."""
+    for server in servers:
+        # Closes the listener and every client connection (pymodbus leaves it unannotated).
+        await server.shutdown()
+    waits = asyncio.gather(*(listener.wait_closed() for listener in listeners))
+    with suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await asyncio.shield(waits)
+
+
 class _DeviceHandler:
     """The SimDevice action of one device: live values in, writes out, faults applied."""
 
@@ -106,7 +117,7 @@ class _DeviceHandler:
     ) -> ExcCodes | None:
         if reply := self._faults.reply_for(self.device):
             return _raise_or_reply(reply, self.device.name)
-        table = _TABLE_OF_FUNCTION[function_code]
+        table = TABLE_OF_FUNCTION[function_code]
         if table.is_bits and not self._serves_bits(table, address, set_values):
             return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None:
@@ -314,13 +325,7 @@ class SimulatedBuilding:
         self._closed = True
         servers, self._servers = self._servers, {}
         listeners, self._listeners = self._listeners, {}
-        for server in servers.values():
-            # Closes the listener and every client connection (pymodbus leaves it unannotated).
-            await server.shutdown()  # type: ignore[no-untyped-call]
-        waits = asyncio.gather(*(listener.wait_closed() for listener in listeners.values()))
-        with suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await asyncio.shield(waits)
+        await stop_servers(servers.values(), listeners.values())
 
     # ---- fault injection ----------------------------------------------------------------------
 
