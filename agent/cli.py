@@ -114,6 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--data-dir", type=Path, default=None)
     status.add_argument("--db", type=Path, default=None)
     status.add_argument("--json", action="store_true")
+    sync = sub.add_parser(
+        "sync", help="push every reading not yet sent; exit 0 only when the broker has them all"
+    )
+    sync.add_argument("--data-dir", type=Path, default=None)
+    sync.add_argument(
+        "--mqtt", default=None, metavar="URL", help="broker (default: where the agent published)"
+    )
+    sync.add_argument(
+        "--config", type=Path, default=None, metavar="FILE", help="site config with the uplink"
+    )
     from agent.commission import add_commands
 
     add_commands(sub)
@@ -215,6 +225,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             count=args.count,
             as_csv=args.csv,
             out=sys.stdout,
+        )
+    if command == "sync":
+        from agent.sync import sync_command
+
+        return sync_command(
+            args.data_dir or _default_data_dir(), mqtt_url=args.mqtt, config_path=args.config
         )
     if command == "status":
         from agent.status import print_status

@@ -57,7 +57,8 @@ async def run_demo(
     config = demo_config()
     if mqtt_url is not None:
         UplinkConfig(url=mqtt_url)  # a bad URL is reported before anything starts
-    building = Building(speed=speed)
+    # With schedules in the config the agent runs the units; otherwise they follow office hours.
+    building = Building(speed=speed, zones_follow_office_hours=config.hvac is None)
     async with SimulatedBuilding(building=building) as sim:
         config = _retarget(config, sim.endpoints, mqtt_url)
         agent = Agent(config, data_dir=data_dir)

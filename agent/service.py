@@ -16,6 +16,10 @@ from typing import Any
 
 from agent import __version__
 from agent.config.model import SiteConfig
+from agent.hvac.clock import Clock
+from agent.hvac.controller import HvacController
+from agent.hvac.overrides import OverrideBook
+from agent.hvac.spool import SPOOL_DIR, serve_spool
 from agent.record import Reading
 from agent.sdnotify import notify
 from agent.store import Store
@@ -32,9 +36,13 @@ log = logging.getLogger(__name__)
 class Agent:
     """``await Agent(config, data_dir=...).run(stop)`` runs until ``stop`` is set."""
 
-    def __init__(self, config: SiteConfig, *, data_dir: Path) -> None:
+    def __init__(
+        self, config: SiteConfig, *, data_dir: Path, hvac_clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
+        self._hvac_clock = hvac_clock  # injected by tests to run a schedule on simulated time
+        self.hvac: HvacController | None = None
         self.store: Store | None = None
         self.uplink: Uplink | None = None
         self.buses: dict[str, ModbusBusClient] = {}
@@ -74,7 +82,11 @@ class Agent:
         cfg = self.config
         async with contextlib.AsyncExitStack() as stack:
             self.store = await stack.enter_async_context(
-                Store(self.db_path, batch_window=cfg.store.batch_window)
+                Store(
+                    self.db_path,
+                    batch_window=cfg.store.batch_window,
+                    max_bytes=cfg.store.max_bytes,
+                )
             )
             for name, spec in cfg.buses.items():
                 self.buses[name] = await stack.enter_async_context(ModbusBusClient(name, spec))
@@ -88,6 +100,16 @@ class Agent:
                 )
                 for d in cfg.devices
             ]
+            if cfg.hvac is not None:
+                self.hvac = HvacController(
+                    cfg.hvac,
+                    devices=cfg.devices,
+                    buses=self.buses,  # the pollers' clients: one lock per physical bus
+                    tz=cfg.site.timezone,
+                    audit=self._audit,
+                    clock=self._hvac_clock,
+                    overrides=await self._saved_overrides(),
+                )
             if cfg.uplink is not None:
                 self.uplink = Uplink(
                     cfg.uplink,
@@ -95,6 +117,7 @@ class Agent:
                     gateway_id=cfg.gateway.id,
                     store=self.store,
                     birth=self.birth(),
+                    on_command=self.handle_command if self.hvac is not None else None,
                 )
             try:
                 async with asyncio.TaskGroup() as group:
@@ -105,6 +128,12 @@ class Agent:
                         )
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
+                    if self.hvac is not None:
+                        group.create_task(self.hvac.run(stop), name="agent[hvac].control")
+                        group.create_task(
+                            serve_spool(self.data_dir / SPOOL_DIR, self._local_command, stop=stop),
+                            name="agent[hvac].commands",
+                        )
                     group.create_task(_until(stop), name="agent[supervisor].stop")
                     self.started.set()
                     notify("READY=1")
@@ -137,6 +166,45 @@ class Agent:
     async def _save_quirks(self, device: str, quirks_json: str) -> None:
         assert self.store is not None
         await self.store.set_meta(f"quirks:{device}", quirks_json)
+
+    async def _audit(self, event: dict[str, Any]) -> None:
+        """An HVAC write, refusal, clamp or fault: kept in the store (the audit trail) and
+        published from there; never waits for the uplink, so an outage changes no write."""
+        assert self.store is not None
+        kind = str(event.get("event", "event"))
+        await self.store.add_event(f"hvac.{kind}", event)
+        if kind in ("command", "override_ended"):
+            await self._save_overrides()
+
+    async def _local_command(self, raw: bytes) -> dict[str, Any]:
+        assert self.hvac is not None
+        return await self.hvac.handle_command(raw, source="cli")
+
+    async def handle_command(self, raw: bytes) -> dict[str, Any]:
+        """An upstream command (MQTT): validated by the HVAC controller; the reply says why."""
+        if self.hvac is None:
+            return {
+                "id": None,
+                "ok": False,
+                "reason": "this gateway has no hvac section",
+                "applied": None,
+            }
+        return await self.hvac.handle_command(raw, source="mqtt")
+
+    async def _saved_overrides(self) -> OverrideBook | None:
+        assert self.store is not None
+        saved = await self.store.get_meta("hvac:overrides")
+        if saved is None:
+            return None
+        try:
+            return OverrideBook.from_json(saved)
+        except ValueError:
+            log.warning("saved HVAC overrides are unreadable; starting without them")
+            return None
+
+    async def _save_overrides(self) -> None:
+        if self.hvac is not None and self.store is not None:
+            await self.store.set_meta("hvac:overrides", self.hvac.overrides.to_json())
 
     async def _to_store(self, readings: Sequence[Reading]) -> None:
         assert self.store is not None

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from agent.errors import AgentError
 from agent.record import Quality, ms_to_iso
-from agent.store import read_latest, read_stats
+from agent.store import read_events, read_latest, read_stats
 
 __all__ = ["print_status", "status_report"]
 
@@ -39,10 +39,18 @@ def status_report(db: Path) -> dict[str, Any]:
             "rows": stats.rows,
             "unsynced": stats.unsynced,
             "bytes": stats.bytes,
-            "bytes_per_reading": round(stats.bytes / stats.rows, 1) if stats.rows else None,
+            "bytes_per_reading": round(stats.used_bytes / stats.rows, 1) if stats.rows else None,
+            "max_bytes": stats.max_bytes,
+            "evicted_synced": stats.evicted_synced,
+            "dropped_unsent": stats.evicted_unsynced,
+            "lost_unstored": stats.dropped,
+            "events_unsent": stats.events_unpublished,
             "oldest_unsynced": iso(stats.oldest_unsynced_ms),
             "last_seq": stats.last_seq,
         },
+        "alerts": [
+            e.to_record() for e in read_events(db, limit=5) if not e.kind.startswith("hvac.")
+        ],
         "last_sync": iso(stats.last_sync_ms),
         "devices": {
             name: {
@@ -87,6 +95,14 @@ def print_status(db: Path, *, as_json: bool, out: TextIO) -> int:
     )
     out.write(f"oldest unsent: {_age(buf['oldest_unsynced'])}\n")
     out.write(f"last sync:     {_age(report['last_sync'])}\n")
+    budget = f"{buf['max_bytes'] / 2**20:.0f} MiB" if buf["max_bytes"] else "none"
+    out.write(
+        f"budget:        {budget}; {buf['evicted_synced']} sent readings evicted, "
+        f"{buf['dropped_unsent']} unsent readings dropped, "
+        f"{buf['lost_unstored']} lost before they were stored\n"
+    )
+    for alert in report["alerts"]:
+        out.write(f"  alert {alert['time']} {alert['kind']}: {alert['detail']}\n")
     for name, dev in report["devices"].items():
         out.write(
             f"  {name:<18} {dev['health']:<18} {dev['points']:>3} points, "

@@ -1,10 +1,15 @@
-"""Publishes the buffered readings to the MQTT broker: oldest first, at least once.
+"""Publishes the buffered readings to the MQTT broker: live first, the backlog paced, at least once.
 
-The store is the outbox. The uplink reads the oldest unsynced readings, publishes them as one
-QoS 1 message and marks them synced only once the broker has acknowledged it (PUBACK). A batch
-whose acknowledgement never came is simply read again after the reconnect, so a consumer may see
-a reading twice, never zero times; ``seq`` lets it drop the duplicates. Topics and payloads are
-described in docs/payload.md.
+The store is the outbox. The uplink reads unsynced readings, publishes them as one QoS 1 message
+and marks them synced only once the broker has acknowledged it (PUBACK). A batch whose
+acknowledgement never came is simply read again after the reconnect, so a consumer may see a
+reading twice, never zero times; ``seq`` lets it drop the duplicates.
+
+After an outage the readings are split at the reconnect: those committed from then on are live
+and go out as they are committed; the older ones are the backlog, sent oldest first, one batch
+after each round of live readings, no faster than ``backfill_rate`` readings per second. So live
+data never waits behind a day of history, and a thin link is not swamped. Both go to the same
+topic; a backlog message says ``"backfill": true``. Topics and payloads: docs/payload.md.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -24,9 +30,18 @@ from agent.backoff import Backoff
 from agent.config.model import SiteInfo, UplinkConfig
 from agent.errors import StoreError, UplinkError
 from agent.record import StoredReading, ms_to_iso, now_ms
-from agent.store import Store
+from agent.store import Store, StoreEvent
 
-__all__ = ["Uplink", "encode_readings", "sync_all"]
+CommandHandler = Callable[[bytes], Awaitable[dict[str, Any]]]
+
+__all__ = [
+    "DEFAULT_BACKFILL_RATE",
+    "IDENTITY_KEY",
+    "Uplink",
+    "encode_event",
+    "encode_readings",
+    "sync_all",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +55,45 @@ _STORE_RETRY_S = 2.0
 _TCP_CONNECT_TIMEOUT_S = 5.0
 # A graceful stop says "offline" itself (a clean DISCONNECT discards the will), within this.
 _GOODBYE_TIMEOUT_S = 2.0
+_EVENTS_PER_READ = 50
+
+DEFAULT_BACKFILL_RATE = 1000.0
+"""Readings per second of backlog when the config says nothing (about 1 Mbit/s of JSON)."""
+IDENTITY_KEY = "uplink"
+"""Store meta key where the uplink records where it publishes, for `edge-agent sync`."""
+_FROM_CONFIG: Any = object()
 
 
-def encode_readings(site_id: str, gateway_id: str, readings: Sequence[StoredReading]) -> bytes:
-    """The JSON payload of one readings message (UTF-8)."""
+class _Pacer:
+    """Spaces backlog batches so that on average at most ``rate`` readings per second go out.
+
+    After a batch of ``n`` readings started at ``t``, the next may start at ``t + n / rate``
+    (or at once when sending took longer than that). No credit builds up while idle, so the
+    largest burst is one batch.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("a backfill rate must be positive (None: no cap)")
+        self.rate = rate
+        self._clock = clock
+        self._next = -math.inf
+
+    def delay(self) -> float:
+        """Seconds until the next backlog batch may start (0: now)."""
+        if self.rate is None:
+            return 0.0
+        return max(0.0, self._next - self._clock())
+
+    def spend(self, count: int, started_at: float) -> None:
+        if self.rate is not None:
+            self._next = max(self._next, started_at) + count / self.rate
+
+
+def encode_readings(
+    site_id: str, gateway_id: str, readings: Sequence[StoredReading], *, backfill: bool = False
+) -> bytes:
+    """The JSON payload of one readings message (UTF-8); ``backfill`` marks backlog."""
     records = []
     for reading in readings:
         record = reading.to_record()
@@ -53,8 +103,14 @@ def encode_readings(site_id: str, gateway_id: str, readings: Sequence[StoredRead
             record["value"] = None
             record["quality"] = "bad"
         records.append(record)
-    body = {"gateway": gateway_id, "site": site_id, "readings": records}
+    body = {"gateway": gateway_id, "site": site_id, "backfill": backfill, "readings": records}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_event(site_id: str, gateway_id: str, event: StoreEvent) -> bytes:
+    """The JSON payload of one alert event message (UTF-8)."""
+    body = {"gateway": gateway_id, "site": site_id, **event.to_record()}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 class Uplink:
@@ -62,7 +118,10 @@ class Uplink:
 
     State for the live view: ``connected``, ``last_sync_ms`` (epoch ms of the last
     acknowledged batch, also kept in the store's meta), ``sent`` (readings acknowledged by the
-    broker since start, duplicates included).
+    broker since start, duplicates included), ``backfilled`` (how many of those were backlog),
+    ``backfilling`` (a backlog is being sent).
+
+    ``backfill_rate`` (readings per second, None for no cap) defaults to the config's.
     """
 
     def __init__(
@@ -74,22 +133,36 @@ class Uplink:
         store: Store,
         birth: dict[str, Any],
         backoff: Backoff | None = None,
+        backfill_rate: float | None = _FROM_CONFIG,
+        on_command: CommandHandler | None = None,
     ) -> None:
         self.config = config
+        # Commands from upstream (HVAC overrides): each gets a reply on commands/reply.
+        self._on_command = on_command
         self.site = site
         self.gateway_id = gateway_id
         self.store = store
         self.birth = dict(birth)
         self.backoff = backoff if backoff is not None else Backoff(initial=1.0, cap=60.0)
+        if backfill_rate is _FROM_CONFIG:
+            backfill_rate = config.backfill_rate
+        self.backfill_rate: float | None = backfill_rate
         base = f"{config.topic_prefix}/{site.id}/{gateway_id}"
         self.status_topic = f"{base}/status"
         self.birth_topic = f"{base}/birth"
         self.readings_topic = f"{base}/readings"
+        self.events_topic = f"{base}/events"
+        self.commands_topic = f"{base}/commands"
+        self.replies_topic = f"{base}/commands/reply"
         self.client_id = config.client_id or f"edge-agent-{site.id}-{gateway_id}"
         self.url = f"{'mqtts' if config.uses_tls else 'mqtt'}://{config.host}:{config.port}"
         self.connected = False
         self.last_sync_ms: int | None = None
         self.sent = 0
+        self.backfilled = 0
+        self.backfilling = False
+        self._backfill_started = (0.0, 0)  # (monotonic time, self.backfilled) at its start
+        self._pacer = _Pacer(backfill_rate)
         self._down_since: int | None = None  # epoch ms of the start of the current outage
         self._store_failing = False
 
@@ -106,10 +179,15 @@ class Uplink:
         """
         with contextlib.suppress(StoreError):
             self.last_sync_ms = (await self.store.stats()).last_sync_ms
+            # Where this gateway publishes, so that `edge-agent sync --data-dir` alone can push
+            # the backlog of a gateway being swapped (no secrets: those stay in the config).
+            await self.store.set_meta(IDENTITY_KEY, json.dumps(self.identity()))
         while True:
             log.info(
                 "uplink: connecting to %s as %s (attempt %d)",
-                self.url, self.client_id, self.backoff.attempts + 1,
+                self.url,
+                self.client_id,
+                self.backoff.attempts + 1,
             )
             try:
                 await self._session()
@@ -119,6 +197,17 @@ class Uplink:
             log.info("uplink: next connection attempt to %s in %.1f s", self.url, delay)
             await asyncio.sleep(delay)
 
+    def identity(self) -> dict[str, str]:
+        """Where and as whom this uplink publishes (recorded in the store's meta)."""
+        return {
+            "url": self.config.url,
+            "topic_prefix": self.config.topic_prefix,
+            "site": self.site.id,
+            "gateway": self.gateway_id,
+            "client_id": self.client_id,
+            "protocol": self.config.protocol,
+        }
+
     def _went_down(self, exc: BaseException) -> None:
         self.connected = False
         reason = str(exc) or type(exc).__name__
@@ -126,7 +215,9 @@ class Uplink:
             self._down_since = now_ms()
             log.warning(
                 "uplink: %s is unreachable (%s); readings are kept in the store and sent on "
-                "reconnect", self.url, reason,
+                "reconnect",
+                self.url,
+                reason,
             )
         else:
             log.debug("uplink: %s still unreachable: %s", self.url, reason)
@@ -137,7 +228,8 @@ class Uplink:
         if self._down_since is not None:
             log.info(
                 "uplink: connected to %s again after %.0f s",
-                self.url, (now_ms() - self._down_since) / 1000,
+                self.url,
+                (now_ms() - self._down_since) / 1000,
             )
             self._down_since = None
         else:
@@ -177,70 +269,168 @@ class Uplink:
             first = group.exceptions[0]
             raise UplinkError(str(first) or type(first).__name__) from first
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
-        """Raise as soon as the connection drops (we subscribe to nothing, so no message comes):
-        the pump may be waiting for new readings and would not notice."""
-        async for _message in client.messages:
-            pass
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Serve upstream commands, and raise as soon as the connection drops (the pump may be
+        waiting for new readings and would not notice)."""
+        if self._on_command is not None:
+            async with asyncio.timeout(self.config.timeout):
+                await client.subscribe(self.commands_topic, qos=1)
+        async for message in client.messages:
+            if self._on_command is None or not message.topic.matches(self.commands_topic):
+                continue
+            payload = message.payload
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            # The handler validates everything (malformed input gets a reply that says why);
+            # an exception here would be a bug, and crashes loudly like any other.
+            reply = await self._on_command(raw)
+            body = json.dumps(reply, ensure_ascii=False, default=str).encode()
+            await self._publish(client, self.replies_topic, body, retain=False)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
+        """Live readings as they are committed; between them, the backlog, paced.
+
+        Two cursors keep every read short: ``live`` walks from the connection's first new seq,
+        ``backlog`` from the store's oldest unsynced reading up to that seq.
+        """
+        size = self.config.batch_size
+        live_from = self.store.last_seq + 1  # committed from now on: live
+        live = live_from
+        backlog, backlog_done = 0, False
+        events_seen: int | None = None  # None: look in the store once per connection
+        await self._backlog_starts(live_from)
         while True:
             before = self.store.last_seq
+            wait = _IDLE_RECHECK_S
             try:
-                batch = await self.store.unsynced(self.config.batch_size)
-                if batch:
-                    await self._send(client, batch)
+                if events_seen is None or self.store.last_event_id > events_seen:
+                    events_seen = self.store.last_event_id
+                    await self._send_events(client)
+                fresh = await self.store.unsynced(size, from_seq=live)
+                if fresh:
+                    await self._send(client, fresh, backfill=False)
+                    live = fresh[-1].seq + 1
+                if len(fresh) == size:
+                    continue  # more live readings: they go first
+                # Every unsynced reading up to `before` was in that read (fewer than `size`).
+                live = max(live, before + 1)
+                if not backlog_done:
+                    wait = self._pacer.delay()
+                    if wait == 0:
+                        started = time.monotonic()
+                        old = await self.store.unsynced(size, from_seq=backlog, below_seq=live_from)
+                        if old:
+                            await self._send(client, old, backfill=True)
+                            self._pacer.spend(len(old), started)
+                            backlog = old[-1].seq + 1
+                            continue
+                        backlog_done, wait = True, _IDLE_RECHECK_S
+                        self._backlog_ends()
             except StoreError as exc:
                 # Not a link problem: keep the connection, say it once, retry without spinning
                 # (a batch that cannot be marked synced would otherwise be re-sent in a loop).
                 if not self._store_failing:
                     self._store_failing = True
-                    log.warning("uplink: the store failed (%s); retrying every %.0f s",
-                                exc, _STORE_RETRY_S)
+                    log.warning(
+                        "uplink: the store failed (%s); retrying every %.0f s", exc, _STORE_RETRY_S
+                    )
                 await asyncio.sleep(_STORE_RETRY_S)
                 continue
             if self._store_failing:
                 self._store_failing = False
                 log.info("uplink: the store works again")
-            if len(batch) == self.config.batch_size:
-                continue  # more backlog: no waiting
-            after = batch[-1].seq if batch else before
-            with contextlib.suppress(StoreError):  # a closed store shows up on the next read
-                await self.store.wait_for_new(after, _IDLE_RECHECK_S)
+            events_before = self.store.last_event_id
+            try:
+                woken = await self.store.wait_for_new(live - 1, wait, or_event=True)
+            except StoreError:  # a closed store shows up on the next read
+                woken = True
+            if not woken and backlog_done and self.store.last_event_id == events_before:
+                # Idle for a while: look again from the oldest unsynced reading (e.g. a batch
+                # whose marking failed, or readings another process left unsynced).
+                live_from, backlog, backlog_done = live, 0, False
 
-    async def _send(self, client: aiomqtt.Client, batch: Sequence[StoredReading]) -> None:
+    async def _backlog_starts(self, live_from: int) -> None:
+        with contextlib.suppress(StoreError):
+            stats = await self.store.stats()
+            if stats.unsynced and stats.oldest_unsynced_ms is not None:
+                self.backfilling = True
+                self._backfill_started = (time.monotonic(), self.backfilled)
+                rate = f"{self.backfill_rate:.0f} readings/s" if self.backfill_rate else "no cap"
+                log.info(
+                    "uplink: sending a backlog of %d readings (seq < %d, oldest from %s) "
+                    "between live readings, at most %s",
+                    stats.unsynced,
+                    live_from,
+                    ms_to_iso(stats.oldest_unsynced_ms),
+                    rate,
+                )
+
+    def _backlog_ends(self) -> None:
+        if self.backfilling:
+            self.backfilling = False
+            started, count = self._backfill_started
+            log.info(
+                "uplink: backlog sent: %d readings in %.0f s",
+                self.backfilled - count,
+                time.monotonic() - started,
+            )
+
+    async def _send(
+        self, client: aiomqtt.Client, batch: Sequence[StoredReading], *, backfill: bool
+    ) -> None:
         """Publish one batch and mark it synced once the broker has acknowledged it.
 
         If marking fails (StoreError), the broker still has the batch and it will be sent
         again later: a duplicate, never a loss.
         """
-        payload = encode_readings(self.site.id, self.gateway_id, batch)
+        payload = encode_readings(self.site.id, self.gateway_id, batch, backfill=backfill)
         await self._publish(client, self.readings_topic, payload)
         self.sent += len(batch)
+        if backfill:
+            self.backfilled += len(batch)
         self.last_sync_ms = now_ms()
         await self.store.mark_synced([r.seq for r in batch])
 
+    async def _send_events(self, client: aiomqtt.Client) -> int:
+        """Publish the store's unpublished alert events, oldest first; returns how many."""
+        count = 0
+        while events := await self.store.unpublished_events(_EVENTS_PER_READ):
+            for event in events:
+                await self._publish(
+                    client, self.events_topic, encode_event(self.site.id, self.gateway_id, event)
+                )
+            await self.store.mark_events_published([e.id for e in events])
+            count += len(events)
+        return count
+
     # one-shot push, for `edge-agent sync`
 
-    async def push_backlog(self) -> int:
+    async def push_backlog(self, *, progress: Callable[[int], None] | None = None) -> int:
         """Connect once and publish every reading unsynced at the start; return how many.
 
-        Uses its own client id (``<client id>-sync``) and no will, so it does not disturb a
-        running agent's session or status. Raises UplinkError when the broker fails.
+        Unpublished alert events go first. No rate cap: a technician is waiting. Uses its own
+        client id (``<client id>-sync``) and no will, so it does not disturb a running agent's
+        session or status. ``progress(count)`` is called after each acknowledged batch. Raises
+        UplinkError when the broker fails.
         """
         stop_at = self.store.last_seq  # readings committed later are the agent's business
         count = 0
         try:
             client = await self._client(f"{self.client_id}-sync", will=None)
             async with self._connection(client):
-                while batch := [r for r in await self.store.unsynced(self.config.batch_size)
-                                if r.seq <= stop_at]:
-                    await self._send(client, batch)
+                await self._send_events(client)
+                cursor = 0
+                while batch := await self.store.unsynced(
+                    self.config.batch_size, from_seq=cursor, below_seq=stop_at + 1
+                ):
+                    await self._send(client, batch, backfill=True)
+                    cursor = batch[-1].seq + 1
                     count += len(batch)
+                    if progress is not None:
+                        progress(count)
         except (aiomqtt.MqttError, TimeoutError) as exc:
+            reason = str(exc) or "no answer in time"
             raise UplinkError(
-                f"could not push readings to {self.url} ({count} sent before the failure): {exc}"
+                f"could not push readings to {self.url} ({count} sent before the failure): {reason}"
             ) from exc
         return count
 
@@ -345,8 +535,13 @@ _MQTT_LOG = _LinkLogger(logging.getLogger("agent.uplink.mqtt"), {})
 
 
 async def sync_all(
-    config: UplinkConfig, *, site: SiteInfo, gateway_id: str, store: Store
+    config: UplinkConfig,
+    *,
+    site: SiteInfo,
+    gateway_id: str,
+    store: Store,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Publish every unsynced reading once and return how many (UplinkError on failure)."""
     uplink = Uplink(config, site=site, gateway_id=gateway_id, store=store, birth={})
-    return await uplink.push_backlog()
+    return await uplink.push_backlog(progress=progress)

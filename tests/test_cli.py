@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from agent.cli import EX_CONFIG, main
+from agent.store import read_stats
 
 EDGE_AGENT = [sys.executable, "-m", "agent"]
 DEMO_YAML = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
@@ -146,7 +147,7 @@ def test_demo_stops_cleanly_on_sigterm_and_loses_nothing(tmp_path: Path) -> None
     try:
         db = data / "readings.db"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (db.exists() and db.stat().st_size > 8192):
+        while time.monotonic() < deadline and not (db.exists() and read_stats(db).rows > 0):
             time.sleep(0.2)
         time.sleep(2.5)
         proc.send_signal(signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -22,18 +23,34 @@ from agent.record import Quality, Reading, StoredReading
 from agent.store import (
     MIGRATIONS,
     Store,
+    StoreEvent,
+    StoreStats,
     apply_migrations,
     export_readings,
+    read_events,
     read_stats,
 )
 
 WINDOW = 0.05  # a short batch window keeps the tests fast
 
 
-def reading(value: object, *, device: str = "m1", point: str = "p", ts_ms: int = 1_000,
-            unit: str = "W", quality: Quality = Quality.GOOD) -> Reading:
-    return Reading(device=device, point=point, ts_ms=ts_ms, value=value,  # type: ignore[arg-type]
-                   unit=unit, quality=quality)
+def reading(
+    value: object,
+    *,
+    device: str = "m1",
+    point: str = "p",
+    ts_ms: int = 1_000,
+    unit: str = "W",
+    quality: Quality = Quality.GOOD,
+) -> Reading:
+    return Reading(
+        device=device,
+        point=point,
+        ts_ms=ts_ms,
+        value=value,  # type: ignore[arg-type]
+        unit=unit,
+        quality=quality,
+    )
 
 
 @pytest.fixture
@@ -57,7 +74,7 @@ async def test_closing_a_store_that_never_opened_is_harmless(db_path: Path) -> N
 async def test_round_trip_keeps_types_and_quality(db_path: Path) -> None:
     given = [
         reading(42, point="int", quality=Quality.GOOD),
-        reading(-2**63, point="int_min"),
+        reading(-(2**63), point="int_min"),
         reading(230.5, point="float", unit="V"),
         reading("on", point="text", unit=""),
         reading(None, point="none", quality=Quality.BAD),
@@ -69,9 +86,15 @@ async def test_round_trip_keeps_types_and_quality(db_path: Path) -> None:
         await store.flush()
         got = await store.unsynced(100)
     expected = [
-        StoredReading(seq=i, device=r.device, point=r.point, ts_ms=r.ts_ms,
-                      value=int(r.value) if isinstance(r.value, bool) else r.value,
-                      unit=r.unit, quality=r.quality)
+        StoredReading(
+            seq=i,
+            device=r.device,
+            point=r.point,
+            ts_ms=r.ts_ms,
+            value=int(r.value) if isinstance(r.value, bool) else r.value,
+            unit=r.unit,
+            quality=r.quality,
+        )
         for i, r in enumerate(given, start=1)
     ]
     assert got == expected
@@ -149,8 +172,7 @@ async def test_mark_synced(db_path: Path) -> None:
         assert after.bytes > 0
         # The CLI's read-only view agrees, while the store is open.
         ro = read_stats(db_path)
-        assert (ro.rows, ro.unsynced, ro.last_seq, ro.last_sync_ms) == (
-            6, 3, 6, after.last_sync_ms)
+        assert (ro.rows, ro.unsynced, ro.last_seq, ro.last_sync_ms) == (6, 3, 6, after.last_sync_ms)
 
 
 async def test_latest_gives_one_reading_per_point(db_path: Path) -> None:
@@ -161,7 +183,10 @@ async def test_latest_gives_one_reading_per_point(db_path: Path) -> None:
         await store.flush()
         latest = await store.latest()
     assert [(r.device, r.point, r.value, r.seq) for r in latest] == [
-        ("m0", "a", 4, 4), ("m1", "a", 3, 3), ("m1", "b", 2, 2)]
+        ("m0", "a", 4, 4),
+        ("m1", "a", 3, 3),
+        ("m1", "b", 2, 2),
+    ]
 
 
 async def test_export_filters_and_works_while_the_agent_writes(db_path: Path) -> None:
@@ -310,7 +335,12 @@ async def test_disk_full_keeps_readings_in_memory_and_recovers(
         await store.flush()
         stats = await store.stats()
         assert (stats.pending, stats.rows) == (0, 501)
+        # The readings dropped from memory are counted in the file, with an alert event.
+        events = await store.unpublished_events()
+        assert [(e.kind, e.detail["count"]) for e in events] == [("readings_lost", 100)]
+        assert store.last_event_id == events[0].id
     assert any("works again" in r.getMessage() for r in caplog.records)
+    assert read_stats(db_path).dropped == 100
 
 
 CRASH_CHILD = """
@@ -338,7 +368,10 @@ def test_sigkill_loses_nothing_that_was_flushed(db_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(agent.__file__).resolve().parent.parent)}
     child = subprocess.Popen(
         [sys.executable, "-c", CRASH_CHILD, str(db_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     flushed = 0
     try:
@@ -362,3 +395,270 @@ def test_sigkill_loses_nothing_that_was_flushed(db_path: Path) -> None:
     assert set(range(flushed)) <= values
     assert seqs == list(range(1, len(seqs) + 1))
     assert read_stats(db_path).rows == len(seqs)
+
+
+# --- the size budget -------------------------------------------------------------------------
+
+BUDGET = 1024 * 1024  # the smallest budget a Store takes: about 29,000 readings
+
+
+async def fill(store: Store, count: int, *, start: int = 0, points: int = 55) -> None:
+    """Append ``count`` readings like a polled site (``points`` per round), then commit."""
+    for first in range(start, start + count, points):
+        await store.append(
+            [
+                reading(float(i) * 1.5, point=f"p{i % points}", ts_ms=1_700_000_000_000 + i)
+                for i in range(first, min(first + points, start + count))
+            ]
+        )
+    await store.flush()
+
+
+async def all_unsynced(store: Store) -> list[StoredReading]:
+    return await store.unsynced(10_000_000)
+
+
+def seqs_on_disk(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM readings ORDER BY seq")]
+    conn.close()
+    return seqs
+
+
+async def test_budget_evicts_synced_readings_first_then_unsent_ones_with_an_event(
+    db_path: Path,
+) -> None:
+    events: list[StoreEvent] = []
+    async with Store(db_path, batch_window=WINDOW, max_bytes=BUDGET, on_event=events.append) as s:
+        await fill(s, 20_000)
+        await s.mark_synced([r.seq for r in await all_unsynced(s)])
+        largest = 0
+        for start in range(20_000, 60_000, 2_000):  # an outage: nothing is synced any more
+            await fill(s, 2_000, start=start)
+            stats = await s.stats()
+            largest = max(largest, stats.bytes)
+            assert stats.bytes <= BUDGET, "the file and its WAL stay within the budget"
+            if stats.evicted_unsynced:
+                assert stats.evicted_synced == 20_000, "unsent readings went while synced ones lay"
+        stats = await s.stats()
+        published = await s.unpublished_events()
+    assert largest > BUDGET * 0.8, "the budget is used, not just respected"
+    # Every synced reading went before any unsent one; what is left is the newest, unbroken.
+    kept = seqs_on_disk(db_path)
+    assert kept == list(range(kept[0], 60_001))
+    assert stats.evicted_synced == 20_000
+    assert stats.evicted_unsynced == kept[0] - 20_001 > 0
+    assert (stats.rows, stats.unsynced) == (len(kept), len(kept))
+    # The drops are announced with their ranges, which together are exactly the gap.
+    assert events == published
+    assert {e.kind for e in events} == {"readings_dropped"}
+    assert {e.detail["reason"] for e in events} == {"budget"}
+    ranges = sorted((e.detail["first_seq"], e.detail["last_seq"]) for e in events)
+    assert ranges[0][0] == 20_001
+    assert ranges[-1][1] == kept[0] - 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))
+    assert sum(e.detail["count"] for e in events) == stats.evicted_unsynced
+    # The counters are in the file: the read-only view (the status command) agrees.
+    ro = read_stats(db_path)
+    assert (ro.rows, ro.unsynced, ro.evicted_synced, ro.evicted_unsynced, ro.max_bytes) == (
+        stats.rows,
+        stats.unsynced,
+        20_000,
+        stats.evicted_unsynced,
+        BUDGET,
+    )
+    assert ro.events_unpublished == len(events)
+    assert [e.id for e in read_events(db_path)] == sorted((e.id for e in events), reverse=True)
+
+
+async def test_synced_live_readings_go_before_an_older_unsent_backlog(db_path: Path) -> None:
+    # After an outage the uplink sends live readings (newer) before it is through the backlog
+    # (older): those synced newer readings are evicted before any of the unsent older ones.
+    async with Store(db_path, batch_window=WINDOW, max_bytes=BUDGET) as store:
+        await fill(store, 15_000)  # the backlog, unsent
+        await fill(store, 10_000, start=15_000)
+        live = [r.seq for r in await all_unsynced(store) if r.seq > 15_000]
+        await store.mark_synced(live)
+        await fill(store, 15_000, start=25_000)  # more than the budget holds
+        stats = await store.stats()
+    kept = set(seqs_on_disk(db_path))
+    assert stats.evicted_synced == 10_000
+    assert kept.isdisjoint(live), "the synced live readings went first"
+    backlog_left = sorted(seq for seq in kept if seq <= 15_000)
+    assert backlog_left == list(range(15_001 - len(backlog_left), 15_001)), "then the oldest"
+    assert stats.evicted_unsynced == 15_000 - len(backlog_left)
+
+
+async def test_counters_and_unsynced_ranges_survive_a_restart(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW) as store:
+        await fill(store, 100, points=10)
+        await store.mark_synced([*range(1, 41), 50, 51])
+    async with Store(db_path, batch_window=WINDOW) as store:
+        stats = await store.stats()
+        assert (stats.rows, stats.unsynced, stats.last_seq) == (100, 58, 100)
+        assert stats.oldest_unsynced_ms == 1_700_000_000_000 + 40
+        assert [r.seq for r in await store.unsynced(3)] == [41, 42, 43]
+        assert [r.seq for r in await store.unsynced(3, from_seq=49)] == [49, 52, 53]
+        got = await store.unsynced(100, from_seq=45, below_seq=55)
+        assert [r.seq for r in got] == [45, 46, 47, 48, 49, 52, 53, 54]
+        await store.mark_synced([41, 41, 42])  # repeated and already-synced seqs count once
+        await store.mark_synced([42])
+        assert (await store.stats()).unsynced == 56
+    assert read_stats(db_path).unsynced == 56
+
+
+async def test_a_lowered_budget_shrinks_the_file_when_the_store_opens(db_path: Path) -> None:
+    async with Store(db_path, batch_window=WINDOW, max_bytes=4 * BUDGET) as store:
+        await fill(store, 100_000)
+        await store.mark_synced(list(range(1, 100_001)))
+    assert read_stats(db_path).bytes > 2 * BUDGET
+    async with Store(db_path, batch_window=WINDOW, max_bytes=BUDGET) as store:
+        stats = await store.stats()
+        assert stats.bytes <= BUDGET
+        assert stats.evicted_unsynced == 0
+        assert stats.rows == 100_000 - stats.evicted_synced > 10_000
+        await fill(store, 1000, start=100_000)  # and it keeps working
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+async def page_count(store: Store) -> int:
+    return int(await store._call("counting pages", lambda w: w._pages()[0]))
+
+
+async def test_a_full_disk_is_lived_with_like_the_budget(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.store")
+    async with Store(db_path, batch_window=WINDOW, max_bytes=None) as store:
+        await fill(store, 20_000)
+        await store.mark_synced(list(range(1, 20_001)))
+        await set_max_pages(store, None)  # the disk is full: the file cannot grow any more
+        pages = await page_count(store)
+        await fill(store, 10_000, start=20_000)  # fits once old synced readings make room
+        stats = await store.stats()
+        assert stats.last_seq == 30_000
+        assert stats.pending == 0
+        assert 0 < stats.evicted_synced < 20_000
+        assert stats.evicted_unsynced == 0
+        await fill(store, 30_000, start=30_000)  # now unsent readings must go too
+        stats = await store.stats()
+        events = await store.unpublished_events()
+        assert await page_count(store) == pages
+    assert stats.last_seq == 60_000
+    assert stats.evicted_synced == 20_000
+    assert stats.evicted_unsynced > 0
+    assert {e.detail["reason"] for e in events} == {"disk_full"}
+    full = [r for r in caplog.records if "disk holding" in r.getMessage()]
+    assert len(full) == 1, "the full disk is reported once"
+
+
+def _mount_tmpfs(where: Path, size: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a tmpfs, which only root can mount")
+    where.mkdir()
+    done = subprocess.run(  # noqa: PLW1510 - the return code is checked
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
+async def test_a_really_full_disk_keeps_the_store_going(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "2m")
+    try:
+        path = disk / "readings.db"
+        # A budget larger than the disk: the disk is the limit.
+        async with Store(path, batch_window=WINDOW, batch_max=500, max_bytes=8 * BUDGET) as store:
+            for start in range(0, 150_000, 5_000):
+                await fill(store, 5_000, start=start)
+                synced = await store.unsynced(5_000)
+                if start < 100_000:  # the uplink keeps up at first, then the link goes
+                    await store.mark_synced([r.seq for r in synced])
+            stats = await store.stats()
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        conn.close()
+        assert stats.last_seq == 150_000, "every reading was stored, the disk full or not"
+        assert stats.pending == 0
+        assert stats.write_errors == 0, "the store stopped growing before the disk was full"
+        assert stats.evicted_synced == 100_000
+        assert stats.evicted_unsynced > 0
+        kept = seqs_on_disk(path)
+        assert kept == list(range(kept[0], 150_001))
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", str(disk)], check=False)
+
+
+async def test_migrating_a_first_schema_file_keeps_everything(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db = sqlite_utils.Database(db_path)
+    apply_migrations(db, MIGRATIONS[:1])
+    db["points"].insert_all(
+        [  # type: ignore[union-attr]
+            {"id": 1, "device": "m1", "point": "a", "unit": "W"},
+            {"id": 2, "device": "m1", "point": "b", "unit": "V"},
+        ]
+    )
+    db["readings"].insert_all(
+        [  # type: ignore[union-attr]
+            {
+                "point_id": 1 + i % 2,
+                "ts_ms": 1000 + i,
+                "value": i,
+                "quality": 0,
+                "synced": int(i < 3),
+            }
+            for i in range(8)
+        ]
+    )
+    db.close()
+    async with Store(db_path, batch_window=WINDOW) as store:
+        stats = await store.stats()
+        assert (stats.rows, stats.unsynced, stats.last_seq) == (8, 5, 8)
+        assert [r.seq for r in await store.unsynced(10)] == [4, 5, 6, 7, 8]
+        assert [(r.point, r.seq) for r in await store.latest()] == [("a", 7), ("b", 8)]
+        await store.append([reading(1, point="a"), reading(2, device="m0", point="c")])
+        await store.flush()
+        latest = [(r.device, r.point, r.seq) for r in await store.latest()]
+        assert latest == [("m0", "c", 10), ("m1", "a", 9), ("m1", "b", 8)]
+    with sqlite3.connect(db_path) as conn:
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        }
+    conn.close()
+    assert indexes == {"points_key"}, "only the primary keys and the point names are indexed"
+
+
+def test_rows_stay_compact(tmp_path: Path) -> None:
+    """Bytes per reading on disk: the figure docs/store.md sizes cards with (about 27)."""
+
+    async def run() -> StoreStats:
+        async with Store(tmp_path / "r.db", batch_window=WINDOW) as store:
+            await fill(store, 55_000)
+            return await store.stats()
+
+    stats = asyncio.run(run())
+    assert stats.used_bytes / stats.rows < 30
+
+
+async def test_events_from_other_parts_are_kept_until_published(db_path: Path) -> None:
+    seen: list[StoreEvent] = []
+    async with Store(db_path, batch_window=WINDOW, on_event=seen.append) as store:
+        first = await store.add_event("hvac.write", {"zone": "z1", "setpoint": 26.0})
+        assert store.last_event_id == first.id
+        second = await store.add_event("hvac.refused", {"at": Path("/x")})  # not JSON: as text
+        assert second.detail == {"at": "/x"}
+        assert await store.unpublished_events() == [first, second]
+        await store.mark_events_published([first.id])
+        assert await store.unpublished_events() == [second]
+    assert seen == [first, second]
+    assert [e.kind for e in read_events(db_path)] == ["hvac.refused", "hvac.write"]
+    assert read_stats(db_path).events_unpublished == 1

@@ -303,6 +303,12 @@ class ModbusDevicePoller:
             due = [n for n, t in next_due.items() if t <= now + tolerance]
             if due:
                 readings = await self.poll_once(due)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # pymodbus awaits replies with asyncio.wait_for, which on Python 3.11 can
+                    # swallow a cancel that lands as the reply arrives (CPython gh-86296): honour
+                    # it here, or a stopping agent would poll on forever.
+                    raise asyncio.CancelledError
                 self.health.cycles += 1
                 if readings:
                     await self._sink(readings)
