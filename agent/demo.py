@@ -26,7 +26,11 @@ REFRESH = 2.0  # seconds between live-view frames
 
 def demo_config() -> SiteConfig:
     """The shipped demo site config (installed with the package as agent.site_configs)."""
-    text = (resources.files("agent.site_configs") / "demo.yaml").read_text("utf-8")
+    try:
+        text = (resources.files("agent.site_configs") / "demo.yaml").read_text("utf-8")
+    except ModuleNotFoundError:
+        # Run from a source checkout (not installed): config/ sits beside agent/.
+        text = (Path(__file__).resolve().parents[1] / "config" / "demo.yaml").read_text("utf-8")
     return load_config_text(text, filename="demo.yaml")
 
 
