@@ -16,6 +16,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config.model import SiteConfig
+from agent.energy.live import EnergyLive
 from agent.hvac.clock import Clock
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
@@ -43,6 +44,7 @@ class Agent:
         self.data_dir = data_dir
         self._hvac_clock = hvac_clock  # injected by tests to run a schedule on simulated time
         self.hvac: HvacController | None = None
+        self.energy: EnergyLive | None = None
         self.store: Store | None = None
         self.uplink: Uplink | None = None
         self.buses: dict[str, ModbusBusClient] = {}
@@ -110,6 +112,8 @@ class Agent:
                     clock=self._hvac_clock,
                     overrides=await self._saved_overrides(),
                 )
+            if cfg.energy is not None and cfg.energy.meters:
+                self.energy = EnergyLive(cfg.energy, site=cfg.site, store=self.store)
             if cfg.uplink is not None:
                 self.uplink = Uplink(
                     cfg.uplink,
@@ -128,6 +132,8 @@ class Agent:
                         )
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
+                    if self.energy is not None:
+                        group.create_task(self.energy.run(stop), name="agent[energy].live")
                     if self.hvac is not None:
                         group.create_task(self.hvac.run(stop), name="agent[hvac].control")
                         group.create_task(

@@ -40,7 +40,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -1104,6 +1104,55 @@ class _Writer:
             )
         ]
 
+    def readings_after(
+        self, seq: int, limit: int, points: Sequence[tuple[str, str]] | None
+    ) -> list[StoredReading]:
+        assert self.conn is not None
+        if points is not None and not points:
+            return []
+        where, params = "r.seq > ?", [seq]
+        if points is not None:
+            ids = [
+                pid
+                for (pid,) in self.conn.execute(
+                    "SELECT id FROM points WHERE "
+                    + " OR ".join("(device = ? AND point = ?)" for _ in points),
+                    [part for pair in points for part in pair],
+                )
+            ]
+            if not ids:
+                return []
+            where += f" AND r.point_id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        cur = self.conn.execute(
+            f"{_SELECT_READING} WHERE {where} ORDER BY r.seq LIMIT ?", (*params, limit)
+        )
+        return [_to_stored(row) for row in cur]
+
+    def add_events(
+        self, events: Sequence[tuple[str, dict[str, Any]]], meta: Mapping[str, str]
+    ) -> list[StoreEvent]:
+        with self._transaction() as conn:
+            added = [self._add_event(kind, detail) for kind, detail in events]
+            for key, value in meta.items():
+                _set_meta(conn, key, value)
+        self.new_events.extend(added)
+        return added
+
+    def events_after(self, event_id: int, limit: int, kind: str | None) -> list[StoreEvent]:
+        assert self.conn is not None
+        where, params = "id > ?", list[Any]([event_id])
+        if kind is not None:
+            where += " AND kind = ?"
+            params.append(kind)
+        return [
+            StoreEvent(id=i, ts_ms=ts, kind=k, detail=json.loads(detail))
+            for i, ts, k, detail in self.conn.execute(
+                f"SELECT id, ts_ms, kind, detail FROM events WHERE {where} ORDER BY id LIMIT ?",
+                (*params, limit),
+            )
+        ]
+
     def mark_events_published(self, ids: Sequence[int]) -> None:
         with self._transaction() as conn:
             conn.executemany("UPDATE events SET published = 1 WHERE id = ?", [(i,) for i in ids])
@@ -1397,6 +1446,19 @@ class Store:
         """
         return await self._call(f"recording event {kind}", lambda w: w.add_event(kind, detail))
 
+    async def add_events(
+        self, events: Sequence[tuple[str, dict[str, Any]]], *, meta: Mapping[str, str] | None = None
+    ) -> list[StoreEvent]:
+        """Record several events and set meta keys in one transaction, committed on return.
+
+        All or nothing: a consumer that keeps its cursor in ``meta`` never re-records or loses
+        an event across a crash.
+        """
+        chosen, values = list(events), dict(meta or {})
+        return await self._call(
+            f"recording {len(chosen)} events", lambda w: w.add_events(chosen, values)
+        )
+
     async def mark_events_published(self, ids: Sequence[int]) -> None:
         """Record that the broker acknowledged these alert events."""
         if ids:
@@ -1449,6 +1511,21 @@ class Store:
         return await self._call(
             "reading unsynced readings", lambda w: w.unsynced(limit, from_seq, below)
         )
+
+    async def readings_after(
+        self, seq: int, limit: int, points: Iterable[tuple[str, str]] | None = None
+    ) -> list[StoredReading]:
+        """Up to ``limit`` committed readings with seq > ``seq``, synced or not, oldest first;
+        only those of ``points`` ((device, point) pairs) when given."""
+        chosen = None if points is None else sorted(set(points))
+        return await self._call("reading readings", lambda w: w.readings_after(seq, limit, chosen))
+
+    async def events_after(
+        self, event_id: int, limit: int, *, kind: str | None = None
+    ) -> list[StoreEvent]:
+        """Up to ``limit`` kept events with id > ``event_id`` (of one kind if given), oldest
+        first, published or not (the oldest are pruned: see _EVENTS_KEPT)."""
+        return await self._call("reading events", lambda w: w.events_after(event_id, limit, kind))
 
     async def unpublished_events(self, limit: int = 100) -> list[StoreEvent]:
         """Alert events the broker has not acknowledged yet, oldest first."""
