@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +26,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from tests.helpers import find_program
+
 __all__ = ["Collector", "MosquittoBroker", "subscribe"]
 
 _START_TIMEOUT_S = 5.0
@@ -35,16 +35,7 @@ _STOP_TIMEOUT_S = 5.0
 
 
 def _find_mosquitto() -> str:
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-    )
-    if found is None:
-        pytest.fail(
-            "mosquitto not installed: run the README's test command which installs it "
-            "(scripts/test.sh)",
-            pytrace=False,
-        )
-    return found
+    return find_program("mosquitto", debian_path="/usr/sbin/mosquitto")
 
 
 def _free_port() -> int:
@@ -104,7 +95,9 @@ class MosquittoBroker:
         with self.log.open("ab") as log_file:
             self._proc = subprocess.Popen(
                 [self.binary, "-c", str(self.conf)],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
             )
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -112,14 +105,17 @@ class MosquittoBroker:
                 pytest.fail(
                     f"mosquitto exited at start ({self._proc.returncode}):\n{self.log_text()}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.02)
         self.stop()
-        pytest.fail(f"mosquitto did not listen on {self.url} within {_START_TIMEOUT_S} s:\n"
-                    f"{self.log_text()}")
+        pytest.fail(
+            f"mosquitto did not listen on {self.url} within {_START_TIMEOUT_S} s:\n"
+            f"{self.log_text()}"
+        )
 
     def stop(self) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL) and wait: clients see the link drop."""
@@ -217,8 +213,10 @@ class Collector:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            pytest.fail(f"condition not met within {within} s; got {len(self.messages)} messages:"
-                        f" {[(str(m.topic), m.payload) for m in self.messages][-5:]}")
+            pytest.fail(
+                f"condition not met within {within} s; got {len(self.messages)} messages:"
+                f" {[(str(m.topic), m.payload) for m in self.messages][-5:]}"
+            )
         return self.messages
 
 
@@ -239,8 +237,11 @@ async def subscribe(
         while True:
             try:
                 async with aiomqtt.Client(
-                    broker.host, broker.port, identifier=client_id,
-                    clean_session=False if client_id else None, timeout=2,
+                    broker.host,
+                    broker.port,
+                    identifier=client_id,
+                    clean_session=False if client_id else None,
+                    timeout=2,
                 ) as client:
                     for topic in topics:
                         await client.subscribe(topic, qos=1)

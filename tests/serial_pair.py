@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import find_program
 
 __all__ = ["SerialPair", "serial_pair"]
 
@@ -32,12 +32,7 @@ _STOP_TIMEOUT_S = 5.0
 
 
 def _find_socat() -> str:
-    found = shutil.which("socat") or (
-        "/usr/bin/socat" if os.access("/usr/bin/socat", os.X_OK) else None
-    )
-    if found is None:
-        pytest.fail("socat not installed: run ./scripts/test.sh which installs it", pytrace=False)
-    return found
+    return find_program("socat", debian_path="/usr/bin/socat")
 
 
 class SerialPair:
