@@ -7,5 +7,6 @@ need_debs mosquitto socat
 make_venv test
 cd "$ROOT"
 "$VENV/bin/ruff" check --quiet agent drivers hil tests bench
+"$VENV/bin/mypy" --strict agent drivers hil
 # Plain `pytest` (not `python -m pytest`) so the tests import the installed agent, not the tree.
 exec "$VENV/bin/pytest" "$@"

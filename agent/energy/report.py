@@ -404,6 +404,8 @@ def _fmt(value: float | None) -> str:
         return f"{value:,.1f}"
     if abs(value) >= 1:
         return f"{value:.2f}"
+    if value == 0:
+        return "0"
     return f"{value:.4f}"
 
 
