@@ -12,9 +12,11 @@ from typing import Any, TextIO
 
 from agent.errors import AgentError
 from agent.record import Quality, ms_to_iso
-from agent.store import read_events, read_latest, read_stats
+from agent.store import read_events, read_latest, read_meta, read_stats
 
 __all__ = ["print_status", "status_report"]
+
+ALERT_KINDS = ("readings_dropped", "readings_lost", "energy.alert")
 
 
 def status_report(db: Path) -> dict[str, Any]:
@@ -48,10 +50,11 @@ def status_report(db: Path) -> dict[str, Any]:
             "oldest_unsynced": iso(stats.oldest_unsynced_ms),
             "last_seq": stats.last_seq,
         },
-        "alerts": [
-            e.to_record() for e in read_events(db, limit=5) if not e.kind.startswith("hvac.")
-        ],
+        # Alerts only: the newest buffer drops and energy alerts (audit trails and interval
+        # records are events too, but they are not alerts).
+        "alerts": [e.to_record() for e in read_events(db, limit=200) if e.kind in ALERT_KINDS][:5],
         "last_sync": iso(stats.last_sync_ms),
+        "energy_quality": _energy_quality(db),
         "devices": {
             name: {
                 "points": d["points"],
@@ -63,6 +66,33 @@ def status_report(db: Path) -> dict[str, Any]:
             for name, d in sorted(devices.items())
         },
     }
+
+
+def _energy_quality(db: Path) -> dict[str, Any] | None:
+    """The latest closed day's data quality per meter (the energy pipeline's `energy.quality`)."""
+    text = read_meta(db, "energy:quality")  # agent.energy.live.QUALITY_KEY
+    if text is None:
+        return None
+    try:
+        detail = json.loads(text)
+        return {
+            "day": str(detail["day"]),
+            "meters": {
+                str(m["meter"]): {
+                    "completeness": m["completeness"],
+                    "received": m["received"],
+                    "expected": m["expected"],
+                    "estimated": m["estimated"],
+                    "accuracy": m["accuracy"],
+                }
+                for m in detail["meters"]
+            },
+            "balance_failed": sorted(
+                {str(b["rule"]) for b in detail.get("balance", []) if b.get("ok") is False}
+            ),
+        }
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def iso(ms: int | None) -> str | None:
@@ -101,6 +131,15 @@ def print_status(db: Path, *, as_json: bool, out: TextIO) -> int:
         f"{buf['dropped_unsent']} unsent readings dropped, "
         f"{buf['lost_unstored']} lost before they were stored\n"
     )
+    quality = report["energy_quality"]
+    if quality is not None:
+        meters = ", ".join(
+            f"{name} {m['completeness'] * 100:.1f} % ({m['received']}/{m['expected']})"
+            for name, m in quality["meters"].items()
+        )
+        out.write(f"energy data {quality['day']}: {meters or 'no meters'}\n")
+        if quality["balance_failed"]:
+            out.write(f"  balance failed: {', '.join(quality['balance_failed'])}\n")
     for alert in report["alerts"]:
         out.write(f"  alert {alert['time']} {alert['kind']}: {alert['detail']}\n")
     for name, dev in report["devices"].items():

@@ -61,6 +61,7 @@ __all__ = [
     "apply_migrations",
     "export_readings",
     "read_events",
+    "read_intervals",
     "read_latest",
     "read_meta",
     "read_stats",
@@ -90,6 +91,20 @@ _DISK_RECHECK_S = 300.0
 # Published events older than the newest this many are pruned; unpublished ones only beyond
 # the second bound (a pathological flood during an outage must not eat the readings' budget).
 _EVENTS_KEPT = (1000, 100_000)
+# Energy intervals deleted per eviction round once no reading is left to evict.
+_INTERVALS_EVICTED = 1000
+_INTERVAL_COLUMNS = (
+    "meter",
+    "start_ms",
+    "end_ms",
+    "value",
+    "unit",
+    "quality",
+    "flags",
+    "energy_type",
+    "sub_item",
+    "role",
+)
 
 # Keys of the counters in `meta`, kept in the same transactions as the rows they count.
 _ROWS, _UNSYNCED, _FLOOR = "rows", "unsynced", "sync_floor"
@@ -228,9 +243,31 @@ def _m0002_compact_counters_events(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0003_energy_intervals(db: sqlite_utils.Database) -> None:
+    """The energy pipeline's base intervals, kept apart from the pruned events (docs/energy.md)."""
+    db.conn.execute(
+        """
+        CREATE TABLE intervals (
+            meter TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            end_ms INTEGER NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL,
+            quality TEXT NOT NULL,
+            flags TEXT NOT NULL,
+            energy_type TEXT,
+            sub_item TEXT,
+            role TEXT,
+            PRIMARY KEY (meter, start_ms)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("0001_initial", _m0001_initial),
     ("0002_compact_counters_events", _m0002_compact_counters_events),
+    ("0003_energy_intervals", _m0003_energy_intervals),
 )
 """Schema changes in order. Append new ones; never edit or reorder one that has shipped."""
 
@@ -970,7 +1007,10 @@ class _Writer:
                 return
             rows = _counters(self.conn).get(_ROWS, 0)
             if rows <= 0:
-                return
+                # Nothing but the energy intervals left to give: the oldest go.
+                if not self._delete_oldest_intervals(_INTERVALS_EVICTED):
+                    return
+                continue
             # Rows per page from the whole file: a slight overestimate of the pages a row takes,
             # so a round frees a little more than asked, rarely less.
             per_page = rows / max(used, 1)
@@ -1056,6 +1096,22 @@ class _Writer:
         self.new_events.extend(events)
         return synced + unsynced
 
+    def _delete_oldest_intervals(self, n: int) -> int:
+        """Delete the ``n`` oldest energy intervals (the store is full of nothing else)."""
+        conn = self.conn
+        assert conn is not None
+        if not _has_table(conn, "intervals"):
+            return 0
+        with self._transaction():
+            deleted = conn.execute(
+                "DELETE FROM intervals WHERE (meter, start_ms) IN ("
+                "SELECT meter, start_ms FROM intervals ORDER BY start_ms LIMIT ?)",
+                (n,),
+            ).rowcount
+        if deleted:
+            log.warning("store: %s is full: %d oldest energy intervals deleted", self.path, deleted)
+        return deleted
+
     # jobs run through _Call
 
     def unsynced(self, limit: int, from_seq: int, below_seq: int) -> list[StoredReading]:
@@ -1130,10 +1186,18 @@ class _Writer:
         return [_to_stored(row) for row in cur]
 
     def add_events(
-        self, events: Sequence[tuple[str, dict[str, Any]]], meta: Mapping[str, str]
+        self,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        meta: Mapping[str, str],
+        intervals: Sequence[Mapping[str, Any]] = (),
     ) -> list[StoreEvent]:
         with self._transaction() as conn:
             added = [self._add_event(kind, detail) for kind, detail in events]
+            conn.executemany(
+                f"INSERT OR REPLACE INTO intervals ({', '.join(_INTERVAL_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(_INTERVAL_COLUMNS))})",
+                [_interval_row(item) for item in intervals],
+            )
             for key, value in meta.items():
                 _set_meta(conn, key, value)
         self.new_events.extend(added)
@@ -1152,6 +1216,12 @@ class _Writer:
                 (*params, limit),
             )
         ]
+
+    def intervals(
+        self, since_ms: int, until_ms: int, meters: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        assert self.conn is not None
+        return _query_intervals(self.conn, since_ms, until_ms, meters)
 
     def mark_events_published(self, ids: Sequence[int]) -> None:
         with self._transaction() as conn:
@@ -1447,16 +1517,41 @@ class Store:
         return await self._call(f"recording event {kind}", lambda w: w.add_event(kind, detail))
 
     async def add_events(
-        self, events: Sequence[tuple[str, dict[str, Any]]], *, meta: Mapping[str, str] | None = None
+        self,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        meta: Mapping[str, str] | None = None,
+        intervals: Iterable[Mapping[str, Any]] = (),
     ) -> list[StoreEvent]:
-        """Record several events and set meta keys in one transaction, committed on return.
+        """Record several events, energy intervals and meta keys in one transaction, committed
+        on return.
+
+        ``intervals`` are rows of the ``intervals`` table (dicts with its columns, ``flags`` a
+        list of strings); one with the meter and start of a stored one replaces it.
 
         All or nothing: a consumer that keeps its cursor in ``meta`` never re-records or loses
         an event across a crash.
         """
-        chosen, values = list(events), dict(meta or {})
+        chosen, values, rows = list(events), dict(meta or {}), list(intervals)
         return await self._call(
-            f"recording {len(chosen)} events", lambda w: w.add_events(chosen, values)
+            f"recording {len(chosen)} events", lambda w: w.add_events(chosen, values, rows)
+        )
+
+    async def intervals(
+        self,
+        *,
+        since_ms: int = 0,
+        until_ms: int = _MAX_SEQ,
+        meters: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored energy intervals with ``since_ms <= start_ms < until_ms`` (of ``meters`` if
+        given: that query uses the primary key), by start then meter.
+
+        Each a dict of the ``intervals`` columns, ``flags`` as a list of strings.
+        """
+        chosen = None if meters is None else sorted(set(meters))
+        return await self._call(
+            "reading energy intervals", lambda w: w.intervals(since_ms, until_ms, chosen)
         )
 
     async def mark_events_published(self, ids: Sequence[int]) -> None:
@@ -1588,6 +1683,49 @@ def export_readings(
     with _read_only(db_path) as conn:
         for row in conn.execute(f"{_SELECT_READING}{where} ORDER BY r.seq", params):
             yield _to_stored(row)
+
+
+def _interval_row(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    flags = json.dumps(sorted(str(f) for f in item.get("flags", ())), separators=(",", ":"))
+    return tuple(flags if c == "flags" else item.get(c) for c in _INTERVAL_COLUMNS)
+
+
+def _query_intervals(
+    conn: sqlite3.Connection,
+    since_ms: int,
+    until_ms: int,
+    meters: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    if not _has_table(conn, "intervals") or (meters is not None and not meters):
+        return []
+    where, params = "start_ms >= ? AND start_ms < ?", list[Any]([since_ms, until_ms])
+    if meters is not None:
+        where += f" AND meter IN ({','.join('?' * len(meters))})"
+        params.extend(meters)
+    cur = conn.execute(
+        f"SELECT {', '.join(_INTERVAL_COLUMNS)} FROM intervals"
+        f" WHERE {where} ORDER BY start_ms, meter",
+        params,
+    )
+    out: list[dict[str, Any]] = []
+    for row in cur:
+        item = dict(zip(_INTERVAL_COLUMNS, row, strict=True))
+        item["flags"] = json.loads(item["flags"])
+        out.append(item)
+    return out
+
+
+def read_intervals(
+    db_path: Path,
+    *,
+    since_ms: int = 0,
+    until_ms: int = _MAX_SEQ,
+    meters: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Stored energy intervals (as ``Store.intervals``), read-only."""
+    chosen = None if meters is None else sorted(set(meters))
+    with _read_only(db_path) as conn:
+        return _query_intervals(conn, since_ms, until_ms, chosen)
 
 
 def _query_latest(conn: sqlite3.Connection) -> list[StoredReading]:

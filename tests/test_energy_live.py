@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from agent.config.model import SiteInfo
 from agent.energy.config import EnergyConfig, MeterConfig, QuotaRule
-from agent.energy.live import ALERTS_KEY, CURSOR_KEY, EnergyLive
+from agent.energy.live import ALERTS_KEY, CURSOR_KEY, QUALITY_KEY, EnergyLive
 from agent.record import Reading, ms_to_iso
 from agent.store import Store, StoreEvent
 
@@ -98,8 +100,14 @@ async def test_intervals_and_one_quota_alert(tmp_path: Path) -> None:
         assert json.loads(await store.get_meta(ALERTS_KEY) or "{}").keys() >= {
             a["key"] for a in quota
         }
-        # the uplink sees them as unpublished events
-        assert len(await store.unpublished_events(1000)) == 16 + len(alerts)
+        # the uplink sees them as unpublished events (with the rollups of the closed hours)
+        unpublished = await store.unpublished_events(1000)
+        assert len([e for e in unpublished if e.kind in {"energy.interval", "energy.alert"}]) == (
+            16 + len(alerts)
+        )
+        assert {e.kind for e in unpublished} <= {"energy.interval", "energy.alert", "energy.rollup"}
+        # and every interval is in the intervals table too
+        assert len(await store.intervals()) == 16
 
 
 async def test_a_restart_repeats_nothing_and_loses_no_energy(tmp_path: Path) -> None:
@@ -146,3 +154,136 @@ async def test_a_bad_section_is_logged_once_and_stands_aside(
         async with asyncio.timeout(5):
             await live.run(asyncio.Event())  # returns instead of crashing the agent
     assert [r.message for r in caplog.records if "disabled" in r.message]
+
+
+def month_quota() -> EnergyConfig:
+    config = energy()
+    return config.model_copy(
+        update={
+            "quotas": [
+                QuotaRule(
+                    name="site-month",
+                    energy_type="electricity",
+                    period="month",
+                    limit=10_000.0,
+                    project=False,
+                )
+            ]
+        }
+    )
+
+
+async def test_a_restart_after_the_events_were_pruned_keeps_the_month_total(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "buffer.db"
+    async with Store(db) as store:
+        await store.append(counters(0, 52))
+        await store.flush()
+        await EnergyLive(month_quota(), site=SITE, store=store, clock=clock).cycle()
+    with sqlite3.connect(db) as conn:  # what the store's pruning does to published events
+        conn.execute("DELETE FROM events")
+    async with Store(db) as store:
+        assert await store.events_after(0, 100, kind="energy.interval") == []
+        await store.append(counters(53, 120))
+        await store.flush()
+        second = EnergyLive(month_quota(), site=SITE, store=store, clock=clock)
+        await second.cycle()
+        assert second.pipeline is not None
+        (status,) = second.pipeline.quotas.status()
+        assert status.value == pytest.approx(40.0)  # 8 intervals of 5 kWh: none lost, none twice
+        stored = await store.intervals(meters=["main"])
+        assert [round(i["value"], 6) for i in stored] == [5.0] * 8
+        assert stored[0]["energy_type"] == "electricity"
+        assert stored[0]["flags"] == []
+
+
+# 2026-03-10 23:00 local: readings to 01:30 the next day cross an hour and a day boundary.
+LATE = int(datetime(2026, 3, 10, 23, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000)
+
+
+def late_counters(last_min: int) -> list[Reading]:
+    out = []
+    for minute in range(0, last_min + 1):
+        ts = LATE + minute * MIN
+        out.append(Reading("main_meter", "import_energy", ts, 1000 + 20 * minute / 60, "kWh"))
+        out.append(Reading("light_meter", "import_energy", ts, 50 + 8 * minute / 60, "kWh"))
+    return out
+
+
+def rollups(found: list[StoreEvent], size: str) -> dict[str, dict[tuple[str, str], Any]]:
+    return {
+        e.detail["start"]: {(r["scope"], r["key"]): r for r in e.detail["records"]}
+        for e in found
+        if e.detail["size"] == size
+    }
+
+
+async def test_rollups_are_recorded_when_an_hour_and_a_day_close(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    async with Store(db) as store:
+        await store.append(late_counters(90))  # to 00:30: the 00:00 hour is still open
+        await store.flush()
+        live = EnergyLive(energy(limit=1e6), site=SITE, store=store, clock=lambda: LATE + 91 * MIN)
+        await live.cycle()
+        hours = rollups(await events(store, "energy.rollup"), "hour")
+        assert list(hours) == [ms_to_iso(LATE)]
+        hour = hours[ms_to_iso(LATE)]
+        assert hour[("meter", "main")]["value"] == pytest.approx(20.0)
+        assert hour[("meter", "light")]["value"] == pytest.approx(8.0)
+        assert hour[("sub_item", "01A00")]["value"] == pytest.approx(8.0)
+        assert hour[("type", "electricity")]["value"] == pytest.approx(20.0)
+        assert hour[("meter", "main")]["count"] == 4 == hour[("meter", "main")]["expected"]
+        tce = hour[("site", "tce")]
+        assert tce["value"] == pytest.approx(20 * 0.1229 / 1000)
+        assert "0.1229" in tce["basis"]  # the factor is named on the figure
+        (co2,) = [f for f in hour[("type", "electricity")]["figures"] if f["name"] == "co2"]
+        assert co2["factor"]
+        days = rollups(await events(store, "energy.rollup"), "day")
+        assert list(days) == [ms_to_iso(LATE - 23 * 60 * MIN)]  # 2026-03-10 closed at midnight
+        day = days[ms_to_iso(LATE - 23 * 60 * MIN)]
+        assert day[("meter", "main")]["value"] == pytest.approx(20.0)
+        assert "incomplete" in day[("meter", "main")]["flags"]  # 4 of 96 intervals
+        assert rollups(await events(store, "energy.rollup"), "month") == {}
+
+    async with Store(db) as store:  # after a restart: nothing rolled twice, the next hour closes
+        await store.append(late_counters(135)[2 * 91 :])
+        await store.flush()
+        again = EnergyLive(
+            energy(limit=1e6), site=SITE, store=store, clock=lambda: LATE + 136 * MIN
+        )
+        await again.cycle()
+        hours = rollups(await events(store, "energy.rollup"), "hour")
+        assert list(hours) == [ms_to_iso(LATE), ms_to_iso(LATE + 60 * MIN)]
+        assert hours[ms_to_iso(LATE + 60 * MIN)][("meter", "main")]["value"] == pytest.approx(20)
+        assert len(rollups(await events(store, "energy.rollup"), "day")) == 1
+
+
+async def test_a_closed_day_records_its_data_quality_and_status_shows_it(
+    tmp_path: Path,
+) -> None:
+    from agent.status import print_status, status_report
+
+    db = tmp_path / "buffer.db"
+    async with Store(db) as store:
+        await store.append(late_counters(90))
+        await store.flush()
+        live = EnergyLive(energy(limit=1e6), site=SITE, store=store, clock=lambda: LATE + 91 * MIN)
+        await live.cycle()
+        (quality,) = await events(store, "energy.quality")
+        assert quality.detail["day"] == "2026-03-10"
+        meters = {m["meter"]: m for m in quality.detail["meters"]}
+        assert (meters["main"]["received"], meters["main"]["expected"]) == (4, 96)
+        assert meters["light"]["completeness"] == pytest.approx(4 / 96)
+        assert json.loads(await store.get_meta(QUALITY_KEY) or "{}") == quality.detail
+    report = status_report(db)
+    assert report["energy_quality"]["day"] == "2026-03-10"
+    assert report["energy_quality"]["meters"]["main"]["completeness"] == pytest.approx(4 / 96)
+    import io
+
+    out = io.StringIO()
+    print_status(db, as_json=False, out=out)
+    assert "energy data 2026-03-10: main 4.2 % (4/96), light 4.2 % (4/96)" in out.getvalue()
+    out = io.StringIO()
+    print_status(db, as_json=True, out=out)
+    assert json.loads(out.getvalue())["energy_quality"]["meters"]["light"]["received"] == 4

@@ -3,14 +3,22 @@
 Every `interval` seconds `EnergyLive` reads the meters' readings committed since its cursor,
 feeds them to the `EnergyPipeline`, evaluates the rules, and records each completed base interval
 (`energy.interval`) and each alert transition (`energy.alert`) as store events, which the uplink
-publishes. The events, the cursor and the raised alerts are written in one transaction, so a
-crash loses nothing and repeats nothing that was committed.
+publishes; each interval also goes into the store's `intervals` table, which the event pruning
+does not touch. The events, the intervals, the cursor and the raised alerts are written in one
+transaction, so a crash loses nothing and repeats nothing that was committed.
+
+When an hour, a day or a month of the site's time zone closes (every meter has an interval
+ending at or after its end, or the clock is one base interval plus `max_step` past it), the
+rollups of that period (agent.energy.rollup over its stored intervals) are recorded as one
+`energy.rollup` event per period and size; when a day closes, its data quality per meter and
+its balance checks as an `energy.quality` event (and the latest in meta `energy:quality`, for
+`edge-agent status`).
 
 The cursor is a replay point, not the last reading read: the pipeline's open intervals live in
 memory, so after a restart the rows from about one base interval plus `max_step` before each
 meter's last emitted interval are fed again and the intervals that end at or before it are
 dropped (docs/energy.md, "how to wire restarts"). Quota totals of the current periods are rebuilt
-from the stored `energy.interval` events, as far as the store still keeps them.
+from the `intervals` table.
 """
 
 from __future__ import annotations
@@ -27,18 +35,23 @@ from zoneinfo import ZoneInfo
 from agent.config.model import SiteInfo
 from agent.energy.config import EnergyConfig
 from agent.energy.intervals import Interval
-from agent.energy.periods import Size, bucket_start
+from agent.energy.periods import Size, bucket_start, day_of, next_start
 from agent.energy.pipeline import EnergyPipeline
+from agent.energy.quality import balance_checks, daily_quality
+from agent.energy.rollup import DEFAULT_SIZES, rollup
 from agent.errors import StoreError
-from agent.record import StoredReading, iso_to_ms, now_ms
+from agent.record import StoredReading, ms_to_iso, now_ms
 from agent.store import Store
 
-__all__ = ["ALERTS_KEY", "CURSOR_KEY", "EnergyLive"]
+__all__ = ["ALERTS_KEY", "CURSOR_KEY", "QUALITY_KEY", "EnergyLive"]
 
 log = logging.getLogger(__name__)
 
 CURSOR_KEY = "energy:cursor"
-"""Meta key: {"after": replay seq, "emitted": {meter: end_ms of its last emitted interval}}."""
+"""Meta key: {"after": replay seq, "emitted": {meter: end_ms of its last emitted interval},
+"rolled": {size: start of the next period of that size to roll up}}."""
+QUALITY_KEY = "energy:quality"
+"""Meta key: the detail of the latest `energy.quality` event (shown by `edge-agent status`)."""
 ALERTS_KEY = "energy:alerts"
 """Meta key: the pipeline's raised alerts (AlertBook.raised()), so a restart repeats none."""
 CHUNK = 2000  # rows per store read and per feed: keeps each step on the loop short
@@ -72,10 +85,14 @@ class EnergyLive:
         self._first_seen: dict[str, int] = {}
         self._chunks: deque[tuple[int, int]] = deque()  # (seq before the chunk, its latest ts)
         self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._rows_out: list[dict[str, Any]] = []  # rows of the intervals table, to commit
+        self._rolled: dict[str, int] = {}  # size -> start of the next period to roll up
+        self._quality: str | None = None  # QUALITY_KEY's new value, to commit
         self._failing = False
         self.cycles = 0
         self.intervals_recorded = 0
         self.alerts_recorded = 0
+        self.rollups_recorded = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.energy.meters:
@@ -124,9 +141,12 @@ class EnergyLive:
             raise _Disabled from exc
         after = cursor.get("after", 0)
         emitted = cursor.get("emitted", {})
+        rolled = cursor.get("rolled", {})
         if isinstance(after, int) and isinstance(emitted, dict):
             self._after = after
             self._emitted = {str(k): int(v) for k, v in emitted.items()}
+        if isinstance(rolled, dict):
+            self._rolled = {str(k): int(v) for k, v in rolled.items() if isinstance(v, int)}
         await self._restore_quotas(pipeline)
         self.pipeline = pipeline
 
@@ -143,21 +163,21 @@ class EnergyLive:
             )
             for rule in self.energy.quotas
         )
-        last_id = 0
-        while True:
-            events = await self.store.events_after(last_id, _RESTORE_PAGE, kind="energy.interval")
-            if not events:
-                return
-            last_id = events[-1].id
-            restored = [
-                i
-                for i in (_interval(e.detail) for e in events)
-                if i is not None
-                and i.start_ms >= since
-                and i.end_ms <= self._emitted.get(i.meter, -1)
-            ]
-            pipeline.quotas.add(restored)
+        restored = [
+            i
+            for i in await self._stored(since, now + _DAY_MS)
+            if i.end_ms <= self._emitted.get(i.meter, -1)
+        ]
+        for first in range(0, len(restored), _RESTORE_PAGE):
+            pipeline.quotas.add(restored[first : first + _RESTORE_PAGE])
             await asyncio.sleep(0)
+
+    async def _stored(self, since_ms: int, until_ms: int) -> list[Interval]:
+        """The stored intervals of the configured meters starting in [since_ms, until_ms)."""
+        rows = await self.store.intervals(
+            since_ms=since_ms, until_ms=until_ms, meters=[m.name for m in self.energy.meters]
+        )
+        return [i for i in map(_row_interval, rows) if i is not None]
 
     async def _pass(self) -> None:
         pipeline = self.pipeline
@@ -170,7 +190,9 @@ class EnergyLive:
             if len(rows) < CHUNK:
                 break
             await asyncio.sleep(0)
-        pipeline.evaluate(self._clock())
+        now = self._clock()
+        await self._roll(now)  # every interval fed so far is committed
+        pipeline.evaluate(now)
         await self._commit()
 
     def _feed(self, pipeline: EnergyPipeline, rows: list[StoredReading]) -> None:
@@ -189,8 +211,82 @@ class EnergyLive:
             self._emitted[interval.meter] = max(
                 self._emitted.get(interval.meter, -1), interval.end_ms
             )
-            self._outbox.append(("energy.interval", self._record(interval)))
+            record = self._record(interval)
+            self._outbox.append(("energy.interval", record))
+            self._rows_out.append(
+                {
+                    **record,
+                    "start_ms": interval.start_ms,
+                    "end_ms": interval.end_ms,
+                    "flags": sorted(interval.flags),
+                }
+            )
+            for size in DEFAULT_SIZES:  # the first interval ever: rollups start with its period
+                self._rolled.setdefault(size.value, bucket_start(interval.start_ms, size, self._tz))
         self.intervals_recorded += len(fresh)
+
+    @property
+    def _tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site.timezone)
+
+    def _closed_until(self, now: int) -> int:
+        """Every period ending at or before this instant is closed: no interval will join it."""
+        lagging = now - self._margin_ms  # a silent meter holds no period open longer
+        ends = [self._emitted.get(m.name) for m in self.energy.meters]
+        if None in ends:
+            return lagging
+        return max(lagging, min(e for e in ends if e is not None))
+
+    async def _roll(self, now: int) -> None:
+        """Roll up each closed period not yet rolled up, and the quality of each closed day."""
+        tz = self._tz
+        closed = self._closed_until(now)
+        for size in DEFAULT_SIZES:
+            start = self._rolled.get(size.value)
+            if start is None:
+                continue
+            end = bucket_start(closed, size, tz)  # the end of the last closed period
+            if end <= start:
+                continue
+            intervals = await self._stored(start, end)
+            by_start: dict[int, list[dict[str, Any]]] = {}
+            for item in rollup(intervals, self.energy, tz=tz, sizes=(size,)):
+                by_start.setdefault(item.start_ms, []).append(item.to_record())
+            for period, records in sorted(by_start.items()):
+                if not any(r["count"] for r in records):
+                    continue  # nothing was measured in it (the agent was off): no record
+                detail = {
+                    "size": size.value,
+                    "start": ms_to_iso(period),
+                    "end": ms_to_iso(next_start(period, size, tz)),
+                    "records": records,
+                }
+                self._outbox.append(("energy.rollup", detail))
+                self.rollups_recorded += 1
+            if size is Size.DAY:
+                self._day_quality(intervals, start, end, now)
+            self._rolled[size.value] = end
+            await asyncio.sleep(0)
+
+    def _day_quality(self, intervals: list[Interval], start: int, end: int, now: int) -> None:
+        tz = self._tz
+        days: dict[Any, list[Interval]] = {}
+        for interval in intervals:
+            days.setdefault(day_of(interval.start_ms, tz), []).append(interval)
+        for day, items in sorted(days.items()):
+            midnight = bucket_start(items[0].start_ms, Size.DAY, tz)
+            detail = {
+                "day": day.isoformat(),
+                "start": ms_to_iso(midnight),
+                "end": ms_to_iso(next_start(midnight, Size.DAY, tz)),
+                "meters": [
+                    q.to_record()
+                    for q in daily_quality(items, self.energy, tz=tz, days=[day], until_ms=now)
+                ],
+                "balance": [b.to_record() for b in balance_checks(items, self.energy, tz=tz)],
+            }
+            self._outbox.append(("energy.quality", detail))
+            self._quality = json.dumps(detail, separators=(",", ":"))
 
     def _record(self, interval: Interval) -> dict[str, Any]:
         meter = self.energy.meter(interval.meter)
@@ -224,16 +320,19 @@ class EnergyLive:
 
     async def _commit(self) -> None:
         assert self.pipeline is not None
-        cursor = {"after": self._replay_after(), "emitted": self._emitted}
+        cursor = {"after": self._replay_after(), "emitted": self._emitted, "rolled": self._rolled}
         meta = {
             CURSOR_KEY: json.dumps(cursor, separators=(",", ":")),
             ALERTS_KEY: json.dumps(
                 self.pipeline.alerts.raised(), separators=(",", ":"), default=str
             ),
         }
-        outbox = list(self._outbox)
-        await self.store.add_events(outbox, meta=meta)
+        if self._quality is not None:
+            meta[QUALITY_KEY] = self._quality
+        outbox, rows = list(self._outbox), list(self._rows_out)
+        await self.store.add_events(outbox, meta=meta, intervals=rows)
         del self._outbox[: len(outbox)]
+        del self._rows_out[: len(rows)]
 
 
 class _Disabled(Exception):
@@ -253,16 +352,17 @@ def _json_dict(text: str | None, key: str) -> dict[str, Any]:
     return value
 
 
-def _interval(detail: dict[str, Any]) -> Interval | None:
+def _row_interval(row: dict[str, Any]) -> Interval | None:
+    """An Interval from a row of the store's intervals table."""
     try:
         return Interval(
-            meter=str(detail["meter"]),
-            start_ms=iso_to_ms(detail["start"]),
-            end_ms=iso_to_ms(detail["end"]),
-            value=float(detail["value"]),
-            unit=str(detail["unit"]),
-            quality=str(detail["quality"]),
-            flags=frozenset(_strings(detail.get("flags", []))),
+            meter=str(row["meter"]),
+            start_ms=int(row["start_ms"]),
+            end_ms=int(row["end_ms"]),
+            value=float(row["value"]),
+            unit=str(row["unit"]),
+            quality=str(row["quality"]),
+            flags=frozenset(_strings(row.get("flags") or [])),
         )
     except (KeyError, TypeError, ValueError):
         return None
