@@ -152,6 +152,7 @@ class Uplink:
         self.birth_topic = f"{base}/birth"
         self.readings_topic = f"{base}/readings"
         self.events_topic = f"{base}/events"
+        self.alerts_topic = f"{base}/alerts"
         self.commands_topic = f"{base}/commands"
         self.replies_topic = f"{base}/commands/reply"
         self.client_id = config.client_id or f"edge-agent-{site.id}-{gateway_id}"
@@ -398,9 +399,21 @@ class Uplink:
                 await self._publish(
                     client, self.events_topic, encode_event(self.site.id, self.gateway_id, event)
                 )
+                if event.kind == "energy.alert":
+                    await self._publish_alert_state(client, event)
             await self.store.mark_events_published([e.id for e in events])
             count += len(events)
         return count
+
+    async def _publish_alert_state(self, client: aiomqtt.Client, event: StoreEvent) -> None:
+        """Keep each alert's current state retained on ``alerts/<key>``: a dashboard that
+        connects later sees what is raised now; a clear empties the retained message."""
+        key = str(event.detail.get("key", "")).replace("/", "_").replace("#", "_").replace("+", "_")
+        if not key:
+            return
+        raised = event.detail.get("state") == "raised"
+        body = encode_event(self.site.id, self.gateway_id, event) if raised else b""
+        await self._publish(client, f"{self.alerts_topic}/{key}", body, retain=True)
 
     # one-shot push, for `edge-agent sync`
 

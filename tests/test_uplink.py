@@ -567,6 +567,30 @@ async def test_alert_events_reach_the_broker_once(
     assert bodies[0]["detail"]["first_seq"] == 1
 
 
+async def test_alert_state_is_retained_per_alert_and_emptied_when_cleared(
+    tmp_path: Path, mosquitto: Any, mqtt_subscribe: Any
+) -> None:
+    config = config_for(mosquitto)
+    key = "quota:site-month:100"
+    async with Store(tmp_path / "r.db", batch_window=WINDOW) as store:
+        uplink = make_uplink(config, store)
+        topic = f"{uplink.alerts_topic}/quota:site-month:100"
+        async with running(uplink):
+            await eventually(lambda: uplink.connected, 5, "the uplink connects")
+            await store.add_event("energy.alert", {"state": "raised", "key": key})
+            async with mqtt_subscribe(mosquitto, f"{uplink.alerts_topic}/#") as late:
+                # A dashboard that connects after the alert still sees it: it is retained.
+                await late.wait_for(lambda m: len(m) == 1, within=5)
+                assert late.messages[0].topic.matches(topic)
+                assert message_body(late.messages[0])["detail"]["state"] == "raised"
+                await store.add_event("energy.alert", {"state": "cleared", "key": key})
+                await late.wait_for(lambda m: len(m) == 2, within=5)
+                assert bytes(late.messages[1].payload) == b""  # cleared: nothing retained
+        async with mqtt_subscribe(mosquitto, f"{uplink.alerts_topic}/#") as after:
+            await asyncio.sleep(0.5)
+            assert after.messages == []
+
+
 # --- edge-agent sync -------------------------------------------------------------------------
 
 
