@@ -1,4 +1,4 @@
-"""Durations as technicians write them: ``5s``, ``1m``, ``250ms``, ``2h``, or seconds."""
+"""Durations as technicians write them: ``5s``, ``1m``, ``250ms``, ``1h30m``, or seconds."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ __all__ = ["Duration", "parse_duration"]
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _LONGEST = 366 * 86400.0
 _WHAT = "a duration must be a number of seconds or text like 5s, 1m, 250ms"
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+_BARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")  # seconds
+# One or more number-unit parts, largest first as people write them: 1h30m, 6m30s, 2d.
+_PART = r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d)"
+_PATTERN = re.compile(rf"^\s*(?:{_PART}\s*)+$")
+_PARTS = re.compile(_PART)
 
 
 def parse_duration(value: Any) -> float:
@@ -22,11 +26,12 @@ def parse_duration(value: Any) -> float:
         # bool first: YAML `true` must not become 1 second.
         raise ValueError(_WHAT)  # noqa: TRY004 - pydantic reports ValueError, not TypeError
     if isinstance(value, str):
-        match = _PATTERN.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 5s, 1m, 250ms or 2h")
-        number, unit = match.groups()
-        seconds = float(number) * _UNITS[unit or "s"]
+        if bare := _BARE.match(value):
+            seconds = float(bare.group(1))
+        elif _PATTERN.match(value):
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PARTS.findall(value))
+        else:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 5s, 1m, 250ms or 1h30m")
     else:
         try:
             seconds = float(value)
@@ -44,7 +49,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|min|m|h|d)?$"},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|min|s|m|h|d)?)+$"},
             ]
         }
     ),
