@@ -444,7 +444,7 @@ def test_a_value_shared_through_an_alias_is_one_problem() -> None:
     )
     assert issues(text) == [
         "site.yaml:8:14: buses.plant-room.timeout: 'abc' is not a duration; "
-        "write e.g. 5s, 1m, 250ms or 2h"
+        "write e.g. 5s, 1m, 250ms or 1h30m"
     ]
 
 
