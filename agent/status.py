@@ -52,7 +52,7 @@ def status_report(db: Path) -> dict[str, Any]:
         },
         # Alerts only: the newest buffer drops and energy alerts (audit trails and interval
         # records are events too, but they are not alerts).
-        "alerts": [e.to_record() for e in read_events(db, limit=200) if e.kind in ALERT_KINDS][:5],
+        "alerts": [e.to_record() for e in read_events(db, limit=5, kinds=ALERT_KINDS)],
         "last_sync": iso(stats.last_sync_ms),
         "energy_quality": _energy_quality(db),
         "devices": {

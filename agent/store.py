@@ -1756,15 +1756,22 @@ def read_stats(db_path: Path) -> StoreStats:
         return _query_stats(conn, Path(db_path))
 
 
-def read_events(db_path: Path, *, limit: int = 20) -> list[StoreEvent]:
-    """The newest alert events (published or not), newest first, read-only."""
+def read_events(
+    db_path: Path, *, limit: int = 20, kinds: Sequence[str] | None = None
+) -> list[StoreEvent]:
+    """The newest events (published or not), newest first, of the given kinds; read-only."""
+    where, params = "", []
+    if kinds is not None:
+        where = f" WHERE kind IN ({', '.join('?' * len(kinds))})"
+        params = list(kinds)
     with _read_only(db_path) as conn:
         if not _has_table(conn, "events"):
             return []
         return [
             StoreEvent(id=i, ts_ms=ts, kind=kind, detail=json.loads(detail))
             for i, ts, kind, detail in conn.execute(
-                "SELECT id, ts_ms, kind, detail FROM events ORDER BY id DESC LIMIT ?", (limit,)
+                f"SELECT id, ts_ms, kind, detail FROM events{where} ORDER BY id DESC LIMIT ?",
+                [*params, limit],
             )
         ]
 

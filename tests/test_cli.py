@@ -182,6 +182,9 @@ def test_status_reports_buffer_and_devices(tmp_path: Path) -> None:
                     Reading("m2", "active_power", ts, 3.0, "W"),
                 ]
             )
+            await store.add_event("energy.alert", {"state": "raised", "key": "quota:q:100"})
+            for _ in range(10):  # audit and interval records are events too, but not alerts
+                await store.add_event("hvac.write", {"zone": "zone1"})
 
     asyncio.run(fill())
     report = status_report(tmp_path / "readings.db")
@@ -190,6 +193,7 @@ def test_status_reports_buffer_and_devices(tmp_path: Path) -> None:
     assert report["last_sync"] is None
     assert report["devices"]["m1"]["health"] == "1 points failing"
     assert report["devices"]["m2"]["health"] == "ok"
+    assert [a["kind"] for a in report["alerts"]] == ["energy.alert"]
     out = subprocess.run(
         [*EDGE_AGENT, "status", "--data-dir", str(tmp_path)],
         cwd=tmp_path,
