@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Quality", "Reading", "StoredReading", "iso_to_ms", "ms_to_iso", "now_ms"]
+__all__ = ["Quality", "Reading", "StoredReading", "iso_to_ms", "ms_to_iso"]
 
 Value = float | int | bool | str | None
 
@@ -31,11 +31,6 @@ class Quality(enum.IntEnum):
     @classmethod
     def from_label(cls, label: str) -> Quality:
         return cls[label.upper()]
-
-
-def now_ms() -> int:
-    """Wall-clock UTC time in integer milliseconds (the store's timestamp unit)."""
-    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 def ms_to_iso(ts_ms: int) -> str:

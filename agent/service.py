@@ -16,8 +16,9 @@ from typing import Any
 
 from agent import __version__
 from agent.config.model import SiteConfig
+from agent.core.clock import Clock, system_clock
 from agent.energy.live import EnergyLive
-from agent.hvac.clock import Clock
+from agent.errors import StoreError
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
@@ -33,16 +34,22 @@ __all__ = ["Agent"]
 
 log = logging.getLogger(__name__)
 
+# A clean stop waits this long at most for energy and HVAC to finish their last pass, and then
+# for the uplink to publish what was committed; systemd's stop timeout (90 s) is well above both.
+FINAL_PASS_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 5.0
+
 
 class Agent:
     """``await Agent(config, data_dir=...).run(stop)`` runs until ``stop`` is set."""
 
     def __init__(
-        self, config: SiteConfig, *, data_dir: Path, hvac_clock: Clock | None = None
+        self, config: SiteConfig, *, data_dir: Path, clock: Clock | None = None
     ) -> None:
         self.config = config
         self.data_dir = data_dir
-        self._hvac_clock = hvac_clock  # injected by tests to run a schedule on simulated time
+        # Every part gets this one clock (tests pin it, or run a schedule on simulated time).
+        self.clock = clock if clock is not None else system_clock()
         self.hvac: HvacController | None = None
         self.energy: EnergyLive | None = None
         self.store: Store | None = None
@@ -88,6 +95,7 @@ class Agent:
                     self.db_path,
                     batch_window=cfg.store.batch_window,
                     max_bytes=cfg.store.max_bytes,
+                    clock=self.clock,
                 )
             )
             for name, spec in cfg.buses.items():
@@ -99,6 +107,7 @@ class Agent:
                     sink=self._to_store,
                     quirks=await self._saved_quirks(d.name),
                     save_quirks=self._save_quirks,
+                    clock=self.clock,
                 )
                 for d in cfg.devices
             ]
@@ -109,11 +118,13 @@ class Agent:
                     buses=self.buses,  # the pollers' clients: one lock per physical bus
                     tz=cfg.site.timezone,
                     audit=self._audit,
-                    clock=self._hvac_clock,
+                    clock=self.clock,
                     overrides=await self._saved_overrides(),
                 )
             if cfg.energy is not None and cfg.energy.meters:
-                self.energy = EnergyLive(cfg.energy, site=cfg.site, store=self.store)
+                self.energy = EnergyLive(
+                    cfg.energy, site=cfg.site, store=self.store, clock=self.clock
+                )
             if cfg.uplink is not None:
                 self.uplink = Uplink(
                     cfg.uplink,
@@ -122,25 +133,41 @@ class Agent:
                     store=self.store,
                     birth=self.birth(),
                     on_command=self.handle_command if self.hvac is not None else None,
+                    clock=self.clock,
                 )
+            # Parts that finish a last pass of their own (energy intervals, HVAC) stop on this
+            # event, which the supervisor sets only once every source has stopped.
+            finish = asyncio.Event()
             try:
                 async with asyncio.TaskGroup() as group:
-                    for poller in self.pollers:
+                    sources = [
                         group.create_task(
                             poller.run(),
                             name=f"agent[modbus:{poller.device.bus}/{poller.device.name}].poll",
                         )
+                        for poller in self.pollers
+                    ]
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
+                    finishing = []
                     if self.energy is not None:
-                        group.create_task(self.energy.run(stop), name="agent[energy].live")
+                        finishing.append(
+                            group.create_task(self.energy.run(finish), name="agent[energy].live")
+                        )
                     if self.hvac is not None:
-                        group.create_task(self.hvac.run(stop), name="agent[hvac].control")
+                        finishing.append(
+                            group.create_task(self.hvac.run(finish), name="agent[hvac].control")
+                        )
                         group.create_task(
-                            serve_spool(self.data_dir / SPOOL_DIR, self._local_command, stop=stop),
+                            serve_spool(
+                                self.data_dir / SPOOL_DIR, self._local_command, stop=finish
+                            ),
                             name="agent[hvac].commands",
                         )
-                    group.create_task(_until(stop), name="agent[supervisor].stop")
+                    group.create_task(
+                        self._supervise(stop, sources, finish, finishing),
+                        name="agent[supervisor].stop",
+                    )
                     self.started.set()
                     notify("READY=1")
                     log.info(
@@ -153,9 +180,42 @@ class Agent:
                     )
             except* _Stop:
                 pass
-            notify("STOPPING=1")
-            log.info("agent stopping: flushing the store")
         # Leaving the exit stack flushed and closed the store: what was polled is committed.
+
+    async def _supervise(
+        self,
+        stop: asyncio.Event,
+        sources: list[asyncio.Task[None]],
+        finish: asyncio.Event,
+        finishing: list[asyncio.Task[None]],
+    ) -> None:
+        """A clean stop, in the order that keeps everything that was read:
+
+        1. the sources stop, so nothing new is read;
+        2. the store commits what they handed over;
+        3. energy and HVAC finish their last pass over it (bounded);
+        4. the uplink publishes what is committed before it says "offline" (bounded: with the
+           broker away or a long backlog, the rest stays in the store for the next start);
+        5. everything else is cancelled, and the store is closed by the exit stack.
+        """
+        await stop.wait()
+        notify("STOPPING=1")
+        log.info("agent stopping: sources first, then the store, then the uplink")
+        for task in sources:
+            task.cancel()
+        if sources:
+            await asyncio.wait(sources)
+        assert self.store is not None
+        with contextlib.suppress(StoreError):
+            await self.store.flush()
+        finish.set()
+        if finishing:
+            await asyncio.wait(finishing, timeout=FINAL_PASS_TIMEOUT_S)
+        if self.uplink is not None:
+            drained = await self.uplink.drain(within=DRAIN_TIMEOUT_S)
+            if not drained:
+                log.info("uplink: stopping with readings not yet sent; they stay in the store")
+        raise _Stop
 
     async def _saved_quirks(self, device: str) -> DeviceQuirks | None:
         """What an earlier run learned about the device, so a restart does not re-learn."""
@@ -220,8 +280,3 @@ class Agent:
 
 class _Stop(Exception):
     """Raised inside the TaskGroup to end it; the other tasks are cancelled by the group."""
-
-
-async def _until(stop: asyncio.Event) -> None:
-    await stop.wait()
-    raise _Stop

@@ -6,10 +6,10 @@ Reads the store through its own read-only connection, so it works while the agen
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.core.clock import Clock, system_clock
 from agent.errors import AgentError
 from agent.record import Quality, ms_to_iso
 from agent.store import read_events, read_latest, read_meta, read_stats
@@ -99,23 +99,26 @@ def iso(ms: int | None) -> str | None:
     return ms_to_iso(ms) if ms else None
 
 
-def _age(iso: str | None) -> str:
+def _age(iso: str | None, now_s: float) -> str:
     if iso is None:
         return "never"
     from agent.record import iso_to_ms
 
-    seconds = max(0.0, time.time() - iso_to_ms(iso) / 1000)
+    seconds = max(0.0, now_s - iso_to_ms(iso) / 1000)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{iso} ({seconds / size:.0f}{unit} ago)"
     return f"{iso} ({seconds:.0f}s ago)"
 
 
-def print_status(db: Path, *, as_json: bool, out: TextIO) -> int:
+def print_status(
+    db: Path, *, as_json: bool, out: TextIO, clock: Clock | None = None
+) -> int:
     report = status_report(db)
     if as_json:
         out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return 0
+    now_s = (clock if clock is not None else system_clock()).time()
     buf = report["buffer"]
     out.write(
         f"buffer {buf['path']}: {buf['rows']} readings, {buf['unsynced']} not yet sent, "
@@ -123,8 +126,8 @@ def print_status(db: Path, *, as_json: bool, out: TextIO) -> int:
         + (f" ({buf['bytes_per_reading']} bytes per reading)" if buf["bytes_per_reading"] else "")
         + "\n"
     )
-    out.write(f"oldest unsent: {_age(buf['oldest_unsynced'])}\n")
-    out.write(f"last sync:     {_age(report['last_sync'])}\n")
+    out.write(f"oldest unsent: {_age(buf['oldest_unsynced'], now_s)}\n")
+    out.write(f"last sync:     {_age(report['last_sync'], now_s)}\n")
     budget = f"{buf['max_bytes'] / 2**20:.0f} MiB" if buf["max_bytes"] else "none"
     out.write(
         f"budget:        {budget}; {buf['evicted_synced']} sent readings evicted, "
@@ -145,6 +148,6 @@ def print_status(db: Path, *, as_json: bool, out: TextIO) -> int:
     for name, dev in report["devices"].items():
         out.write(
             f"  {name:<18} {dev['health']:<18} {dev['points']:>3} points, "
-            f"last good reading {_age(dev['last_good_reading'])}\n"
+            f"last good reading {_age(dev['last_good_reading'], now_s)}\n"
         )
     return 0

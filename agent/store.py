@@ -48,8 +48,9 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from agent.config.model import StoreConfig
+from agent.core.clock import Clock, system_clock
 from agent.errors import StoreError
-from agent.record import Quality, Reading, StoredReading, ms_to_iso, now_ms
+from agent.record import Quality, Reading, StoredReading, ms_to_iso
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -273,13 +274,17 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 
 def apply_migrations(
-    db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATIONS
+    db: sqlite_utils.Database,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    *,
+    clock: Clock | None = None,
 ) -> list[str]:
     """Apply the migrations not yet recorded in the ``migrations`` table, in order.
 
     Each migration runs in one transaction together with its record, so a failure leaves it
     unapplied and unrecorded. Returns the names applied now.
     """
+    clock = clock if clock is not None else system_clock()
     table = db["migrations"]
     table.create(  # type: ignore[union-attr]
         {"name": str, "applied_ms": int}, pk="name", if_not_exists=True
@@ -291,7 +296,7 @@ def apply_migrations(
             continue
         with db.atomic():
             migrate(db)
-            table.insert({"name": name, "applied_ms": now_ms()})  # type: ignore[union-attr]
+            table.insert({"name": name, "applied_ms": clock.now_ms()})  # type: ignore[union-attr]
         applied.append(name)
         log.info("store migration %s applied", name)
     return applied
@@ -508,8 +513,10 @@ class _Writer:
         max_pending: int,
         max_bytes: int | None,
         notify: Callable[[int, list[StoreEvent]], None],
+        clock: Clock,
     ) -> None:
         self.path = path
+        self.clock = clock
         self.jobs = jobs
         self.batch_window = batch_window
         self.batch_max = batch_max
@@ -558,7 +565,7 @@ class _Writer:
         conn.execute("PRAGMA secure_delete=OFF")
         (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
-        apply_migrations(self.db)
+        apply_migrations(self.db, clock=self.clock)
         for pid, device, point, unit in conn.execute("SELECT id, device, point, unit FROM points"):
             self.point_ids[(device, point, unit)] = pid
         self._apply_budget()
@@ -863,7 +870,7 @@ class _Writer:
     def _add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
         """Record an event (inside the caller's transaction) and prune the oldest."""
         assert self.conn is not None
-        at = now_ms()
+        at = self.clock.now_ms()
         text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"), default=str)
         cur = self.conn.execute(
             "INSERT INTO events (ts_ms, kind, detail) VALUES (?, ?, ?)", (at, kind, text)
@@ -1278,6 +1285,7 @@ class Store:
         close_timeout: float = 10.0,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         on_event: Callable[[StoreEvent], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if batch_window <= 0 or batch_max < 1 or max_pending < batch_max or close_timeout <= 0:
             raise ValueError(
@@ -1293,6 +1301,7 @@ class Store:
         self.close_timeout = close_timeout
         self.max_bytes = max_bytes
         self.on_event = on_event
+        self.clock = clock if clock is not None else system_clock()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1389,6 +1398,7 @@ class Store:
             max_pending=self.max_pending,
             max_bytes=self.max_bytes,
             notify=self._notify_from_thread,
+            clock=self.clock,
         )
         try:
             last_seq = writer.open()
@@ -1505,7 +1515,7 @@ class Store:
         """Record that the broker acknowledged these readings (and when: meta last_sync_ms)."""
         if not seqs:
             return
-        chosen, at_ms = list(seqs), now_ms()
+        chosen, at_ms = list(seqs), self.clock.now_ms()
         await self._call("marking readings as synced", lambda w: w.mark_synced(chosen, at_ms))
 
     async def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:

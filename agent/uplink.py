@@ -28,8 +28,9 @@ import aiomqtt
 from agent import __version__
 from agent.backoff import Backoff
 from agent.config.model import SiteInfo, UplinkConfig
+from agent.core.clock import Clock, system_clock
 from agent.errors import StoreError, UplinkError
-from agent.record import StoredReading, ms_to_iso, now_ms
+from agent.record import StoredReading, ms_to_iso
 from agent.store import Store, StoreEvent
 
 CommandHandler = Callable[[bytes], Awaitable[dict[str, Any]]]
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 # What a broken or unreachable broker raises. Anything else is a bug and propagates.
 _LINK_ERRORS = (aiomqtt.MqttError, TimeoutError, UplinkError)
 # While idle, look at the store this often anyway (rows marked unsynced by another process).
+_DRAIN_POLL_S = 0.05  # how often a stopping agent looks whether the uplink is through
 _IDLE_RECHECK_S = 30.0
 # How soon to try again when the store fails under the uplink (e.g. disk full).
 _STORE_RETRY_S = 2.0
@@ -135,8 +137,10 @@ class Uplink:
         backoff: Backoff | None = None,
         backfill_rate: float | None = _FROM_CONFIG,
         on_command: CommandHandler | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock if clock is not None else system_clock()
         # Commands from upstream (HVAC overrides): each gets a reply on commands/reply.
         self._on_command = on_command
         self.site = site
@@ -198,6 +202,21 @@ class Uplink:
             log.info("uplink: next connection attempt to %s in %.1f s", self.url, delay)
             await asyncio.sleep(delay)
 
+    async def drain(self, *, within: float) -> bool:
+        """Wait until every committed reading and event is published, for at most ``within``
+        seconds; True when nothing is left. Returns at once while disconnected: a stop does not
+        wait for a broker that is away (what is unsent stays in the store)."""
+        try:
+            async with asyncio.timeout(within):
+                while self.connected:
+                    stats = await self.store.stats()
+                    if not stats.unsynced and not await self.store.unpublished_events(1):
+                        return True
+                    await asyncio.sleep(_DRAIN_POLL_S)
+        except (TimeoutError, StoreError):
+            pass
+        return False
+
     def identity(self) -> dict[str, str]:
         """Where and as whom this uplink publishes (recorded in the store's meta)."""
         return {
@@ -213,7 +232,7 @@ class Uplink:
         self.connected = False
         reason = str(exc) or type(exc).__name__
         if self._down_since is None:
-            self._down_since = now_ms()
+            self._down_since = self.clock.now_ms()
             log.warning(
                 "uplink: %s is unreachable (%s); readings are kept in the store and sent on "
                 "reconnect",
@@ -230,7 +249,7 @@ class Uplink:
             log.info(
                 "uplink: connected to %s again after %.0f s",
                 self.url,
-                (now_ms() - self._down_since) / 1000,
+                (self.clock.now_ms() - self._down_since) / 1000,
             )
             self._down_since = None
         else:
@@ -388,7 +407,7 @@ class Uplink:
         self.sent += len(batch)
         if backfill:
             self.backfilled += len(batch)
-        self.last_sync_ms = now_ms()
+        self.last_sync_ms = self.clock.now_ms()
         await self.store.mark_synced([r.seq for r in batch])
 
     async def _send_events(self, client: aiomqtt.Client) -> int:
@@ -513,7 +532,7 @@ class Uplink:
             "gateway": self.gateway_id,
             **self.birth,
             "agent_version": __version__,
-            "time": ms_to_iso(now_ms()),
+            "time": ms_to_iso(self.clock.now_ms()),
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 import enum
 import math
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
+
+from agent.core.clock import system_clock
 
 __all__ = [
     "ZONE_NAMES",
@@ -286,7 +287,7 @@ class Building:
         self,
         *,
         tz: str = "Asia/Shanghai",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         speed: float = 1.0,
         seed: int = 0,
         zones_follow_office_hours: bool = True,
@@ -298,10 +299,12 @@ class Building:
             raise ValueError(f"speed must be positive, not {speed}")
         self._tz = ZoneInfo(tz)
         self._zones_follow_hours = zones_follow_office_hours
-        self._clock = clock
+        # Wall time in epoch seconds: the caller's clock (tests pin it); by default the agent's
+        # system clock, so a test run started at a chosen moment starts the building there too.
+        self._clock = clock if clock is not None else system_clock().time
         self._speed = speed
         self._rng = random.Random(seed)
-        self._wall_start = clock()
+        self._wall_start = self._clock()
         self._t = self._wall_start
         local = self.local_time
         self._occupied = is_office_hours(local)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Set up and run the tests: installs mosquitto and socat from Debian when missing (the tests use
-# a real broker and real serial pty pairs), the agent with its test extras, then pytest.
+# Set up and run the tests: installs mosquitto, socat and faketime from Debian when missing (the
+# tests use a real broker and real serial pty pairs; faketime is the outside check that nothing
+# reads the wall clock, see the README), the agent with its test extras, then pytest.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/_setup.sh"
-need_debs mosquitto socat
+need_debs mosquitto socat faketime
 make_venv test
 cd "$ROOT"
 "$VENV/bin/ruff" check --quiet agent drivers hil tests bench

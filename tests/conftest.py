@@ -5,6 +5,12 @@
             ...                                     # publish something
             await sub.wait_for(lambda msgs: len(msgs) >= 3, within=5)
 
+Every clock of a test run can start at a chosen moment (see "Tests at a chosen moment" in the
+README): ``pytest --clock-start=sunday-night`` or ``--clock-start=2026-02-17T10:00+08:00``, or the
+same in ``EDGE_AGENT_TEST_CLOCK_START``. The offset from now to that moment is computed once and
+exported as ``EDGE_AGENT_CLOCK_OFFSET``, which every `system_clock()` of the run reads, in this
+process and in the agents and CLIs it starts, so they all agree on the time.
+
 The broker can be stopped, started again on the same port, frozen (SIGSTOP: connections stay
 open but nothing answers) and thawed, for fault tests. `mosquitto_factory` makes more brokers, or
 one with persistence (sessions and queued QoS 1 messages survive a restart).
@@ -15,23 +21,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from agent.core.clock import CLOCK_OFFSET_ENV, system_clock
 from tests.helpers import find_program
 
 __all__ = ["Collector", "MosquittoBroker", "subscribe"]
 
 _START_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
+
+CLOCK_START_ENV = "EDGE_AGENT_TEST_CLOCK_START"
+# Moments where a wall-clock dependence shows itself (2026 calendar: State Council notice of
+# 2025-11-04): evening and weekend outside office hours, a Spring Festival day off, a make-up
+# working Saturday (调休), and the last seconds of a UTC year (already the new year in Beijing).
+CLOCK_MOMENTS = {
+    "sunday-night": "2026-11-29T21:30:00+08:00",
+    "spring-festival": "2026-02-17T10:00:00+08:00",
+    "makeup-saturday": "2026-02-28T10:00:00+08:00",
+    "utc-new-year": "2026-12-31T23:59:55+00:00",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-start",
+        default=None,
+        help="start every clock of the run at this moment: an ISO 8601 time with its offset, "
+        f"or one of {', '.join(CLOCK_MOMENTS)} (also from ${CLOCK_START_ENV})",
+    )
+
+
+def _clock_start(text: str) -> datetime:
+    moment = datetime.fromisoformat(CLOCK_MOMENTS.get(text, text))
+    if moment.tzinfo is None:
+        raise pytest.UsageError(
+            f"--clock-start {text!r}: give the moment with its UTC offset, e.g. +08:00"
+        )
+    return moment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    text = config.getoption("--clock-start") or os.environ.get(CLOCK_START_ENV, "")
+    if text:
+        offset = _clock_start(text).timestamp() - time.time()
+        os.environ[CLOCK_OFFSET_ENV] = f"{offset:.3f}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    clock = system_clock()
+    if not clock.offset:
+        return "clock: the real clock"
+    return f"clock: started at {clock.wall().isoformat()} (offset {clock.offset:+.0f} s)"
 
 
 def _find_mosquitto() -> str:

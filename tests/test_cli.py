@@ -168,13 +168,14 @@ def test_demo_stops_cleanly_on_sigterm_and_loses_nothing(tmp_path: Path) -> None
 def test_status_reports_buffer_and_devices(tmp_path: Path) -> None:
     import asyncio
 
-    from agent.record import Quality, Reading, now_ms
+    from agent.core.clock import system_clock
+    from agent.record import Quality, Reading
     from agent.status import status_report
     from agent.store import Store
 
     async def fill() -> None:
         async with Store(tmp_path / "readings.db", batch_window=0.01) as store:
-            ts = now_ms()
+            ts = system_clock().now_ms()
             await store.append(
                 [
                     Reading("m1", "active_power", ts, 12.5, "W"),

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.config.model import SiteInfo
+from agent.core.clock import ManualClock
 from agent.energy.config import EnergyConfig, MeterConfig, QuotaRule
 from agent.energy.live import ALERTS_KEY, CURSOR_KEY, QUALITY_KEY, EnergyLive
 from agent.record import Reading, ms_to_iso
@@ -57,8 +58,8 @@ def counters(first_min: int, last_min: int) -> list[Reading]:
     return out
 
 
-def clock() -> int:
-    return T0 + 121 * MIN  # the same local day: the day quota does not roll over
+def clock() -> ManualClock:
+    return ManualClock.at_ms(T0 + 121 * MIN)  # the same local day: the day quota does not roll over
 
 
 async def events(store: Store, kind: str) -> list[StoreEvent]:
@@ -82,7 +83,7 @@ async def test_intervals_and_one_quota_alert(tmp_path: Path) -> None:
     async with Store(tmp_path / "buffer.db") as store:
         await store.append(counters(0, 120))
         await store.flush()
-        live = EnergyLive(energy(), site=SITE, store=store, interval=0.05, clock=clock)
+        live = EnergyLive(energy(), site=SITE, store=store, interval=0.05, clock=clock())
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as group:
             group.create_task(live.run(stop), name="test[energy].run")
@@ -115,7 +116,7 @@ async def test_a_restart_repeats_nothing_and_loses_no_energy(tmp_path: Path) -> 
     async with Store(db) as store:
         await store.append(counters(0, 52))  # 3 intervals complete, the 4th is open
         await store.flush()
-        first = EnergyLive(energy(), site=SITE, store=store, clock=clock)
+        first = EnergyLive(energy(), site=SITE, store=store, clock=clock())
         await first.cycle()
         await first.cycle()  # nothing new: nothing recorded twice
         assert by_meter(await events(store, "energy.interval"))["main"] == expected("main", 3)
@@ -128,7 +129,7 @@ async def test_a_restart_repeats_nothing_and_loses_no_energy(tmp_path: Path) -> 
     async with Store(db) as store:  # the agent restarted
         await store.append(counters(53, 120))
         await store.flush()
-        second = EnergyLive(energy(), site=SITE, store=store, clock=clock)
+        second = EnergyLive(energy(), site=SITE, store=store, clock=clock())
         await second.cycle()
         found = by_meter(await events(store, "energy.interval"))
         # the 4th interval straddles the restart and is still complete and measured
@@ -180,14 +181,14 @@ async def test_a_restart_after_the_events_were_pruned_keeps_the_month_total(
     async with Store(db) as store:
         await store.append(counters(0, 52))
         await store.flush()
-        await EnergyLive(month_quota(), site=SITE, store=store, clock=clock).cycle()
+        await EnergyLive(month_quota(), site=SITE, store=store, clock=clock()).cycle()
     with sqlite3.connect(db) as conn:  # what the store's pruning does to published events
         conn.execute("DELETE FROM events")
     async with Store(db) as store:
         assert await store.events_after(0, 100, kind="energy.interval") == []
         await store.append(counters(53, 120))
         await store.flush()
-        second = EnergyLive(month_quota(), site=SITE, store=store, clock=clock)
+        second = EnergyLive(month_quota(), site=SITE, store=store, clock=clock())
         await second.cycle()
         assert second.pipeline is not None
         (status,) = second.pipeline.quotas.status()
@@ -224,7 +225,8 @@ async def test_rollups_are_recorded_when_an_hour_and_a_day_close(tmp_path: Path)
     async with Store(db) as store:
         await store.append(late_counters(90))  # to 00:30: the 00:00 hour is still open
         await store.flush()
-        live = EnergyLive(energy(limit=1e6), site=SITE, store=store, clock=lambda: LATE + 91 * MIN)
+        at = ManualClock.at_ms(LATE + 91 * MIN)
+        live = EnergyLive(energy(limit=1e6), site=SITE, store=store, clock=at)
         await live.cycle()
         hours = rollups(await events(store, "energy.rollup"), "hour")
         assert list(hours) == [ms_to_iso(LATE)]
@@ -250,7 +252,7 @@ async def test_rollups_are_recorded_when_an_hour_and_a_day_close(tmp_path: Path)
         await store.append(late_counters(135)[2 * 91 :])
         await store.flush()
         again = EnergyLive(
-            energy(limit=1e6), site=SITE, store=store, clock=lambda: LATE + 136 * MIN
+            energy(limit=1e6), site=SITE, store=store, clock=ManualClock.at_ms(LATE + 136 * MIN)
         )
         await again.cycle()
         hours = rollups(await events(store, "energy.rollup"), "hour")
@@ -268,7 +270,8 @@ async def test_a_closed_day_records_its_data_quality_and_status_shows_it(
     async with Store(db) as store:
         await store.append(late_counters(90))
         await store.flush()
-        live = EnergyLive(energy(limit=1e6), site=SITE, store=store, clock=lambda: LATE + 91 * MIN)
+        at = ManualClock.at_ms(LATE + 91 * MIN)
+        live = EnergyLive(energy(limit=1e6), site=SITE, store=store, clock=at)
         await live.cycle()
         (quality,) = await events(store, "energy.quality")
         assert quality.detail["day"] == "2026-03-10"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.hvac.clock import ManualClock, ScheduleClock, timesyncd_synchronized
+from agent.core.clock import ManualClock
+from agent.hvac.clock import ScheduleClock, timesyncd_synchronized
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 HOUR = 3600.0

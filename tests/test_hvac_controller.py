@@ -21,7 +21,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from agent.config.loader import load_config
-from agent.hvac.clock import ManualClock
+from agent.core.clock import ManualClock
 from agent.hvac.controller import HvacController
 from agent.hvac.program import HvacConfig
 from drivers.modbus.bus import ModbusBusClient

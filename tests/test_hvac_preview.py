@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from ruamel.yaml import YAML
 
-from agent.config.model import SiteConfig
 from agent.hvac.overrides import Override
 from agent.hvac.preview import format_rows, preview_rows, run_preview, to_json
 from agent.hvac.program import HvacConfig, Mode, OutdoorSeasonRule, Season
@@ -193,9 +192,6 @@ def test_preview_refuses_a_silly_length() -> None:
         preview_rows(hvac(), "Asia/Shanghai", start=date(2026, 1, 1), days=0)
 
 
-@pytest.mark.skipif(
-    "hvac" not in SiteConfig.model_fields, reason="SiteConfig has no hvac section yet"
-)
 def test_run_preview_on_a_site_config(tmp_path: Path) -> None:
     site = (
         # The demo's devices with this test's own hvac section in place of the demo's.

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
 
+from agent.core.clock import system_clock
 from agent.hvac.commands import CommandHandler
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.program import HvacConfig
@@ -42,7 +42,7 @@ async def serve(
     async def handle(data: bytes) -> dict[str, Any]:
         if handled is not None:
             handled.set()
-        return handler.evaluate(data, now=datetime.now(UTC), context=context, source="cli")
+        return handler.evaluate(data, now=system_clock().wall(), context=context, source="cli")
 
     await serve_spool(spool, handle, stop=stop, interval=0.05)
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from drivers.modbus.bus import ModbusBusClient, rtu_frame_gap
 from drivers.modbus.errors import ModbusExceptionError
 from drivers.modbus.spec import ModbusTcpBus, Table
+from hil.building import Building
 from hil.server import SimulatedBuilding
+
+# A Tuesday at 11:00 in Jingzhou: office hours, so the simulated units are on.
+OFFICE_HOURS = datetime(2025, 7, 15, 11, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 
 
 async def test_writes_reach_the_device_and_refusals_are_errors() -> None:
-    async with SimulatedBuilding() as sim:
+    async with SimulatedBuilding(building=Building(clock=lambda: OFFICE_HOURS)) as sim:
         host, port = sim.endpoints["hvac"]
         spec = ModbusTcpBus(kind="modbus_tcp", host=host, port=port, timeout=0.5)
         async with ModbusBusClient("hvac", spec) as bus:

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 
 from agent.config.model import SiteConfig, UplinkConfig
+from agent.core.clock import ManualClock, system_clock
 from agent.demo import _retarget, demo_config
-from agent.hvac.clock import ManualClock
 from agent.service import Agent
 from agent.store import read_events
 from hil.building import Building
@@ -49,7 +49,7 @@ async def test_upstream_commands_get_replies_and_audit_events_are_published(
             await sub.wait_for(lambda _: agent.uplink is not None and agent.uplink.connected,
                                within=10)  # fmt: skip
             await asyncio.sleep(0.3)  # the uplink subscribes right after connecting
-            expires = (datetime.now(SHANGHAI) + timedelta(minutes=5)).isoformat()
+            expires = (system_clock().wall() + timedelta(minutes=5)).isoformat()
             commands = [
                 b"{not json",
                 json.dumps({"id": "c-1", "expires": expires, "action": "override",
@@ -93,7 +93,7 @@ async def _simulated_days(tmp_path: Path, uplink: UplinkConfig | None, days: int
     async with SimulatedBuilding(building=Building(zones_follow_office_hours=False)) as sim:
         config = _with_hvac_interval(_retarget(demo_config(), sim.endpoints, None), 300)
         config = config.model_copy(update={"uplink": uplink})
-        agent = Agent(config, data_dir=tmp_path, hvac_clock=clock)
+        agent = Agent(config, data_dir=tmp_path, clock=clock)
         stop, task = await _start(agent)
         async with asyncio.timeout(60):
             while clock.wall() < end:  # noqa: ASYNC110 - the fake clock has no event to wait on

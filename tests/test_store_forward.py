@@ -34,7 +34,6 @@ import random
 import signal
 import sqlite3
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import aiomqtt
 import pytest
 
 import agent
+from agent.core.clock import system_clock
 from agent.record import Reading
 from agent.store import Store, export_readings, read_events, read_stats
 from agent.sync import sync_command
@@ -186,7 +186,7 @@ def timed(collector: Any) -> list[tuple[float, aiomqtt.Message]]:
     add = collector.add
 
     def add_timed(message: aiomqtt.Message) -> None:
-        arrivals.append((time.time(), message))
+        arrivals.append((system_clock().time(), message))
         add(message)
 
     collector.add = add_timed
@@ -346,7 +346,7 @@ DAY = DAY_POINTS * 24 * 60  # 144,000 readings
 async def store_a_day(db: Path) -> None:
     """The readings of a day during which the broker was unreachable."""
     rng = random.Random(1)
-    start = int(time.time() * 1000) - 24 * 3600 * 1000
+    start = system_clock().now_ms() - 24 * 3600 * 1000
     values = [rng.uniform(0, 1000) for _ in range(DAY_POINTS)]
     async with Store(db, batch_window=1.0, batch_max=10_000) as store:
         for minute in range(24 * 60):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from agent.core.clock import system_clock
 from agent.energy.config import EnergyConfig
 from agent.energy.intervals import thin_rows
 from agent.energy.report import (
@@ -17,7 +18,7 @@ from agent.energy.report import (
     report_window,
 )
 from agent.errors import AgentError
-from agent.record import StoredReading, now_ms
+from agent.record import StoredReading
 
 __all__ = ["print_energy_report"]
 
@@ -46,7 +47,7 @@ def print_energy_report(
         )
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the agent's --data-dir (or --db)")
-    now = now_ms() if now is None else now
+    now = system_clock().now_ms() if now is None else now
     try:
         start_ms = parse_period_start(start, tz=site.timezone) if start else now
     except ValueError as exc:

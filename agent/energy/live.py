@@ -28,11 +28,12 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.config.model import SiteInfo
+from agent.core.clock import Clock, system_clock
 from agent.energy.config import EnergyConfig
 from agent.energy.intervals import Interval
 from agent.energy.periods import Size, bucket_start, day_of, next_start
@@ -40,7 +41,7 @@ from agent.energy.pipeline import EnergyPipeline
 from agent.energy.quality import balance_checks, daily_quality
 from agent.energy.rollup import DEFAULT_SIZES, rollup
 from agent.errors import StoreError
-from agent.record import StoredReading, ms_to_iso, now_ms
+from agent.record import StoredReading, ms_to_iso
 from agent.store import Store
 
 __all__ = ["ALERTS_KEY", "CURSOR_KEY", "QUALITY_KEY", "EnergyLive"]
@@ -70,13 +71,13 @@ class EnergyLive:
         site: SiteInfo,
         store: Store,
         interval: float = 60.0,
-        clock: Callable[[], int] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.energy = energy
         self.site = site
         self.store = store
         self.interval = interval
-        self._clock = clock or now_ms  # ms; injected by tests
+        self._clock = clock if clock is not None else system_clock()
         self._points = {(m.device, m.point) for m in energy.meters}
         self._margin_ms = energy.interval_minutes * 60_000 + round(energy.max_step * 1000)
         self.pipeline: EnergyPipeline | None = None
@@ -155,7 +156,7 @@ class EnergyLive:
         if not self.energy.quotas or not self._emitted:
             return
         tz = ZoneInfo(self.site.timezone)
-        now = self._clock()
+        now = self._clock.now_ms()
         since = min(
             min(
                 bucket_start(now, Size(rule.period), tz),
@@ -190,7 +191,7 @@ class EnergyLive:
             if len(rows) < CHUNK:
                 break
             await asyncio.sleep(0)
-        now = self._clock()
+        now = self._clock.now_ms()
         await self._roll(now)  # every interval fed so far is committed
         pipeline.evaluate(now)
         await self._commit()

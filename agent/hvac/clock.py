@@ -1,8 +1,10 @@
 """Time for the controller: the wall clock for boundaries, the monotonic clock for intervals.
 
+The clock pair itself is `agent.core.clock.Clock`, injected by the service.
+
 A Raspberry Pi has no real-time clock: after a cold boot the wall clock is wrong until NTP
 syncs, and systemd-timesyncd signals the sync by creating /run/systemd/timesync/synchronized
-(see /work/shared/docs/DOMAIN.md "Time"). The rules:
+(systemd-timesyncd.service(8)). The rules:
 
 1. **No action on untrusted time.** Until `time_trusted()` is true (the sync flag exists, or the
    config says `trust_clock: true`), the controller writes nothing and accepts no command; it
@@ -24,20 +26,14 @@ syncs, and systemd-timesyncd signals the sync by creating /run/systemd/timesync/
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 __all__ = [
     "TIMESYNC_FLAG",
-    "Clock",
     "ClockStep",
-    "ManualClock",
     "ScheduleClock",
-    "SystemClock",
     "timesyncd_synchronized",
 ]
 
@@ -48,71 +44,6 @@ def timesyncd_synchronized(flag: Path = TIMESYNC_FLAG) -> bool:
     """Whether systemd-timesyncd has synchronised the clock since boot (the flag is in /run,
     a tmpfs, so it cannot survive a reboot)."""
     return flag.exists()
-
-
-class Clock(Protocol):
-    """The controller's clock pair, injectable for tests."""
-
-    def wall(self) -> datetime:
-        """The wall clock, an aware datetime."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary origin, never stepped."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` of monotonic time."""
-        ...
-
-
-class SystemClock:
-    """The real clocks."""
-
-    def wall(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-class ManualClock:
-    """A clock pair that moves only when told: for tests, and to run a schedule faster than
-    real time. `sleep` advances both clocks; `step` moves the wall clock alone (an NTP step).
-    `time()` is the wall clock in epoch seconds, the form hil.building.Building takes."""
-
-    def __init__(self, start: datetime) -> None:
-        if start.tzinfo is None:
-            raise ValueError("start must be an aware datetime")
-        self._wall = start.timestamp()
-        self._mono = 1000.0
-
-    def wall(self) -> datetime:
-        return datetime.fromtimestamp(self._wall, UTC)
-
-    def time(self) -> float:
-        return self._wall
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    async def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
-
-    def advance(self, seconds: float) -> None:
-        """Time passes: both clocks move."""
-        if seconds < 0:
-            raise ValueError("time does not pass backwards; use step() for a clock step")
-        self._wall += seconds
-        self._mono += seconds
-
-    def step(self, seconds: float) -> None:
-        """The wall clock is stepped (forward or back); the monotonic clock is not."""
-        self._wall += seconds
 
 
 @dataclass(frozen=True, slots=True)

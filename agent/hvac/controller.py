@@ -37,9 +37,10 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from agent.core.clock import Clock, system_clock
 from agent.errors import DeviceUnavailableError, DriverError
 from agent.hvac.calendar import HolidayCalendar
-from agent.hvac.clock import Clock, ClockStep, ScheduleClock, SystemClock, timesyncd_synchronized
+from agent.hvac.clock import ClockStep, ScheduleClock, timesyncd_synchronized
 from agent.hvac.commands import CommandHandler, command_id_of
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.policy import apply_policy, zone_limits
@@ -223,7 +224,7 @@ class HvacController:
         self.overrides = overrides if overrides is not None else OverrideBook()
         self.calendar = calendar if calendar is not None else HolidayCalendar(hvac.calendar)
         self._audit_sink = audit
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._clock: Clock = clock if clock is not None else system_clock()
         self._time_trusted = time_trusted or (lambda: hvac.trust_clock or timesyncd_synchronized())
         self._schedule = ScheduleClock(hold_max=hvac.clock_hold_max)
         self.commands = CommandHandler(hvac, overrides=self.overrides, audit=self._audit)
@@ -313,7 +314,7 @@ class HvacController:
     async def _audit(self, event: dict[str, Any]) -> None:
         stamped = {
             "event": event.pop("event"),
-            "ts": ms_to_iso(int(self._clock.wall().timestamp() * 1000)),
+            "ts": ms_to_iso(self._clock.now_ms()),
         }
         if self.now is not None:
             stamped["schedule_time"] = self.now.astimezone(self.tz).isoformat()

@@ -18,6 +18,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.core.clock import system_clock
 from agent.hvac.overrides import Override
 from agent.hvac.program import HvacConfig
 from agent.hvac.state import ScheduleContext, next_boundary, wanted_state
@@ -155,7 +156,7 @@ def run_preview(
         return EX_CONFIG
     tz = config.site.timezone
     if start is None:
-        start = datetime.now(ScheduleContext.for_site(hvac, tz).tz).date()
+        start = system_clock().wall().astimezone(ScheduleContext.for_site(hvac, tz).tz).date()
     rows = preview_rows(hvac, tz, start=start, days=days)
     calendar = HolidayCalendar(hvac.calendar)
     warnings: list[str] = []

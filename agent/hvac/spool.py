@@ -15,10 +15,11 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.core.clock import system_clock
 from agent.hvac.commands import make_command
 
 __all__ = ["SPOOL_DIR", "cli_override", "serve_spool", "submit", "wait_reply"]
@@ -104,6 +105,8 @@ async def serve_spool(
             target = spool / f"{name}{REPLY_SUFFIX}"
             payload = json.dumps(reply, ensure_ascii=False).encode("utf-8")
             await asyncio.to_thread(_write_atomic, target, payload)
+        # File times are the kernel's wall clock, so a reply's age is measured on that clock, not on
+        # the agent's injected one (which a test run may shift).
         await asyncio.to_thread(_sweep, spool, time.time())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(interval):
@@ -131,7 +134,7 @@ def cli_override(
     command = make_command(
         action,
         zone=zone,
-        now=datetime.now(UTC),
+        now=system_clock().wall(),
         setpoint=setpoint,
         mode=mode,
         until=until,

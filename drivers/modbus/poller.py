@@ -20,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from agent.record import Quality, Reading, now_ms
+from agent.core.clock import Clock, system_clock
+from agent.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.codec import decode, raw_bits, raw_to_engineering, scale_with_exponent
 from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
@@ -65,8 +66,10 @@ class ModbusDevicePoller:
         sink: Sink,
         quirks: DeviceQuirks | None = None,
         save_quirks: QuirksSaver | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.device = device
+        self._clock = clock if clock is not None else system_clock()
         self.bus = bus
         self._sink = sink
         self.health = DeviceHealth()
@@ -87,6 +90,7 @@ class ModbusDevicePoller:
         """The reading of one point from a reply. A point with a `scale_factor` keeps its raw
         value here; `_apply_scale_factors` finishes it once the cycle's SF readings are in."""
         offset = point.address - request.address
+        ts = self._clock.now_ms()
         if request.table.is_bits:
             value: float | int | bool | str = bool(raw[offset])
         else:
@@ -97,7 +101,7 @@ class ModbusDevicePoller:
                 regs, word_order=word_order, byte_order=byte_order
             ):
                 # The device says it has no value here (SunSpec "not implemented").
-                return Reading(self.device.name, name, now_ms(), None, point.unit, Quality.BAD)
+                return Reading(self.device.name, name, ts, None, point.unit, Quality.BAD)
             value = decode(
                 regs, point.type, word_order=word_order, byte_order=byte_order, bit=point.bit
             )
@@ -105,8 +109,8 @@ class ModbusDevicePoller:
                 value = raw_to_engineering(value, point.scale, point.offset)
         if isinstance(value, float) and not math.isfinite(value):
             # NaN or infinity from a float register is not a measurement.
-            return Reading(self.device.name, name, now_ms(), None, point.unit, Quality.BAD)
-        return Reading(self.device.name, name, now_ms(), value, point.unit, Quality.GOOD)
+            return Reading(self.device.name, name, ts, None, point.unit, Quality.BAD)
+        return Reading(self.device.name, name, ts, value, point.unit, Quality.GOOD)
 
     def _with_scale_factors(self, names: Iterable[str]) -> list[str]:
         """``names`` plus the scale-factor points they need, each once, in order."""
@@ -142,7 +146,7 @@ class ModbusDevicePoller:
         return out
 
     def _bad(self, members: Sequence[tuple[str, ModbusPoint]]) -> list[Reading]:
-        ts = now_ms()
+        ts = self._clock.now_ms()
         return [Reading(self.device.name, n, ts, None, p.unit, Quality.BAD) for n, p in members]
 
     async def _read(self, request: ReadRequest) -> list[int] | list[bool]:
@@ -274,7 +278,7 @@ class ModbusDevicePoller:
                 self.health.consecutive_failures,
             )
         self.health.online = True
-        self.health.last_ok_ms = now_ms()
+        self.health.last_ok_ms = self._clock.now_ms()
         self.health.last_error = None
         self.health.consecutive_failures = 0
 
