@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.errors import AgentError, ConfigError
+from agent.core.errors import AgentError, ConfigError
 
 __all__ = ["main"]
 
@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     from agent.commission import add_commands
 
     add_commands(sub)
-    from agent.hvac.cli import add_commands as add_hvac_commands
+    from agent.schedule_cli import add_commands as add_hvac_commands
 
     add_hvac_commands(sub)
     return parser
@@ -183,7 +183,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         return _run_until_signal(_run_service(config, args.data_dir or _default_data_dir()))
     if command == "demo":
-        from agent.config.duration import parse_duration
+        from agent.core.durations import parse_duration
         from agent.demo import run_demo
 
         try:
@@ -237,7 +237,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
     if command in ("schedule", "override"):
-        from agent.hvac.cli import dispatch as hvac_dispatch
+        from agent.schedule_cli import dispatch as hvac_dispatch
 
         return hvac_dispatch(args)
     if command in ("read", "scan"):

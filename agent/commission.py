@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from agent.config.duration import parse_duration
-from agent.config.suggest import did_you_mean
-from agent.errors import AgentError
-from agent.record import Quality, Reading
+from agent.core.durations import parse_duration
+from agent.core.errors import AgentError
+from agent.core.record import Quality, Reading
+from agent.core.suggest import did_you_mean
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.errors import (
     EXCEPTION_NAMES,

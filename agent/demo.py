@@ -13,7 +13,7 @@ from typing import TextIO
 
 from agent.config.loader import load_config_text
 from agent.config.model import SiteConfig, UplinkConfig
-from agent.record import StoredReading, ms_to_iso
+from agent.core.record import StoredReading, ms_to_iso
 from agent.service import Agent
 from drivers.modbus.spec import ModbusTcpBus
 from hil.building import Building

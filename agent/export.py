@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from agent.errors import AgentError
-from agent.record import iso_to_ms
+from agent.core.errors import AgentError
+from agent.core.record import iso_to_ms
 from agent.store import export_readings
 
 __all__ = ["export"]

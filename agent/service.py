@@ -17,12 +17,12 @@ from typing import Any
 from agent import __version__
 from agent.config.model import SiteConfig
 from agent.core.clock import Clock, system_clock
+from agent.core.errors import StoreError
+from agent.core.record import Reading
 from agent.energy.live import EnergyLive
-from agent.errors import StoreError
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
-from agent.record import Reading
 from agent.sdnotify import notify
 from agent.store import Store
 from agent.uplink import Uplink

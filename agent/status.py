@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.core.clock import Clock, system_clock
-from agent.errors import AgentError
-from agent.record import Quality, ms_to_iso
+from agent.core.errors import AgentError
+from agent.core.record import Quality, ms_to_iso
 from agent.store import read_events, read_latest, read_meta, read_stats
 
 __all__ = ["print_status", "status_report"]
@@ -102,7 +102,7 @@ def iso(ms: int | None) -> str | None:
 def _age(iso: str | None, now_s: float) -> str:
     if iso is None:
         return "never"
-    from agent.record import iso_to_ms
+    from agent.core.record import iso_to_ms
 
     seconds = max(0.0, now_s - iso_to_ms(iso) / 1000)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

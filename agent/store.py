@@ -47,10 +47,9 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from agent.config.model import StoreConfig
 from agent.core.clock import Clock, system_clock
-from agent.errors import StoreError
-from agent.record import Quality, Reading, StoredReading, ms_to_iso
+from agent.core.errors import StoreError
+from agent.core.record import Quality, Reading, StoredReading, ms_to_iso
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -72,7 +71,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_MAX_BYTES: int = StoreConfig.model_fields["max_bytes"].default
+# The config's default budget (StoreConfig.max_bytes; a test keeps the two equal).
+DEFAULT_MAX_BYTES = 3 * 1024**3
 """The budget of a Store given none: the config's default, so both agree."""
 
 _INT64 = (-(2**63), 2**63 - 1)

@@ -22,8 +22,8 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from agent.config.model import SiteInfo, UplinkConfig
-from agent.errors import AgentError
-from agent.record import ms_to_iso
+from agent.core.errors import AgentError
+from agent.core.record import ms_to_iso
 from agent.store import Store, read_meta
 from agent.uplink import IDENTITY_KEY, sync_all
 

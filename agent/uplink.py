@@ -26,11 +26,11 @@ from typing import Any
 import aiomqtt
 
 from agent import __version__
-from agent.backoff import Backoff
 from agent.config.model import SiteInfo, UplinkConfig
+from agent.core.backoff import Backoff
 from agent.core.clock import Clock, system_clock
-from agent.errors import StoreError, UplinkError
-from agent.record import StoredReading, ms_to_iso
+from agent.core.errors import StoreError, UplinkError
+from agent.core.record import StoredReading, ms_to_iso
 from agent.store import Store, StoreEvent
 
 CommandHandler = Callable[[bytes], Awaitable[dict[str, Any]]]

@@ -56,7 +56,7 @@ def _status_mib(field: str) -> float:
 
 async def fill(db: Path, points: int, every_s: int) -> dict[str, float]:
     """Store one day of a site's readings the way the pollers hand them over."""
-    from agent.record import Reading
+    from agent.core.record import Reading
     from agent.store import Store
 
     rng = random.Random(1)

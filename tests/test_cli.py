@@ -169,7 +169,7 @@ def test_status_reports_buffer_and_devices(tmp_path: Path) -> None:
     import asyncio
 
     from agent.core.clock import system_clock
-    from agent.record import Quality, Reading
+    from agent.core.record import Quality, Reading
     from agent.status import status_report
     from agent.store import Store
 

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 
 from agent.config.loader import load_config, load_config_text
 from agent.config.model import SiteConfig
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 from drivers.modbus import spec
 from drivers.modbus.spec import ModbusRtuBus, ModbusTcpBus, Table
 

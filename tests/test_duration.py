@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config.duration import parse_duration
+from agent.core.durations import parse_duration
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent.core.record import Quality, StoredReading, ms_to_iso
 from agent.energy.config import EnergyConfig
 from agent.energy.intervals import build_intervals
 from agent.energy.pipeline import EnergyPipeline
 from agent.energy.quality import balance_checks
 from agent.energy.report import energy_report, render_csv, render_text, report_window
-from agent.record import Quality, StoredReading, ms_to_iso
 from hil.building import Building, EnergyCounters
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent.core.errors import AgentError
+from agent.core.record import Quality, Reading
 from agent.energy.command import print_energy_report
 from agent.energy.config import EnergyConfig
-from agent.errors import AgentError
-from agent.record import Quality, Reading
 from agent.store import Store
 from hil.building import Building
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.core.record import Quality, StoredReading
 from agent.energy.config import EnergyConfig, MeterConfig
 from agent.energy.intervals import (
     CounterMeter,
@@ -21,7 +22,6 @@ from agent.energy.intervals import (
     build_intervals,
     thin_rows,
 )
-from agent.record import Quality, StoredReading
 
 TZ = ZoneInfo("Asia/Shanghai")
 START_MS = round(datetime(2026, 7, 1, 8, 0, tzinfo=TZ).timestamp() * 1000)

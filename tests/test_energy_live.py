@@ -14,9 +14,9 @@ import pytest
 
 from agent.config.model import SiteInfo
 from agent.core.clock import ManualClock
+from agent.core.record import Reading, ms_to_iso
 from agent.energy.config import EnergyConfig, MeterConfig, QuotaRule
 from agent.energy.live import ALERTS_KEY, CURSOR_KEY, QUALITY_KEY, EnergyLive
-from agent.record import Reading, ms_to_iso
 from agent.store import Store, StoreEvent
 
 SITE = SiteInfo(id="office", name="Office", timezone="Asia/Shanghai")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.hvac.cli import COMMANDS, add_commands, dispatch
+from agent.schedule_cli import COMMANDS, add_commands, dispatch
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,9 +14,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from agent.hvac.overrides import Override
-from agent.hvac.preview import format_rows, preview_rows, run_preview, to_json
+from agent.hvac.preview import format_rows, preview_rows, to_json
 from agent.hvac.program import HvacConfig, Mode, OutdoorSeasonRule, Season
 from agent.hvac.state import ScheduleContext, next_boundary, season_from_outdoor, wanted_state
+from agent.schedule_cli import run_preview
 from tests.helpers import DEMO_YAML
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

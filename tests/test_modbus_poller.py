@@ -11,7 +11,7 @@ import pytest
 
 from agent.config.loader import load_config
 from agent.config.model import SiteConfig
-from agent.record import Quality, Reading
+from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.planner import DeviceQuirks
 from drivers.modbus.poller import ModbusDevicePoller

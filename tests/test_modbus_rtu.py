@@ -23,7 +23,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from agent.config.loader import load_config
 from agent.config.model import SiteConfig
-from agent.record import Quality, Reading
+from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.errors import DeviceUnavailableError
 from drivers.modbus.poller import ModbusDevicePoller

@@ -16,8 +16,8 @@ import pytest
 from pydantic import ValidationError
 
 from agent.config.loader import load_config_text
-from agent.errors import ConfigError
-from agent.record import Quality, Reading
+from agent.core.errors import ConfigError
+from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.errors import ModbusExceptionError
 from drivers.modbus.planner import DeviceQuirks

@@ -18,8 +18,8 @@ import pytest
 import sqlite_utils
 
 import agent
-from agent.errors import StoreError
-from agent.record import Quality, Reading, StoredReading
+from agent.core.errors import StoreError
+from agent.core.record import Quality, Reading, StoredReading
 from agent.store import (
     MIGRATIONS,
     Store,
@@ -346,7 +346,7 @@ async def test_disk_full_keeps_readings_in_memory_and_recovers(
 CRASH_CHILD = """
 import asyncio, sys
 from pathlib import Path
-from agent.record import Reading
+from agent.core.record import Reading
 from agent.store import Store
 
 async def main():
@@ -662,3 +662,10 @@ async def test_events_from_other_parts_are_kept_until_published(db_path: Path) -
     assert seen == [first, second]
     assert [e.kind for e in read_events(db_path)] == ["hvac.refused", "hvac.write"]
     assert read_stats(db_path).events_unpublished == 1
+
+
+def test_the_store_default_budget_is_the_config_default() -> None:
+    from agent.config.model import StoreConfig
+    from agent.store import DEFAULT_MAX_BYTES
+
+    assert StoreConfig().max_bytes == DEFAULT_MAX_BYTES

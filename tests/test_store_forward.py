@@ -45,7 +45,7 @@ import pytest
 
 import agent
 from agent.core.clock import system_clock
-from agent.record import Reading
+from agent.core.record import Reading
 from agent.store import Store, export_readings, read_events, read_stats
 from agent.sync import sync_command
 
@@ -62,7 +62,7 @@ from pathlib import Path
 
 import agent.service
 import agent.uplink
-from agent.backoff import Backoff
+from agent.core.backoff import Backoff
 from agent.config.model import StoreConfig, UplinkConfig
 from agent.demo import _retarget, demo_config
 from agent.service import Agent
@@ -407,7 +407,7 @@ async def test_a_day_of_backlog_drains_in_order_while_live_readings_arrive_withi
 
 
 def _ms(iso: str) -> int:
-    from agent.record import iso_to_ms
+    from agent.core.record import iso_to_ms
 
     return iso_to_ms(iso)
 

@@ -23,10 +23,10 @@ import aiomqtt
 import pytest
 
 import agent
-from agent.backoff import Backoff
 from agent.config.model import SiteInfo, UplinkConfig
-from agent.errors import AgentError, UplinkError
-from agent.record import Quality, Reading, StoredReading, iso_to_ms, ms_to_iso
+from agent.core.backoff import Backoff
+from agent.core.errors import AgentError, UplinkError
+from agent.core.record import Quality, Reading, StoredReading, iso_to_ms, ms_to_iso
 from agent.store import Store, StoreEvent, export_readings, read_stats
 from agent.sync import sync_command
 from agent.uplink import Uplink, _Pacer, encode_event, encode_readings, sync_all
@@ -292,7 +292,7 @@ async def test_stopping_is_bounded_even_when_the_broker_hangs(
 WILL_CHILD = """
 import asyncio, sys
 from pathlib import Path
-from agent.backoff import Backoff
+from agent.core.backoff import Backoff
 from agent.config.model import SiteInfo, UplinkConfig
 from agent.store import Store
 from agent.uplink import Uplink

@@ -28,7 +28,7 @@ from ruamel.yaml.reader import ReaderError
 
 from agent.config.messages import describe, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig, cross_check
-from agent.errors import ConfigError, ConfigIssue
+from agent.core.errors import ConfigError, ConfigIssue
 from agent.hvac.program import hvac_problems
 
 __all__ = ["MAX_FILE_BYTES", "load_config", "load_config_text"]

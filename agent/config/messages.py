@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from ruamel.yaml.error import MarkedYAMLError
 
-from agent.config.suggest import did_you_mean
+from agent.core.suggest import did_you_mean
 
 __all__ = ["Sentence", "describe", "validation_sentence", "yaml_sentence"]
 

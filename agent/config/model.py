@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.base import ConfigModel
-from agent.config.duration import Duration
-from agent.config.suggest import did_you_mean
+from agent.core.configbase import ConfigModel
+from agent.core.durations import Duration
+from agent.core.suggest import did_you_mean
 from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
 from drivers.modbus.spec import ModbusBus, ModbusDevice

@@ -1,8 +1,8 @@
 """Energy accounting: counters to intervals, rollups, tce and CO2, quotas and data quality.
 
 Pure and synchronous: functions over reading rows (anything shaped like
-agent.record.StoredReading) that produce records. `EnergyPipeline` bundles the incremental parts
-for the running agent; `energy_report` makes the `edge-agent energy` report.
+agent.core.record.StoredReading) that produce records. `EnergyPipeline` bundles the incremental
+parts for the running agent; `energy_report` makes the `edge-agent energy` report.
 """
 
 from agent.energy.alerts import AlertBook, Sink

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.record import ms_to_iso
+from agent.core.record import ms_to_iso
 
 __all__ = ["AlertBook", "Sink"]
 

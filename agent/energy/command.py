@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TextIO
 
 from agent.core.clock import system_clock
+from agent.core.errors import AgentError
+from agent.core.record import StoredReading
 from agent.energy.config import EnergyConfig
 from agent.energy.intervals import thin_rows
 from agent.energy.report import (
@@ -17,8 +19,6 @@ from agent.energy.report import (
     render_text,
     report_window,
 )
-from agent.errors import AgentError
-from agent.record import StoredReading
 
 __all__ = ["print_energy_report"]
 

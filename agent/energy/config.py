@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
-from agent.config.base import ConfigModel
-from agent.config.duration import Duration
-from agent.config.suggest import did_you_mean
+from agent.core.configbase import ConfigModel
+from agent.core.durations import Duration
+from agent.core.suggest import did_you_mean
 from agent.energy.factors import (
     ELECTRICITY_CALORIFIC,
     GRID_CO2_2023,

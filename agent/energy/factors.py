@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agent.config.base import ConfigModel
+from agent.core.configbase import ConfigModel
 
 __all__ = [
     "ELECTRICITY_CALORIFIC",

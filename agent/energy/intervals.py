@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from agent.core.record import ms_to_iso
 from agent.energy.config import EnergyConfig, MeterConfig, MeterKind
 from agent.energy.periods import Size, bucket_start, next_start
-from agent.record import ms_to_iso
 
 __all__ = [
     "QUALITY_ORDER",
@@ -89,7 +89,7 @@ class Interval:
 
 
 class ReadingRow(Protocol):
-    """What the energy code needs of a stored reading (agent.record.StoredReading has it)."""
+    """What the energy code needs of a stored reading (agent.core.record.StoredReading has it)."""
 
     @property
     def device(self) -> str: ...

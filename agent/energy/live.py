@@ -32,16 +32,15 @@ from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.config.model import SiteInfo
 from agent.core.clock import Clock, system_clock
+from agent.core.errors import StoreError
+from agent.core.record import StoredReading, ms_to_iso
 from agent.energy.config import EnergyConfig
 from agent.energy.intervals import Interval
 from agent.energy.periods import Size, bucket_start, day_of, next_start
-from agent.energy.pipeline import EnergyPipeline
+from agent.energy.pipeline import EnergyPipeline, Site
 from agent.energy.quality import balance_checks, daily_quality
 from agent.energy.rollup import DEFAULT_SIZES, rollup
-from agent.errors import StoreError
-from agent.record import StoredReading, ms_to_iso
 from agent.store import Store
 
 __all__ = ["ALERTS_KEY", "CURSOR_KEY", "QUALITY_KEY", "EnergyLive"]
@@ -68,7 +67,7 @@ class EnergyLive:
         self,
         energy: EnergyConfig,
         *,
-        site: SiteInfo,
+        site: Site,
         store: Store,
         interval: float = 60.0,
         clock: Clock | None = None,

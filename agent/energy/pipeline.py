@@ -19,10 +19,13 @@ from agent.energy.intervals import Interval, IntervalBuilder, ReadingRow
 from agent.energy.quota import QuotaMonitor
 from agent.energy.watches import BalanceWatch, OffHoursWatch, SilenceWatch
 
-__all__ = ["EnergyPipeline"]
+__all__ = ["EnergyPipeline", "Site"]
 
 
-class _Site(Protocol):  # what the pipeline needs of agent.config.model.SiteInfo
+class Site(Protocol):  # what the energy side needs of agent.config.model.SiteInfo
+    @property
+    def id(self) -> str: ...
+
     @property
     def timezone(self) -> str: ...
 
@@ -37,7 +40,7 @@ class EnergyPipeline:
         self,
         energy: EnergyConfig,
         *,
-        site: _Site,
+        site: Site,
         sink: Sink,
         raised: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:

@@ -24,10 +24,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.core.record import ms_to_iso
 from agent.energy.config import BalanceRule, EnergyConfig
 from agent.energy.intervals import Interval
 from agent.energy.periods import Size, bucket_start, day_of, next_start
-from agent.record import ms_to_iso
 
 __all__ = [
     "BalanceResult",

@@ -23,11 +23,11 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.core.record import ms_to_iso
 from agent.energy.alerts import AlertBook
 from agent.energy.config import CalendarConfig, EnergyConfig, QuotaRule, target_meters
 from agent.energy.intervals import Interval
 from agent.energy.periods import Size, bucket_start, local, next_start
-from agent.record import ms_to_iso
 
 __all__ = ["QuotaMonitor", "QuotaStatus", "period_limit"]
 

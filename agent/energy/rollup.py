@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.core.record import ms_to_iso
 from agent.energy.config import (
     EnergyConfig,
     EnergyType,
@@ -33,7 +34,6 @@ from agent.energy.config import (
 )
 from agent.energy.intervals import Interval, worse
 from agent.energy.periods import Size, bucket_start, next_start
-from agent.record import ms_to_iso
 
 __all__ = ["DEFAULT_SIZES", "Figure", "Rollup", "rollup"]
 

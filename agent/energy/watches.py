@@ -11,12 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from zoneinfo import ZoneInfo
 
+from agent.core.record import ms_to_iso
 from agent.energy.alerts import AlertBook
 from agent.energy.config import EnergyConfig, OffHoursRule, target_meters
 from agent.energy.intervals import Interval
 from agent.energy.periods import Size, bucket_start, local, next_start
 from agent.energy.quality import BalanceResult, check_balance
-from agent.record import ms_to_iso
 
 __all__ = ["BalanceWatch", "OffHoursWatch", "SilenceWatch"]
 

@@ -32,8 +32,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.config.duration import parse_duration
-from agent.config.suggest import did_you_mean
+from agent.core.durations import parse_duration
+from agent.core.suggest import did_you_mean
 from agent.hvac.overrides import Override, OverrideBook
 from agent.hvac.policy import zone_limits
 from agent.hvac.program import HvacConfig, Mode

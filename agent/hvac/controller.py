@@ -38,7 +38,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from agent.core.clock import Clock, system_clock
-from agent.errors import DeviceUnavailableError, DriverError
+from agent.core.errors import DeviceUnavailableError, DriverError
+from agent.core.record import ms_to_iso
 from agent.hvac.calendar import HolidayCalendar
 from agent.hvac.clock import ClockStep, ScheduleClock, timesyncd_synchronized
 from agent.hvac.commands import CommandHandler, command_id_of
@@ -52,7 +53,6 @@ from agent.hvac.state import (
     season_from_outdoor,
     wanted_state,
 )
-from agent.record import ms_to_iso
 from drivers.modbus import codec
 from drivers.modbus.spec import DataType, ModbusDevice, ModbusPoint, Table
 

@@ -11,19 +11,16 @@ controller also uses without a reading.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from agent.core.clock import system_clock
 from agent.hvac.overrides import Override
 from agent.hvac.program import HvacConfig
 from agent.hvac.state import ScheduleContext, next_boundary, wanted_state
 
-__all__ = ["EX_CONFIG", "PreviewRow", "format_rows", "preview_rows", "run_preview", "to_json"]
+__all__ = ["EX_CONFIG", "PreviewRow", "format_rows", "preview_rows", "to_json"]
 
 EX_CONFIG = 78  # as agent.cli: a config that cannot be used
 MAX_DAYS = 366
@@ -135,34 +132,3 @@ def to_json(rows: list[PreviewRow], warnings: list[str] | None = None) -> str:
         ensure_ascii=False,
         indent=2,
     )
-
-
-def run_preview(
-    config_path: Path,
-    *,
-    start: date | None,
-    days: int,
-    as_json: bool,
-    out: TextIO = sys.stdout,
-) -> int:
-    """The CLI command: load the site config, print the preview; the exit status."""
-    from agent.config.loader import load_config
-    from agent.hvac.calendar import HolidayCalendar
-
-    config = load_config(config_path)  # ConfigError is reported by the CLI
-    hvac: HvacConfig | None = getattr(config, "hvac", None)
-    if hvac is None:
-        print(f"{config_path}: the config has no `hvac` section to preview", file=sys.stderr)
-        return EX_CONFIG
-    tz = config.site.timezone
-    if start is None:
-        start = system_clock().wall().astimezone(ScheduleContext.for_site(hvac, tz).tz).date()
-    rows = preview_rows(hvac, tz, start=start, days=days)
-    calendar = HolidayCalendar(hvac.calendar)
-    warnings: list[str] = []
-    for offset in range(days):
-        for message in calendar.warnings(start + timedelta(days=offset)):
-            if message not in warnings:
-                warnings.append(message)
-    out.write(to_json(rows, warnings) + "\n" if as_json else format_rows(rows, warnings))
-    return 0

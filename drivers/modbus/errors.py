@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.errors import DeviceUnavailableError, DriverError
+from agent.core.errors import DeviceUnavailableError, DriverError
 
 __all__ = ["DeviceUnavailableError", "ModbusExceptionError", "ShortReplyError"]
 

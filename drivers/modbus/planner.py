@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from agent.errors import DriverError
+from agent.core.errors import DriverError
 from drivers.modbus.plan import MAX_BITS_PER_READ, ReadRequest
 from drivers.modbus.spec import ModbusPoint, ModbusRtuBus, ModbusTcpBus, Table
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from agent.core.clock import Clock, system_clock
-from agent.record import Quality, Reading
+from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.codec import decode, raw_bits, raw_to_engineering, scale_with_exponent
 from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError

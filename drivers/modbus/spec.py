@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.base import ConfigModel
-from agent.config.duration import Duration
-from agent.config.suggest import did_you_mean
+from agent.core.configbase import ConfigModel
+from agent.core.durations import Duration
+from agent.core.suggest import did_you_mean
 from drivers.modbus.profiles import DEVICE_DEFAULT_KEYS, load_profile, profile_names
 
 __all__ = [

@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
+
+from agent.core.clock import system_clock
 
 __all__ = ["COMMANDS", "add_commands", "dispatch"]
 
@@ -81,7 +84,6 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 def dispatch(args: argparse.Namespace) -> int:
     """Run ``schedule`` or ``override``; the exit status."""
     if args.command == "schedule":
-        from agent.hvac.preview import run_preview
 
         return run_preview(
             args.config, start=args.start, days=args.days, as_json=args.json, out=sys.stdout
@@ -100,3 +102,37 @@ def dispatch(args: argparse.Namespace) -> int:
         until=args.until,
         duration=args.duration,
     )
+
+
+def run_preview(
+    config_path: Path,
+    *,
+    start: date | None,
+    days: int,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """The CLI command: load the site config, print the preview; the exit status."""
+    from agent.config.loader import load_config
+    from agent.hvac.calendar import HolidayCalendar
+    from agent.hvac.preview import EX_CONFIG, format_rows, preview_rows, to_json
+    from agent.hvac.program import HvacConfig
+    from agent.hvac.state import ScheduleContext
+
+    config = load_config(config_path)  # ConfigError is reported by the CLI
+    hvac: HvacConfig | None = getattr(config, "hvac", None)
+    if hvac is None:
+        print(f"{config_path}: the config has no `hvac` section to preview", file=sys.stderr)
+        return EX_CONFIG
+    tz = config.site.timezone
+    if start is None:
+        start = system_clock().wall().astimezone(ScheduleContext.for_site(hvac, tz).tz).date()
+    rows = preview_rows(hvac, tz, start=start, days=days)
+    calendar = HolidayCalendar(hvac.calendar)
+    warnings: list[str] = []
+    for offset in range(days):
+        for message in calendar.warnings(start + timedelta(days=offset)):
+            if message not in warnings:
+                warnings.append(message)
+    out.write(to_json(rows, warnings) + "\n" if as_json else format_rows(rows, warnings))
+    return 0

@@ -1,7 +1,10 @@
-"""Capped exponential backoff with full jitter, for reconnect loops.
+"""Capped exponential backoff with jitter: the one backoff of the agent.
 
-Full jitter (a delay drawn uniformly from zero to the current ceiling) spreads the retries of many
-gateways that lost the same broker at the same moment, so they do not all come back in step.
+Reconnecting to a broker uses full jitter (a delay drawn uniformly from zero to the current
+ceiling), which spreads the retries of many gateways that lost the same broker at the same moment,
+so they do not all come back in step. A TCP device link draws from the upper half (a dead device
+should not be retried almost at once), and the poller retries a device that is down on a plain
+doubling of its interval (no jitter: one device, nothing to spread).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ __all__ = ["Backoff"]
 class Backoff:
     """Delays for successive retries: the ceiling doubles from ``initial`` up to ``cap``.
 
-    ``next_delay()`` returns ``rand() * ceiling`` and then raises the ceiling; ``reset()`` starts
-    over after a success. ``rand`` returns a float in [0, 1) and is there for tests.
+    ``next_delay()`` returns a delay drawn from ``[(1 - jitter) * ceiling, ceiling]`` and then
+    raises the ceiling; ``reset()`` starts over after a success. ``jitter`` is 1 for full jitter,
+    0 for none. ``rand`` returns a float in [0, 1) and is there for tests.
     """
 
     def __init__(
@@ -25,10 +29,12 @@ class Backoff:
         initial: float = 1.0,
         cap: float = 60.0,
         factor: float = 2.0,
+        jitter: float = 1.0,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        if initial <= 0 or cap < initial or factor < 1:
-            raise ValueError("backoff needs 0 < initial <= cap and factor >= 1")
+        if initial <= 0 or cap < initial or factor < 1 or not 0 <= jitter <= 1:
+            raise ValueError("backoff needs 0 < initial <= cap, factor >= 1 and 0 <= jitter <= 1")
+        self.jitter = jitter
         self.initial = initial
         self.cap = cap
         self.factor = factor
@@ -43,7 +49,7 @@ class Backoff:
         return self._ceiling
 
     def next_delay(self) -> float:
-        delay = self._rand() * self._ceiling
+        delay = self._ceiling * (1 - self.jitter + self.jitter * self._rand())
         self.attempts += 1
         # Multiplying step by step (rather than initial * factor**attempts) cannot overflow.
         self._ceiling = min(self.cap, self._ceiling * self.factor)

@@ -6,7 +6,12 @@ who only know the built-in still catch them. Messages are built here; data sits 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: errors must import nothing at run time
+    from agent.core.record import Reading
 
 __all__ = [
     "AgentError",
@@ -55,11 +60,13 @@ class DriverError(AgentError):
 
 
 class DeviceUnavailableError(DriverError, ConnectionError):
-    """A device did not answer (timeout, refused, broken connection)."""
+    """A device did not answer (timeout, refused, broken connection). ``readings`` holds what
+    the device answered in the same cycle before it fell silent, so nothing read is lost."""
 
-    def __init__(self, device: str, reason: str) -> None:
+    def __init__(self, device: str, reason: str, *, readings: Sequence[Reading] = ()) -> None:
         self.device = device
         self.reason = reason
+        self.readings = tuple(readings)
         super().__init__(f"device {device!r} is unavailable: {reason}")
 
 
