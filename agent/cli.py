@@ -166,7 +166,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         print(
             f"{args.file}: ok: site {config.site.id}, {len(config.devices)} devices, "
-            f"{sum(len(d.points) for d in config.devices)} points"
+            f"{sum(len(d.point_names()) for d in config.devices)} points"
         )
         return 0
     if command == "schema":

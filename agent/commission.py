@@ -32,13 +32,24 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
+from agent.commission_meters import (
+    METER_BAUDS,
+    METER_PARITY,
+    meter_config,
+    read_meter,
+    scan_meters,
+)
+from agent.core.configbase import DeviceConfigBase
 from agent.core.durations import parse_duration
 from agent.core.errors import AgentError
+from agent.core.links import Link, SerialLinkConfig, TcpLinkConfig
 from agent.core.record import Quality, Reading
 from agent.core.suggest import did_you_mean
+from agent.sources.registry import all_profiles, protocol_of_profile, protocols
 from drivers.modbus.bus import ModbusBusClient
+from drivers.modbus.device import ModbusDeviceClient
 from drivers.modbus.errors import (
     EXCEPTION_NAMES,
     DeviceUnavailableError,
@@ -46,9 +57,7 @@ from drivers.modbus.errors import (
     ShortReplyError,
 )
 from drivers.modbus.planner import Lesson, Plan
-from drivers.modbus.poller import ModbusDevicePoller
-from drivers.modbus.profiles import profile_names
-from drivers.modbus.spec import ModbusDevice, ModbusRtuBus, ModbusTcpBus, Table
+from drivers.modbus.spec import ModbusDevice, Table
 
 __all__ = [
     "COMMANDS",
@@ -154,7 +163,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     _bus_options(read, with_config=True)
     read.add_argument("--profile", metavar="NAME", help="a shipped device profile")
-    read.add_argument("--unit", type=int, metavar="N", help="the device's unit id")
+    read.add_argument("--unit", type=int, metavar="N", help="the device's unit id (Modbus)")
+    read.add_argument(
+        "--address",
+        metavar="DIGITS",
+        help="the meter's address (DL/T 645: 12 digits; CJ/T 188: 14), with a meter profile",
+    )
     read.add_argument("--device", metavar="NAME", help="a device of the --config file")
     read.add_argument(
         "--timeout", type=_duration, metavar="S", help="wait per request (default 1s, or the bus's)"
@@ -170,6 +184,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "a Modbus exception is there.",
     )
     _bus_options(scan, with_config=False)
+    scan.add_argument(
+        "--protocol",
+        choices=protocols(),
+        default="modbus",
+        help="modbus (default): try each unit id; dlt645 or cjt188: find a lone meter's "
+        "address (with --serial), trying 2400, 1200, 4800 and 9600 bit/s unless --baud",
+    )
     scan.add_argument(
         "--units",
         type=parse_units,
@@ -214,17 +235,17 @@ def _usage(command: str, message: str, err: TextIO) -> int:
     return 2
 
 
-def _bus_spec(args: argparse.Namespace, timeout: float) -> ModbusTcpBus | ModbusRtuBus:
+def _bus_spec(args: argparse.Namespace, timeout: float) -> TcpLinkConfig | SerialLinkConfig:
     """The bus of --tcp / --serial and the line options."""
     line_options = (args.baud, args.parity, args.stopbits)
     if args.serial is None:
         if any(option is not None for option in line_options):
             raise _UsageError("--baud, --parity and --stopbits apply only to --serial")
         host, port = args.tcp
-        return ModbusTcpBus(kind="modbus_tcp", host=host, port=port, timeout=timeout)
+        return TcpLinkConfig(kind="modbus_tcp", host=host, port=port, timeout=timeout)
     if args.baud is not None and args.baud <= 0:
         raise _UsageError(f"--baud {args.baud} is not a baud rate")
-    return ModbusRtuBus(
+    return SerialLinkConfig(
         kind="modbus_rtu",
         port=args.serial,
         baudrate=args.baud or 9600,
@@ -234,8 +255,8 @@ def _bus_spec(args: argparse.Namespace, timeout: float) -> ModbusTcpBus | Modbus
     )
 
 
-def _check_unit(unit: int, spec: ModbusTcpBus | ModbusRtuBus) -> None:
-    allowed = SERIAL_UNITS if isinstance(spec, ModbusRtuBus) else TCP_UNITS
+def _check_unit(unit: int, spec: TcpLinkConfig | SerialLinkConfig) -> None:
+    allowed = SERIAL_UNITS if isinstance(spec, SerialLinkConfig) else TCP_UNITS
     if unit not in allowed:
         raise _UsageError(
             f"unit {unit} is not a unit id on this bus ({allowed.start}-{allowed.stop - 1})"
@@ -263,9 +284,12 @@ async def run_read(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        device, spec, bus_name = _read_target(args)
+        target, spec, bus_name = _read_target(args)
     except _UsageError as exc:
         return _usage("read", str(exc), err)
+    if not isinstance(target, ModbusDevice):
+        return await read_meter(target, spec, as_json=args.json, out=out, err=err)
+    device = target
     result = await _read_device(device, spec, bus_name)
     readings = [result.readings[name] for name in device.points if name in result.readings]
     bad = [r.point for r in readings if r.quality is not Quality.GOOD]
@@ -295,10 +319,12 @@ async def run_read(
     return 0
 
 
-def _read_target(args: argparse.Namespace) -> tuple[ModbusDevice, ModbusTcpBus | ModbusRtuBus, str]:
+def _read_target(
+    args: argparse.Namespace,
+) -> tuple[DeviceConfigBase, TcpLinkConfig | SerialLinkConfig, str]:
     if args.config is not None:
-        if args.profile is not None or args.unit is not None:
-            raise _UsageError("--profile and --unit come from the config with --config")
+        if args.profile is not None or args.unit is not None or args.address is not None:
+            raise _UsageError("--profile, --unit and --address come from the config with --config")
         if args.baud is not None or args.parity is not None or args.stopbits is not None:
             raise _UsageError("the serial line settings come from the config with --config")
         if args.device is None:
@@ -322,12 +348,18 @@ def _read_target(args: argparse.Namespace) -> tuple[ModbusDevice, ModbusTcpBus |
         raise _UsageError("--device names a device of a site config: use it with --config")
     if args.profile is None:
         raise _UsageError("say what to read: --profile NAME, or --config FILE --device NAME")
-    if args.profile not in profile_names():
-        hint = did_you_mean(args.profile, profile_names())
+    protocol = protocol_of_profile(args.profile)
+    if protocol is None:
+        every = [name for names in all_profiles().values() for name in names]
+        hint = did_you_mean(args.profile, every)
         raise _UsageError(
             f"there is no shipped profile {args.profile!r}{hint}; "
-            f"the profiles are: {', '.join(profile_names())}"
+            f"the profiles are: {', '.join(every)}"
         )
+    if protocol != "modbus":
+        return _meter_target(args, protocol)
+    if args.address is not None:
+        raise _UsageError("--address is a meter's (DL/T 645, CJ/T 188); Modbus takes --unit")
     if args.unit is None:
         raise _UsageError("--profile needs --unit N, the device's unit id")
     spec = _bus_spec(args, args.timeout or READ_TIMEOUT_S)
@@ -338,15 +370,43 @@ def _read_target(args: argparse.Namespace) -> tuple[ModbusDevice, ModbusTcpBus |
     return device, spec, "cli"
 
 
-async def _discard(readings: Sequence[Reading]) -> None:
-    pass
+def _meter_target(
+    args: argparse.Namespace, protocol: str
+) -> tuple[DeviceConfigBase, SerialLinkConfig, str]:
+    """A DL/T 645 or CJ/T 188 meter named on the command line."""
+    if args.serial is None:
+        raise _UsageError(f"a {protocol} meter is read on a serial line: give --serial PORT")
+    if args.unit is not None:
+        raise _UsageError(f"--unit is Modbus's; a {protocol} meter takes --address")
+    if args.address is None:
+        raise _UsageError(f"--profile {args.profile} needs --address, the meter's address")
+    try:
+        device = meter_config(
+            protocol,
+            profile=args.profile,
+            address=args.address,
+            baud=args.baud or METER_BAUDS[0],
+            parity=args.parity or METER_PARITY,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    parity: Literal["N", "E", "O"] = args.parity or METER_PARITY
+    line = SerialLinkConfig(
+        kind="serial",
+        port=args.serial,
+        baudrate=args.baud or METER_BAUDS[0],
+        parity=parity,
+        stopbits=args.stopbits or 1,
+        timeout=args.timeout or READ_TIMEOUT_S,
+    )
+    return device, line, "cli"
 
 
 class _WatchedBus(ModbusBusClient):
     """The bus, counting the exception codes devices answer, so that `read` can say why."""
 
-    def __init__(self, name: str, spec: ModbusTcpBus | ModbusRtuBus) -> None:
-        super().__init__(name, spec)
+    def __init__(self, name: str, spec: TcpLinkConfig | SerialLinkConfig) -> None:
+        super().__init__(Link(name, spec))
         self.exception_codes: Counter[int] = Counter()
 
     async def read(
@@ -362,17 +422,22 @@ class _WatchedBus(ModbusBusClient):
 
 
 async def _read_device(
-    device: ModbusDevice, spec: ModbusTcpBus | ModbusRtuBus, bus_name: str
+    device: ModbusDevice, spec: TcpLinkConfig | SerialLinkConfig, bus_name: str
 ) -> _ReadResult:
     async with _WatchedBus(bus_name, spec) as bus:
-        poller = ModbusDevicePoller(device, bus, sink=_discard)
+        poller = ModbusDeviceClient(device, bus)
         first_plan = poller.plan()
         latest: dict[str, Reading] = {}
         polls = 0
+        silent: str | None = None  # why the device stopped answering, if it did
         while polls < MAX_POLLS:
             known = list(poller.quirks.lessons)
             polls += 1
-            for reading in await poller.poll_once():
+            try:
+                readings = await poller.read()
+            except DeviceUnavailableError as exc:
+                silent, readings = exc.reason, list(exc.readings)
+            for reading in readings:
                 held = latest.get(reading.point)
                 if (
                     held is None
@@ -380,7 +445,7 @@ async def _read_device(
                     or held.quality is not Quality.GOOD
                 ):
                     latest[reading.point] = reading
-            if poller.health.online is not True or poller.quirks.lessons == known:
+            if silent is not None or poller.quirks.lessons == known:
                 break  # silent, or nothing new learned: the plan has settled
         if not any(r.quality is Quality.GOOD for r in latest.values()):
             if bus.exception_codes and set(bus.exception_codes) <= set(GATEWAY_NOBODY):
@@ -389,8 +454,8 @@ async def _read_device(
                     f"unit {device.unit_id} on {bus.where} did not answer: the gateway says "
                     f"exception {code:02d} ({EXCEPTION_NAMES[code]}); check the unit id"
                 )
-            if not poller.health.online:
-                raise CommissioningError(_silence(device, bus, poller.health.last_error or ""))
+            if silent is not None:
+                raise CommissioningError(_silence(device, bus, silent))
         return _ReadResult(
             readings=latest,
             polls=polls,
@@ -407,7 +472,7 @@ def _silence(device: ModbusDevice, bus: ModbusBusClient, reason: str) -> str:
         return reason  # the bus itself: "cannot connect to ...", "serial port ... not present"
     settings = (
         "the unit id, the wiring (A/B) and the line settings (baud rate, parity)"
-        if isinstance(bus.spec, ModbusRtuBus)
+        if isinstance(bus.spec, SerialLinkConfig)
         else "the unit id and the address"
     )
     return f"unit {device.unit_id} on {bus.where} did not answer ({reason}): check {settings}"
@@ -422,8 +487,8 @@ def _refusals(codes: dict[int, int]) -> str:
     )
 
 
-def _where(spec: ModbusTcpBus | ModbusRtuBus) -> str:
-    if isinstance(spec, ModbusTcpBus):
+def _where(spec: TcpLinkConfig | SerialLinkConfig) -> str:
+    if isinstance(spec, TcpLinkConfig):
         return f"{spec.host}:{spec.port}"
     return spec.port
 
@@ -474,6 +539,8 @@ async def run_scan(
     """``edge-agent scan``: find which unit ids answer on a bus."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.protocol != "modbus":
+        return await scan_meters(args, args.protocol, out=out, err=err)
     try:
         spec = _bus_spec(args, args.timeout)
         for unit in args.units:
@@ -482,7 +549,7 @@ async def run_scan(
         return _usage("scan", str(exc), err)
     found: dict[int, str] = {}
     started = time.monotonic()
-    async with ModbusBusClient("scan", spec) as bus:
+    async with ModbusBusClient(Link("scan", spec)) as bus:
         try:
             await bus.connect()
         except DeviceUnavailableError as exc:

@@ -13,9 +13,9 @@ from typing import TextIO
 
 from agent.config.loader import load_config_text
 from agent.config.model import SiteConfig, UplinkConfig
+from agent.core.links import TcpLinkConfig
 from agent.core.record import StoredReading, ms_to_iso
 from agent.service import Agent
-from drivers.modbus.spec import ModbusTcpBus
 from hil.building import Building
 from hil.server import SimulatedBuilding
 
@@ -41,7 +41,7 @@ def _retarget(
     buses = dict(config.buses)
     for name, (host, port) in endpoints.items():
         bus = buses[name]
-        assert isinstance(bus, ModbusTcpBus)
+        assert isinstance(bus, TcpLinkConfig)
         buses[name] = bus.model_copy(update={"host": host, "port": port})
     update: dict[str, object] = {"buses": buses}
     if mqtt_url is not None:

@@ -18,17 +18,19 @@ from agent import __version__
 from agent.config.model import SiteConfig
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
+from agent.core.links import Link
 from agent.core.record import Reading
+from agent.core.source import PolledDevice
 from agent.energy.live import EnergyLive
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
 from agent.sdnotify import notify
+from agent.sources.compose import open_devices, open_links
+from agent.sources.poller import IntervalPoller
+from agent.sources.state import MetaState
 from agent.store import Store
 from agent.uplink import Uplink
-from drivers.modbus.bus import ModbusBusClient
-from drivers.modbus.planner import DeviceQuirks
-from drivers.modbus.poller import ModbusDevicePoller
 
 __all__ = ["Agent"]
 
@@ -54,8 +56,9 @@ class Agent:
         self.energy: EnergyLive | None = None
         self.store: Store | None = None
         self.uplink: Uplink | None = None
-        self.buses: dict[str, ModbusBusClient] = {}
-        self.pollers: list[ModbusDevicePoller] = []
+        self.links: dict[str, Link] = {}
+        self.devices: dict[str, PolledDevice] = {}
+        self.pollers: list[IntervalPoller] = []
         self.started = asyncio.Event()
         self.readings_polled = 0  # handed to the store; at a clean stop all of them are committed
 
@@ -79,8 +82,14 @@ class Agent:
                 {
                     "name": d.name,
                     "bus": d.bus,
-                    "profile": d.profile,
-                    "points": {n: {"unit": p.unit} for n, p in d.points.items()},
+                    "protocol": d.protocol,
+                    "profile": getattr(d, "profile", None),
+                    "points": {
+                        n: {"unit": p.unit}
+                        for n, p in (
+                            self.devices[d.name].points.items() if d.name in self.devices else ()
+                        )
+                    },
                 }
                 for d in self.config.devices
             ],
@@ -98,24 +107,23 @@ class Agent:
                     clock=self.clock,
                 )
             )
-            for name, spec in cfg.buses.items():
-                self.buses[name] = await stack.enter_async_context(ModbusBusClient(name, spec))
+            store = self.store
+            self.links = await open_links(cfg.buses, stack)
+            self.devices = await open_devices(
+                cfg.devices,
+                self.links,
+                stack=stack,
+                clock=self.clock,
+                state_for=lambda name: MetaState(store, name),
+            )
             self.pollers = [
-                ModbusDevicePoller(
-                    d,
-                    self.buses[d.bus],
-                    sink=self._to_store,
-                    quirks=await self._saved_quirks(d.name),
-                    save_quirks=self._save_quirks,
-                    clock=self.clock,
-                )
-                for d in cfg.devices
+                IntervalPoller(device, sink=self._to_store, clock=self.clock)
+                for device in self.devices.values()
             ]
             if cfg.hvac is not None:
                 self.hvac = HvacController(
                     cfg.hvac,
-                    devices=cfg.devices,
-                    buses=self.buses,  # the pollers' clients: one lock per physical bus
+                    devices=self.devices,  # the pollers' devices: one lock per physical link
                     tz=cfg.site.timezone,
                     audit=self._audit,
                     clock=self.clock,
@@ -142,8 +150,7 @@ class Agent:
                 async with asyncio.TaskGroup() as group:
                     sources = [
                         group.create_task(
-                            poller.run(),
-                            name=f"agent[modbus:{poller.device.bus}/{poller.device.name}].poll",
+                            poller.run(), name=f"agent[{self._source_name(poller.name)}].poll"
                         )
                         for poller in self.pollers
                     ]
@@ -174,7 +181,7 @@ class Agent:
                         "agent started: site %s, %d devices on %d buses, store %s, uplink %s",
                         cfg.site.id,
                         len(self.pollers),
-                        len(self.buses),
+                        len(self.links),
                         self.db_path,
                         cfg.uplink.url if cfg.uplink else "none",
                     )
@@ -217,21 +224,9 @@ class Agent:
                 log.info("uplink: stopping with readings not yet sent; they stay in the store")
         raise _Stop
 
-    async def _saved_quirks(self, device: str) -> DeviceQuirks | None:
-        """What an earlier run learned about the device, so a restart does not re-learn."""
-        assert self.store is not None
-        saved = await self.store.get_meta(f"quirks:{device}")
-        if saved is None:
-            return None
-        try:
-            return DeviceQuirks.from_json(saved)
-        except ValueError:
-            log.warning("device %s: saved read quirks are unreadable; learning afresh", device)
-            return None
-
-    async def _save_quirks(self, device: str, quirks_json: str) -> None:
-        assert self.store is not None
-        await self.store.set_meta(f"quirks:{device}", quirks_json)
+    def _source_name(self, device: str) -> str:
+        config = next(d for d in self.config.devices if d.name == device)
+        return f"{config.protocol}:{config.bus}/{device}"
 
     async def _audit(self, event: dict[str, Any]) -> None:
         """An HVAC write, refusal, clamp or fault: kept in the store (the audit trail) and

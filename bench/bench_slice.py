@@ -42,11 +42,11 @@ async def bench(
         start = time.perf_counter()
         await asyncio.sleep(seconds)
         elapsed = time.perf_counter() - start
-        requests = sum(bus.requests for bus in agent.buses.values())
+        requests = sum(link.turns for link in agent.links.values())
         stop.set()
         await task
     stats = read_stats(agent.db_path)
-    points = sum(len(d.points) for d in config.devices)
+    points = sum(len(d.point_names()) for d in config.devices)
     return {
         "points": points,
         "readings": agent.readings_polled,

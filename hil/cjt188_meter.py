@@ -53,7 +53,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from types import TracebackType
 from typing import Final, Literal, Self
 
-import serial  # type: ignore[import-untyped]  # pyserial ships no type information
+import serial
 
 __all__ = ["SimulatedCjt188Line", "SimulatedCjt188Meter"]
 

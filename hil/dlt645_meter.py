@@ -49,7 +49,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import serial  # type: ignore[import-untyped]  # pyserial ships no type information
+import serial
 
 __all__ = ["FAULTS", "Fault", "SimulatedDlt645Line", "SimulatedMeter", "steady_load"]
 

@@ -16,8 +16,9 @@ from ruamel.yaml import YAML
 from agent.config.loader import load_config, load_config_text
 from agent.config.model import SiteConfig
 from agent.core.errors import ConfigError
+from agent.core.links import SerialLinkConfig, TcpLinkConfig
 from drivers.modbus import spec
-from drivers.modbus.spec import ModbusRtuBus, ModbusTcpBus, Table
+from drivers.modbus.spec import Table
 
 CONFIGS = Path(__file__).parent / "configs"
 VALID = CONFIGS / "valid.yaml"
@@ -78,9 +79,9 @@ def test_the_full_example_loads() -> None:
     assert config.site.name == "荆州市政府办公楼"
     assert config.store.batch_window == 2.0
     tcp, rtu = config.buses["plant-room"], config.buses["rs485-1"]
-    assert isinstance(tcp, ModbusTcpBus)
+    assert isinstance(tcp, TcpLinkConfig)
     assert tcp.host == "192.168.10.20"
-    assert isinstance(rtu, ModbusRtuBus)
+    assert isinstance(rtu, SerialLinkConfig)
     assert rtu.parity == "E"
     main, chiller, pv = config.devices
     assert main.interval == 15.0
@@ -163,14 +164,14 @@ def test_missing_required_key_points_at_its_mapping() -> None:
 def test_unknown_bus_kind() -> None:
     assert issues(edit("kind: modbus_tcp", "kind: modbus_tpc")) == [
         "site.yaml:6:11: buses.plant-room.kind: 'modbus_tpc' is not a bus kind "
-        "(did you mean 'modbus_tcp'?); the bus kinds are: modbus_tcp, modbus_rtu"
+        "(did you mean 'modbus_tcp'?); the bus kinds are: modbus_tcp, tcp, modbus_rtu, serial"
     ]
 
 
 def test_missing_bus_kind() -> None:
     assert issues(edit("    kind: modbus_rtu\n", "")) == [
         "site.yaml:10:5: buses.rs485-1: the required key 'kind' is missing; "
-        "the bus kinds are: modbus_tcp, modbus_rtu"
+        "the bus kinds are: modbus_tcp, tcp, modbus_rtu, serial"
     ]
 
 

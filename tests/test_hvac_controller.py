@@ -22,10 +22,12 @@ from ruamel.yaml import YAML
 
 from agent.config.loader import load_config
 from agent.core.clock import ManualClock
+from agent.core.links import Link, TcpLinkConfig
 from agent.hvac.controller import HvacController
 from agent.hvac.program import HvacConfig
+from agent.sources.compose import open_devices
 from drivers.modbus.bus import ModbusBusClient
-from drivers.modbus.spec import ModbusTcpBus, Table
+from drivers.modbus.spec import Table
 from hil.building import Building, HvacMode
 from hil.server import SimulatedBuilding
 from tests.helpers import DEMO_YAML
@@ -130,9 +132,14 @@ async def harness(
     site = load_config(DEMO_YAML)
     async with SimulatedBuilding(building=building) as sim, contextlib.AsyncExitStack() as stack:
         buses = {}
+        links = {}
         for name, (host, port) in sim.endpoints.items():
-            spec = ModbusTcpBus(kind="modbus_tcp", host=host, port=port, timeout=1.0)
-            buses[name] = await stack.enter_async_context(ModbusBusClient(name, spec))
+            spec = TcpLinkConfig(kind="modbus_tcp", host=host, port=port, timeout=1.0)
+            links[name] = await stack.enter_async_context(Link(name, spec))
+            # The devices' own Modbus client of the link: the test's reads share its lock.
+            link = links[name]
+            buses[name] = link.shared("modbus", lambda link=link: ModbusBusClient(link))
+        devices = await open_devices(site.devices, links, stack=stack, clock=clock)
         events: list[dict[str, Any]] = []
 
         async def audit(event: dict[str, Any]) -> None:
@@ -140,8 +147,7 @@ async def harness(
 
         controller = HvacController(
             hvac,
-            devices=site.devices,
-            buses=buses,
+            devices=devices,
             tz="Asia/Shanghai",
             audit=audit,
             clock=clock,

@@ -11,14 +11,14 @@ import pytest
 
 from agent.config.loader import load_config
 from agent.config.model import SiteConfig
+from agent.core.links import TcpLinkConfig
 from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.planner import DeviceQuirks
-from drivers.modbus.poller import ModbusDevicePoller
-from drivers.modbus.spec import ModbusDevice, ModbusTcpBus
+from drivers.modbus.spec import ModbusDevice
 from hil.devices import point_maps
 from hil.server import SimulatedBuilding
-from tests.helpers import DEMO_YAML
+from tests.helpers import DEMO_YAML, ModbusPoller, modbus_bus
 
 TIMEOUT = 0.3
 
@@ -36,9 +36,8 @@ def config() -> SiteConfig:
 
 def _bus(sim: SimulatedBuilding, name: str) -> ModbusBusClient:
     host, port = sim.endpoints[name]
-    return ModbusBusClient(
-        name, ModbusTcpBus(kind="modbus_tcp", host=host, port=port, timeout=TIMEOUT)
-    )
+    spec = TcpLinkConfig(kind="modbus_tcp", host=host, port=port, timeout=TIMEOUT)
+    return modbus_bus(name, spec)
 
 
 def _device(config: SiteConfig, name: str) -> ModbusDevice:
@@ -55,7 +54,7 @@ async def test_every_demo_point_decodes_to_the_simulated_value(
     maps = point_maps()
     for device in config.devices:
         async with _bus(building, device.bus) as bus:
-            readings = await ModbusDevicePoller(device, bus, sink=_discard).poll_once()
+            readings = await ModbusPoller(device, bus, sink=_discard).poll_once()
         assert {r.point for r in readings} == set(device.points), device.name
         assert set(device.points) == set(maps[device.name]), "demo.yaml and hil maps disagree"
         for reading in readings:
@@ -64,7 +63,7 @@ async def test_every_demo_point_decodes_to_the_simulated_value(
     # Spot checks against the building's physics (values move slowly at speed 1).
     b = building.building
     async with _bus(building, "switchboard") as bus:
-        meter = await ModbusDevicePoller(
+        meter = await ModbusPoller(
             _device(config, "main_meter"), bus, sink=_discard
         ).poll_once()
     values = {r.point: r.value for r in meter}
@@ -79,7 +78,7 @@ async def test_strict_device_refusing_a_merged_read_still_gives_every_point(
     # main_meter is strict: reads spanning undefined SDM630 registers answer exception 02,
     # so the merged request is split and every point still comes back good.
     async with _bus(building, "switchboard") as bus:
-        poller = ModbusDevicePoller(_device(config, "main_meter"), bus, sink=_discard)
+        poller = ModbusPoller(_device(config, "main_meter"), bus, sink=_discard)
         readings = await poller.poll_once()
     assert len(readings) == 20
     assert all(r.quality is Quality.GOOD for r in readings)
@@ -91,8 +90,8 @@ async def test_dead_device_is_bad_and_flagged_while_its_neighbour_is_fine(
 ) -> None:
     building.set_offline("lighting_meter")
     async with _bus(building, "switchboard") as bus:
-        dead = ModbusDevicePoller(_device(config, "lighting_meter"), bus, sink=_discard)
-        alive = ModbusDevicePoller(_device(config, "hvac_meter"), bus, sink=_discard)
+        dead = ModbusPoller(_device(config, "lighting_meter"), bus, sink=_discard)
+        alive = ModbusPoller(_device(config, "hvac_meter"), bus, sink=_discard)
         bad = await dead.poll_once()
         good = await alive.poll_once()
         assert bad
@@ -122,7 +121,7 @@ async def test_dead_device_does_not_stall_the_others_cadence(
     dead_dev = _device(config, "lighting_meter").model_copy(update={"interval": interval})
     async with _bus(building, "switchboard") as bus:
         tasks = [
-            asyncio.create_task(ModbusDevicePoller(d, bus, sink=record).run())
+            asyncio.create_task(ModbusPoller(d, bus, sink=record).run())
             for d in (alive_dev, dead_dev)
         ]
         await asyncio.sleep(3.2)
@@ -137,11 +136,10 @@ async def test_dead_device_does_not_stall_the_others_cadence(
 
 async def test_unreachable_bus_gives_bad_readings_not_an_exception(config: SiteConfig) -> None:
     # A port nothing listens on: connection refused, reported as unavailable.
-    bus = ModbusBusClient(
-        "nowhere", ModbusTcpBus(kind="modbus_tcp", host="127.0.0.1", port=1, timeout=0.3)
-    )
+    spec = TcpLinkConfig(kind="modbus_tcp", host="127.0.0.1", port=1, timeout=0.3)
+    bus = modbus_bus("nowhere", spec)
     async with bus:
-        poller = ModbusDevicePoller(_device(config, "pv_inverter"), bus, sink=_discard)
+        poller = ModbusPoller(_device(config, "pv_inverter"), bus, sink=_discard)
         readings = await poller.poll_once()
     assert readings
     assert all(r.quality is Quality.BAD for r in readings)
@@ -158,7 +156,7 @@ async def test_strict_device_is_learned_once_and_remembered_across_restarts(
 
     device = _device(config, "main_meter")  # strict: gap-spanning reads answer exception 02
     async with _bus(building, "switchboard") as bus:
-        poller = ModbusDevicePoller(device, bus, sink=_discard, save_quirks=save)
+        poller = ModbusPoller(device, bus, sink=_discard, save_quirks=save)
         per_cycle = []
         for _ in range(4):
             before = bus.requests
@@ -170,7 +168,7 @@ async def test_strict_device_is_learned_once_and_remembered_across_restarts(
         assert per_cycle[0] > per_cycle[-1], per_cycle  # the first cycle paid for the lesson
         assert per_cycle[-1] == per_cycle[-2]  # converged
         # A restarted poller with the saved knowledge asks right the first time.
-        restarted = ModbusDevicePoller(
+        restarted = ModbusPoller(
             device, bus, sink=_discard, quirks=DeviceQuirks.from_json(saved["main_meter"])
         )
         before = bus.requests
@@ -181,7 +179,7 @@ async def test_strict_device_is_learned_once_and_remembered_across_restarts(
 
 async def test_lenient_sdm630_takes_three_requests_over_tcp(config: SiteConfig) -> None:
     async with SimulatedBuilding() as lenient, _bus(lenient, "switchboard") as bus:
-        poller = ModbusDevicePoller(_device(config, "main_meter"), bus, sink=_discard)
+        poller = ModbusPoller(_device(config, "main_meter"), bus, sink=_discard)
         readings = await poller.poll_once()
         assert bus.requests == 3
     assert len(readings) == 20
@@ -193,7 +191,7 @@ async def test_gateway_saying_the_device_is_silent_marks_it_down_without_splitti
 ) -> None:
     building.set_offline("hvac_meter", reply="gateway")  # the gateway answers exception 0x0B
     async with _bus(building, "switchboard") as bus:
-        poller = ModbusDevicePoller(_device(config, "hvac_meter"), bus, sink=_discard)
+        poller = ModbusPoller(_device(config, "hvac_meter"), bus, sink=_discard)
         readings = await poller.poll_once()
         assert bus.requests == 1  # not split into single-point reads
     assert all(r.quality is Quality.BAD for r in readings)
@@ -207,7 +205,7 @@ async def test_a_device_that_was_up_gets_one_retry_then_none_while_down(
 ) -> None:
     device = _device(config, "pv_inverter")  # one request per cycle; retries defaults to 1
     async with _bus(building, "pv") as bus:
-        poller = ModbusDevicePoller(device, bus, sink=_discard)
+        poller = ModbusPoller(device, bus, sink=_discard)
         await poller.poll_once()
         assert poller.health.online is True
         building.set_offline("pv_inverter")

@@ -23,16 +23,16 @@ from pymodbus.simulator import SimData, SimDevice
 
 from agent.config.loader import load_config
 from agent.config.model import SiteConfig
+from agent.core.links import SerialLinkConfig
 from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.errors import DeviceUnavailableError
-from drivers.modbus.poller import ModbusDevicePoller
-from drivers.modbus.spec import ModbusDevice, ModbusRtuBus, Table
+from drivers.modbus.spec import ModbusDevice, Table
 from hil.building import Building
 from hil.devices import DeviceModel, SimPoint, building_devices
 from hil.rtu import SimulatedRtuLine, switchboard_devices
 from hil.server import SimulatedBuilding
-from tests.helpers import DEMO_YAML
+from tests.helpers import DEMO_YAML, ModbusPoller, modbus_bus
 from tests.serial_pair import SerialPair, serial_pair
 
 TIMEOUT = 0.2
@@ -57,10 +57,10 @@ def _frozen_building() -> Building:
 
 
 def _rtu_bus(port: str | Path, *, timeout: float = TIMEOUT, **extra: object) -> ModbusBusClient:
-    spec = ModbusRtuBus.model_validate(
+    spec = SerialLinkConfig.model_validate(
         {"kind": "modbus_rtu", "port": str(port), "baudrate": 9600, "timeout": timeout, **extra}
     )
-    return ModbusBusClient("rs485", spec)
+    return modbus_bus("rs485", spec)
 
 
 def _on_line(device: ModbusDevice, unit_id: int, **update: object) -> ModbusDevice:
@@ -95,15 +95,15 @@ async def test_every_demo_point_decodes_over_rtu_as_over_tcp(
         _rtu_bus(pair.a) as rtu_bus,
     ):
         for device in config.devices:
-            rtu = await ModbusDevicePoller(
+            rtu = await ModbusPoller(
                 _on_line(device, units[device.name]), rtu_bus, sink=_discard
             ).poll_once()
             host, port = tcp_sim.endpoints[device.bus]
-            async with ModbusBusClient(
+            async with modbus_bus(
                 device.bus,
                 config.buses[device.bus].model_copy(update={"host": host, "port": port}),
             ) as tcp_bus:
-                tcp = await ModbusDevicePoller(device, tcp_bus, sink=_discard).poll_once()
+                tcp = await ModbusPoller(device, tcp_bus, sink=_discard).poll_once()
             model = models[device.name]
             truth = model.read(building)
             assert {r.point for r in rtu} == set(device.points) == set(model.point_map())
@@ -125,7 +125,7 @@ async def test_strict_device_answering_02_to_gap_reads_still_gives_every_value(
         SimulatedRtuLine(pair.b, switchboard_devices(strict=True)),
         _rtu_bus(pair.a) as bus,
     ):
-        poller = ModbusDevicePoller(_on_line(meter, 1), bus, sink=_discard)
+        poller = ModbusPoller(_on_line(meter, 1), bus, sink=_discard)
         first = await poller.poll_once()
         assert len(first) == 20
         assert all(r.quality is Quality.GOOD for r in first)
@@ -164,7 +164,7 @@ async def test_ten_devices_on_one_line_keep_their_interval_while_one_is_dead(
         _rtu_bus(pair.a) as bus,
     ):
         line.set_offline(dead)
-        pollers = [ModbusDevicePoller(d, bus, sink=record) for d in devices]
+        pollers = [ModbusPoller(d, bus, sink=record) for d in devices]
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(p.run(), name=f"poll:{p.device.name}") for p in pollers]
             await asyncio.sleep(duration)

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.core.links import SerialLinkConfig, TcpLinkConfig
 from drivers.modbus.planner import (
     MAX_BITS_PER_READ,
     CostModel,
@@ -28,7 +29,7 @@ from drivers.modbus.planner import (
     plan_reads,
 )
 from drivers.modbus.profiles import load_profile, profile_names
-from drivers.modbus.spec import ModbusPoint, ModbusRtuBus, ModbusTcpBus, Table
+from drivers.modbus.spec import ModbusPoint, Table
 
 Member = tuple[str, ModbusPoint]
 
@@ -404,9 +405,9 @@ def test_cost_model_from_character_times() -> None:
     assert RTU.per_request == pytest.approx(20 * char + 0.005)
     fast = CostModel.for_rtu(115200)
     assert fast.per_request == pytest.approx(13 * 11 / 115200 + 2 * 0.00175 + 0.005)
-    bus = ModbusRtuBus(kind="modbus_rtu", port="/dev/null", baudrate=9600, parity="N")
+    bus = SerialLinkConfig(kind="modbus_rtu", port="/dev/null", baudrate=9600, parity="N")
     assert CostModel.for_bus(bus).per_register == pytest.approx(2 * 10 / 9600)
-    assert CostModel.for_bus(ModbusTcpBus(kind="modbus_tcp", host="x")) == TCP
+    assert CostModel.for_bus(TcpLinkConfig(kind="modbus_tcp", host="x")) == TCP
     with pytest.raises(ValueError, match="per_request"):
         CostModel(per_request=-1, per_register=0)
 

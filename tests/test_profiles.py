@@ -17,14 +17,15 @@ from pydantic import ValidationError
 
 from agent.config.loader import load_config_text
 from agent.core.errors import ConfigError
+from agent.core.links import TcpLinkConfig
 from agent.core.record import Quality, Reading
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.errors import ModbusExceptionError
 from drivers.modbus.planner import DeviceQuirks
-from drivers.modbus.poller import ModbusDevicePoller
 from drivers.modbus.profiles import POINT_NAMES, load_profile, profile_names, profile_text
-from drivers.modbus.spec import DataType, ModbusDevice, ModbusTcpBus, Table
+from drivers.modbus.spec import DataType, ModbusDevice, Table
 from hil.profile_device import ProfileDevice
+from tests.helpers import ModbusPoller, modbus_bus
 
 TIMEOUT = 1.0
 
@@ -132,15 +133,15 @@ async def _serving(
     async with ProfileDevice(device, values, **options) as served:
         assert served.endpoint is not None
         host, port = served.endpoint
-        spec = ModbusTcpBus(kind="modbus_tcp", host=host, port=port, timeout=TIMEOUT)
-        async with ModbusBusClient("dut", spec) as bus:
+        spec = TcpLinkConfig(kind="modbus_tcp", host=host, port=port, timeout=TIMEOUT)
+        async with modbus_bus("dut", spec) as bus:
             yield served, bus
 
 
 async def _poll(
     device: ModbusDevice, bus: ModbusBusClient, names: Sequence[str] | None = None
 ) -> dict[str, Reading]:
-    poller = ModbusDevicePoller(device, bus, sink=_discard)
+    poller = ModbusPoller(device, bus, sink=_discard)
     readings = await poller.poll_once(names)
     by_name = {r.point: r for r in readings}
     assert len(by_name) == len(readings), "one reading per point"
@@ -229,7 +230,7 @@ async def test_the_same_raw_register_scales_by_this_cycles_scale_factor() -> Non
 async def test_a_dependent_point_polled_alone_brings_its_scale_factor_along() -> None:
     device = _device(SUNSPEC)
     async with _serving(device, _known_values(device)) as (_, bus):
-        poller = ModbusDevicePoller(device, bus, sink=_discard)
+        poller = ModbusPoller(device, bus, sink=_discard)
         planned = {name for r in poller.plan(["total_yield"]).requests for name, _ in r.points}
         readings = await poller.poll_once(["total_yield"])
     assert planned == {"total_yield", "energy_sf"}
@@ -384,13 +385,13 @@ def test_profile_unreadable_ranges_reach_the_planner_and_merge_with_saved_quirks
     )
     expected = [(32000, 32010), (32095, 32106)]
     assert device.unreadable_spans() == {Table.HOLDING: expected}
-    bus = ModbusBusClient("x", ModbusTcpBus(kind="modbus_tcp", host="127.0.0.1", port=1))
-    fresh = ModbusDevicePoller(device, bus, sink=_discard)
+    bus = modbus_bus("x", TcpLinkConfig(kind="modbus_tcp", host="127.0.0.1", port=1))
+    fresh = ModbusPoller(device, bus, sink=_discard)
     assert fresh.quirks.unreadable == {Table.HOLDING: expected}
     for request in fresh.plan().requests:
         assert request.address + request.count <= 32095 or request.address >= 32106, request
     saved = DeviceQuirks(accepted={Table.HOLDING: 40}).to_json()
-    restored = ModbusDevicePoller(device, bus, sink=_discard, quirks=DeviceQuirks.from_json(saved))
+    restored = ModbusPoller(device, bus, sink=_discard, quirks=DeviceQuirks.from_json(saved))
     assert restored.quirks.unreadable == {Table.HOLDING: expected}
     assert restored.quirks.accepted == {Table.HOLDING: 40}
     with pytest.raises(ValidationError, match="comes before"):

@@ -11,6 +11,7 @@ from typing import Any
 from agent.demo import _retarget, demo_config
 from agent.service import Agent
 from agent.store import read_stats
+from drivers.modbus.device import ModbusDeviceClient
 from hil.server import SimulatedBuilding
 
 
@@ -39,7 +40,8 @@ async def test_learned_quirks_survive_a_restart(tmp_path: Path) -> None:
 
         second = Agent(config, data_dir=tmp_path)
         await _run_agent(second, 0.5)
-        meter = next(p for p in second.pollers if p.device.name == "main_meter")
+        meter = second.devices["main_meter"]
+        assert isinstance(meter, ModbusDeviceClient)
         assert meter.quirks.describe(), "the restarted agent did not load what was learned"
     assert read_stats(db).rows == first.readings_polled + second.readings_polled
 

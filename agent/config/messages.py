@@ -35,7 +35,7 @@ _PATTERNS = {
 }
 
 # The names of the things a discriminated union chooses between, by the section holding them.
-_KIND_NOUNS = {"buses": "bus kind"}
+_KIND_NOUNS = {"buses": "bus kind", "devices": "protocol"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,9 @@ def _is_model(annotation: Any) -> bool:
 
 def _union_models(annotation: Any) -> list[type[BaseModel]]:
     if get_origin(annotation) in (Union, types.UnionType):
-        return [a for a in get_args(annotation) if _is_model(a)]
+        # Members may be tagged (``Annotated[Model, Tag("modbus")]``: the devices' union).
+        members = [_unwrap(a) for a in get_args(annotation)]
+        return [m for m in members if _is_model(m)]
     return []
 
 
@@ -238,8 +240,10 @@ def _strip_prefix(message: str) -> str:
     return message
 
 
-def _extra_key(root: type[BaseModel], yaml_loc: Loc, key: Any) -> str:
-    keys, renamed = _model_keys(root, yaml_loc[:-1])
+def _extra_key(root: type[BaseModel], loc: Loc, key: Any) -> str:
+    """``loc``: pydantic's location, union tags included (they pick the model whose keys
+    belong here)."""
+    keys, renamed = _model_keys(root, loc[:-1])
     if not isinstance(key, str):
         return f"{describe(key)} is not a key that belongs here"
     if key in renamed:
@@ -277,6 +281,8 @@ def _length_sentence(kind: str, ctx: dict[str, Any], value: Any) -> str:
 def _kind_sentence(root: type[BaseModel], error: dict[str, Any], step: _Step) -> Sentence:
     ctx = error.get("ctx") or {}
     key = str(ctx.get("discriminator", "kind")).strip("'")
+    if key.endswith("()"):  # a callable discriminator: the devices' protocol (Modbus by default)
+        key = "protocol"
     tags = _kind_tags(step.annotation, key)
     noun = _KIND_NOUNS.get(str(step.yaml_loc[0]), "kind") if step.yaml_loc else "kind"
     listed = ", ".join(tags)
@@ -324,10 +330,10 @@ def validation_sentence(  # noqa: PLR0912 -- one branch per pydantic error type
         )
     if kind == "extra_forbidden":
         key = where[-1] if where else None
-        keys, _ = _model_keys(root, where[:-1])
+        keys, _ = _model_keys(root, loc[:-1])
         close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
         return Sentence(
-            where, _extra_key(root, where, key), at_key=True, meant=close[0] if close else None
+            where, _extra_key(root, loc, key), at_key=True, meant=close[0] if close else None
         )
     if kind == "invalid_key":
         name = "is empty" if value is None else f"is {describe(value)}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -16,10 +16,17 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.core.configbase import ConfigModel
 from agent.core.durations import Duration
+from agent.core.links import LinkConfig
 from agent.core.suggest import did_you_mean
 from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
-from drivers.modbus.spec import ModbusBus, ModbusDevice
+from agent.sources.registry import DEFAULT_PROTOCOL, device_config_type
+
+if TYPE_CHECKING:
+    from agent.core.configbase import DeviceConfigBase as DeviceConfig
+else:
+    # One entry of `devices`: the registered drivers' config models, chosen by `protocol`.
+    DeviceConfig = device_config_type()
 
 __all__ = [
     "GatewayConfig",
@@ -179,10 +186,11 @@ class SiteConfig(ConfigModel):
     """The local buffer of readings."""
     uplink: UplinkConfig | None = None
     """Where readings are published; without it the agent only buffers locally."""
-    buses: dict[str, ModbusBus] = Field(default_factory=dict)
-    """Field buses by name: Modbus TCP endpoints and RS-485 serial lines."""
-    devices: list[ModbusDevice] = Field(default_factory=list)
-    """Devices, each on a named bus."""
+    buses: dict[str, LinkConfig] = Field(default_factory=dict)
+    """Field buses by name: TCP endpoints and RS-485 serial lines."""
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    """Devices, each on a named bus, read by the driver its `protocol` names (modbus when not
+    given; dlt645 and cjt188 meters on serial lines)."""
     hvac: HvacConfig | None = None
     """HVAC schedules, policy limits and overrides; without it the agent writes nothing."""
     energy: EnergyConfig | None = None
@@ -190,7 +198,7 @@ class SiteConfig(ConfigModel):
 
     @field_validator("buses")
     @classmethod
-    def _bus_names(cls, value: dict[str, ModbusBus]) -> dict[str, ModbusBus]:
+    def _bus_names(cls, value: dict[str, LinkConfig]) -> dict[str, LinkConfig]:
         for name in value:
             if not name or not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"bus name {name!r} may use only letters, digits, _ and -")
@@ -210,6 +218,11 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = cross_check_energy(data)
     buses = data.get("buses")
     bus_names = [str(b) for b in buses] if isinstance(buses, Mapping) else []
+    tcp_buses = {
+        str(name)
+        for name, bus in (buses.items() if isinstance(buses, Mapping) else ())
+        if isinstance(bus, Mapping) and bus.get("kind") in ("modbus_tcp", "tcp")
+    }
     devices = data.get("devices")
     if not isinstance(devices, list):
         return problems
@@ -231,13 +244,12 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         if not isinstance(bus, str):
             continue
         if bus not in bus_names:
-            if bus_names:
-                known = ", ".join(sorted(bus_names))
-                hint = did_you_mean(bus, bus_names)
-                message = f"no bus is named {bus!r}{hint}; the buses are: {known}"
-            else:
-                message = f"no bus is named {bus!r}: the config has no `buses` section"
-            problems.append((("devices", index, "bus"), message))
+            problems.append((("devices", index, "bus"), _unknown_bus(bus, bus_names)))
+            continue
+        protocol = device.get("protocol", DEFAULT_PROTOCOL)
+        if protocol != DEFAULT_PROTOCOL:
+            on_tcp = bus in tcp_buses
+            problems += _check_meter(index, device, str(protocol), on_tcp=on_tcp, seen=seen_units)
             continue
         if isinstance(unit, int) and not isinstance(unit, bool):
             if (bus, unit) in seen_units:
@@ -253,4 +265,45 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             problems.append(
                 (("devices", index), "the device has no points: add `points` or a `profile`")
             )
+    return problems
+
+
+def _unknown_bus(bus: str, bus_names: list[str]) -> str:
+    if not bus_names:
+        return f"no bus is named {bus!r}: the config has no `buses` section"
+    known = ", ".join(sorted(bus_names))
+    return f"no bus is named {bus!r}{did_you_mean(bus, bus_names)}; the buses are: {known}"
+
+
+def _check_meter(
+    index: int,
+    device: Mapping[str, Any],
+    protocol: str,
+    *,
+    on_tcp: bool,
+    seen: dict[tuple[str, Any], str],
+) -> list[tuple[Loc, str]]:
+    """A meter addressed by its own number (DL/T 645, CJ/T 188): on a serial line, and the only
+    one of its protocol with that address on the line."""
+    problems: list[tuple[Loc, str]] = []
+    bus = str(device.get("bus"))
+    if on_tcp:
+        problems.append(
+            (
+                ("devices", index, "bus"),
+                f"bus {bus!r} is a TCP endpoint; {protocol} meters are read on a serial "
+                "line (a bus of kind serial)",
+            )
+        )
+    address = device.get("address")
+    if isinstance(address, str):
+        key = (bus, f"{protocol}:{address.upper()}")
+        if key in seen:
+            problems.append(
+                (
+                    ("devices", index, "address"),
+                    f"address {address} on bus {bus!r} is already used by device {seen[key]!r}",
+                )
+            )
+        seen.setdefault(key, str(device.get("name")))
     return problems

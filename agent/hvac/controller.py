@@ -1,6 +1,6 @@
 """The HVAC controller: applies each zone's wanted state to its zone controller, verifiably.
 
-    async with bus: controller = HvacController(hvac, devices=..., buses=..., tz=..., audit=sink)
+    controller = HvacController(hvac, devices={name: device}, tz=..., audit=sink)
     await controller.run(stop)                       # or: await controller.step() per cycle
     reply = await controller.handle_command(payload)  # MQTT or CLI command -> reply dict
 
@@ -8,7 +8,9 @@ Each cycle (at every schedule boundary, and every `check_interval` between them)
 
 1. Time: nothing is done until the clock is trusted; the schedule runs on schedule time, which
    never goes back (agent.hvac.clock explains both rules).
-2. Read every zone's setpoint, mode and on/off points back from the devices.
+2. Read every zone's setpoint, mode and on/off points back from the devices, through the
+   devices' own drivers (agent.core.source.PolledDevice: the same planner, learned quirks and
+   link lock as polling), so control and polling never disagree on how to read a device.
 3. A value that differs from what the controller last wrote or saw, made by nobody but the
    thermostat's user, is a *local change*: audited, then handled by the zone's rule —
    `reassert` writes the schedule back at once; `respect_until_boundary` leaves it until the
@@ -31,15 +33,16 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.core.clock import Clock, system_clock
-from agent.core.errors import DeviceUnavailableError, DriverError
-from agent.core.record import ms_to_iso
+from agent.core.errors import DriverError
+from agent.core.record import Quality, ms_to_iso
+from agent.core.source import PointInfo, PolledDevice
 from agent.hvac.calendar import HolidayCalendar
 from agent.hvac.clock import ClockStep, ScheduleClock, timesyncd_synchronized
 from agent.hvac.commands import CommandHandler, command_id_of
@@ -53,10 +56,8 @@ from agent.hvac.state import (
     season_from_outdoor,
     wanted_state,
 )
-from drivers.modbus import codec
-from drivers.modbus.spec import DataType, ModbusDevice, ModbusPoint, Table
 
-__all__ = ["AuditSink", "BusLike", "HvacController"]
+__all__ = ["AuditSink", "HvacController"]
 
 log = logging.getLogger(__name__)
 
@@ -66,35 +67,7 @@ ROLES = ("mode", "setpoint", "on")  # the order in which a zone is switched on
 RETRY_DELAY_S = 0.5
 MIN_DELAY_S = 0.01
 UNTRUSTED_RECHECK_S = 5.0
-_INT_RANGES = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-}
-_MAX_BITS = 2000  # coils per read request (DOMAIN.md "Modbus facts"; registers: the device's)
-
 Value = float | bool
-
-
-class BusLike(Protocol):
-    """What the controller needs of a bus (drivers.modbus.bus.ModbusBusClient has it)."""
-
-    async def read(
-        self, *, device: str, unit_id: int, table: Table, address: int, count: int
-    ) -> list[int] | list[bool]: ...
-
-    async def write(
-        self,
-        *,
-        device: str,
-        unit_id: int,
-        table: Table,
-        address: int,
-        values: list[int] | list[bool],
-    ) -> None: ...
 
 
 class _Unwritable(Exception):
@@ -103,70 +76,14 @@ class _Unwritable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Ref:
-    """One device point the controller reads or writes."""
+    """One device point the controller reads or writes, through the device's driver."""
 
-    device: ModbusDevice
+    device: PolledDevice
     name: str
-    spec: ModbusPoint
-    bus: BusLike
-
-    def decode(self, words: Sequence[int] | Sequence[bool]) -> Value:
-        spec = self.spec
-        if spec.table.is_bits:
-            return bool(words[0])
-        raw = codec.decode(
-            [int(w) for w in words],
-            spec.type,
-            word_order=spec.word_order or self.device.word_order,
-            byte_order=spec.byte_order or self.device.byte_order,
-            bit=spec.bit,
-        )
-        value = codec.raw_to_engineering(raw, spec.scale, spec.offset)
-        if isinstance(value, str):
-            raise DriverError(f"point {self.name!r} of {self.device.name!r} holds text")
-        return value
-
-    def encode(self, value: Value) -> list[int] | list[bool]:
-        spec = self.spec
-        if not spec.writable:
-            raise _Unwritable(f"point {self.name!r} is not declared writable")
-        if spec.table is Table.COIL:
-            return [bool(value)]
-        if spec.table is not Table.HOLDING or spec.bit is not None or spec.type is DataType.STRING:
-            raise _Unwritable(f"point {self.name!r} cannot be written as a number")
-        raw = codec.engineering_to_raw(float(value), spec.scale, spec.offset)
-        if spec.type in _INT_RANGES:
-            low, high = _INT_RANGES[spec.type]
-            raw = round(raw)
-            if not low <= raw <= high:
-                raise _Unwritable(
-                    f"{value} does not fit point {self.name!r} ({spec.type.value}, raw {raw})"
-                )
-        elif not math.isfinite(raw):
-            raise _Unwritable(f"{value} is not a number the point can hold")
-        return [
-            int(w)
-            for w in codec.encode(
-                raw,
-                spec.type,
-                word_order=spec.word_order or self.device.word_order,
-                byte_order=spec.byte_order or self.device.byte_order,
-            )
-        ]
-
-    def quantise(self, value: Value) -> Value:
-        """What the device will hold after ``value`` is written (the register's resolution)."""
-        spec = self.spec
-        if spec.table.is_bits or isinstance(value, bool):
-            return value
-        if spec.type in _INT_RANGES:
-            raw = round(codec.engineering_to_raw(value, spec.scale, spec.offset))
-            return float(raw * spec.scale + spec.offset)
-        return value
 
     @property
-    def tolerance(self) -> float:
-        return abs(self.spec.scale) / 2 + 1e-6 if self.spec.type in _INT_RANGES else 1e-3
+    def info(self) -> PointInfo:
+        return self.device.points[self.name]
 
 
 class _TokenBucket:
@@ -210,8 +127,7 @@ class HvacController:
         self,
         hvac: HvacConfig,
         *,
-        devices: Sequence[ModbusDevice],
-        buses: Mapping[str, BusLike],
+        devices: Mapping[str, PolledDevice],
         tz: str,
         audit: AuditSink,
         clock: Clock | None = None,
@@ -228,15 +144,13 @@ class HvacController:
         self._time_trusted = time_trusted or (lambda: hvac.trust_clock or timesyncd_synchronized())
         self._schedule = ScheduleClock(hold_max=hvac.clock_hold_max)
         self.commands = CommandHandler(hvac, overrides=self.overrides, audit=self._audit)
-        by_name = {device.name: device for device in devices}
         self._refs: dict[str, dict[str, _Ref]] = {
-            zone: self._zone_refs(zone, config, by_name, buses)
-            for zone, config in hvac.zones.items()
+            zone: self._zone_refs(zone, config, devices) for zone, config in hvac.zones.items()
         }
         self._outdoor: _Ref | None = None
         if hvac.season.outdoor is not None:
             rule = hvac.season.outdoor
-            self._outdoor = self._ref(by_name, buses, rule.device, rule.point, "season.outdoor")
+            self._outdoor = self._ref(devices, rule.device, rule.point, "season.outdoor")
         self._runtime = {zone: _ZoneRuntime() for zone in hvac.zones}
         now = self._clock.monotonic()
         rate = hvac.writes_per_minute / 60.0
@@ -246,7 +160,6 @@ class HvacController:
         }
         self._limited: set[str] = set()  # devices out of write tokens (reported once)
         self._deferred: set[str] = set()  # devices whose writes waited in this cycle
-        self._no_span: set[tuple[str, Table]] = set()  # tables read point by point
         self._trusted = False
         self._untrusted_reported = False
         self._reported: set[tuple[Any, ...]] = set()  # clamps and warnings audited once
@@ -260,35 +173,23 @@ class HvacController:
 
     @staticmethod
     def _ref(
-        by_name: Mapping[str, ModbusDevice],
-        buses: Mapping[str, BusLike],
-        device_name: str,
-        point: str,
-        where: str,
+        devices: Mapping[str, PolledDevice], device_name: str, point: str, where: str
     ) -> _Ref:
-        device = by_name.get(device_name)
+        device = devices.get(device_name)
         if device is None:
             raise ValueError(f"{where}: no device {device_name!r}")
-        spec = device.points.get(point)
-        if spec is None:
+        if point not in device.points:
             raise ValueError(f"{where}: device {device_name!r} has no point {point!r}")
-        bus = buses.get(device.bus)
-        if bus is None:
-            raise ValueError(f"{where}: no bus {device.bus!r} for device {device_name!r}")
-        return _Ref(device=device, name=point, spec=spec, bus=bus)
+        return _Ref(device=device, name=point)
 
     def _zone_refs(
-        self,
-        zone: str,
-        config: ZoneConfig,
-        by_name: Mapping[str, ModbusDevice],
-        buses: Mapping[str, BusLike],
+        self, zone: str, config: ZoneConfig, devices: Mapping[str, PolledDevice]
     ) -> dict[str, _Ref]:
         refs: dict[str, _Ref] = {}
         for role in ROLES:
             point = getattr(config, role)
             if point is not None:
-                refs[role] = self._ref(by_name, buses, config.device, point, f"zone {zone}")
+                refs[role] = self._ref(devices, config.device, point, f"zone {zone}")
         return refs
 
     def context(self) -> ScheduleContext:
@@ -497,17 +398,11 @@ class HvacController:
     # ---- reading ------------------------------------------------------------------------------
 
     async def _read_point(self, ref: _Ref) -> Value:
-        words = await ref.bus.read(
-            device=ref.device.name,
-            unit_id=ref.device.unit_id,
-            table=ref.spec.table,
-            address=ref.spec.address,
-            count=ref.spec.register_count,
-        )
-        return ref.decode(words)
+        return (await self._read_device([ref]))[ref.name]
 
     async def _read_all(self) -> dict[str, dict[str, Value] | DriverError]:
-        """Every zone point, grouped by device: one request per table where the span allows."""
+        """Every zone point, grouped by device: one driver read per device (the driver plans
+        the requests, with what it has learned of the device)."""
         by_device: dict[str, dict[str, _Ref]] = {}
         for refs in self._refs.values():
             for ref in refs.values():
@@ -520,40 +415,20 @@ class HvacController:
                 found[device] = exc
         return found
 
-    async def _read_device(self, refs: list[_Ref]) -> dict[str, Value]:
+    @staticmethod
+    async def _read_device(refs: list[_Ref]) -> dict[str, Value]:
+        """The values of ``refs`` (all of one device); DriverError when one is not a number or
+        a state the controller can use."""
+        device = refs[0].device
         values: dict[str, Value] = {}
-        by_table: dict[Table, list[_Ref]] = {}
-        for ref in refs:
-            by_table.setdefault(ref.spec.table, []).append(ref)
-        for table, group in by_table.items():
-            first = min(ref.spec.address for ref in group)
-            end = max(ref.spec.address + ref.spec.register_count for ref in group)
-            device = group[0].device
-            limit = _MAX_BITS if table.is_bits else device.max_registers
-            span = (device.name, table)
-            if len(group) > 1 and end - first <= limit and span not in self._no_span:
-                try:
-                    words = await group[0].bus.read(
-                        device=device.name,
-                        unit_id=device.unit_id,
-                        table=table,
-                        address=first,
-                        count=end - first,
-                    )
-                except DriverError as exc:
-                    if isinstance(exc, DeviceUnavailableError):
-                        raise
-                    # The device refuses the span (a gap in its map): point by point from now.
-                    self._no_span.add(span)
-                else:
-                    for ref in group:
-                        offset = ref.spec.address - first
-                        values[ref.name] = ref.decode(
-                            words[offset : offset + ref.spec.register_count]
-                        )
-                    continue
-            for ref in group:
-                values[ref.name] = await self._read_point(ref)
+        for reading in await device.read([ref.name for ref in refs]):
+            value = reading.value
+            if reading.quality is not Quality.GOOD or value is None or isinstance(value, str):
+                raise DriverError(
+                    f"point {reading.point!r} of {device.name!r} could not be read "
+                    f"({reading.quality.label})"
+                )
+            values[reading.point] = value if isinstance(value, bool) else float(value)
         return values
 
     # ---- one zone -----------------------------------------------------------------------------
@@ -725,9 +600,7 @@ class HvacController:
 
     @staticmethod
     def _same(ref: _Ref, held: Value, wanted: Value) -> bool:
-        if ref.spec.table.is_bits or isinstance(wanted, bool):
-            return bool(held) == bool(wanted)
-        return abs(float(held) - float(ref.quantise(wanted))) <= ref.tolerance
+        return bool(ref.info.same(held, ref.info.quantise(wanted)))
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -746,7 +619,7 @@ class HvacController:
         config = self.hvac.zones[zone]
         device = ref.device.name
         try:
-            words = self._encode(zone, role, value)
+            self._check_range(zone, role, value)
         except _Unwritable as exc:
             if (role, value) not in runtime.refused:
                 runtime.refused.add((role, value))
@@ -778,16 +651,25 @@ class HvacController:
                     )
                 return False
             try:
-                await ref.bus.write(
-                    device=device,
-                    unit_id=ref.device.unit_id,
-                    table=ref.spec.table,
-                    address=ref.spec.address,
-                    values=words,
-                )
+                await ref.device.write(ref.name, value)
                 readback = await self._read_point(ref)
             except DriverError as exc:
                 reason = str(exc)
+            except ValueError as exc:  # the point cannot hold the value: nothing was written
+                if (role, value) not in runtime.refused:
+                    runtime.refused.add((role, value))
+                    log.warning("zone %s: refused to write %s: %s", zone, ref.name, exc)
+                    await self._audit(
+                        {
+                            "event": "refused",
+                            "zone": zone,
+                            "device": device,
+                            "point": ref.name,
+                            "value": value,
+                            "reason": str(exc),
+                        }
+                    )
+                return False
             else:
                 if self._same(ref, readback, value):
                     runtime.expected[role] = readback
@@ -817,14 +699,15 @@ class HvacController:
         await self._fault(zone, role, f"{ref.name}: {reason}")
         return False
 
-    def _encode(self, zone: str, role: str, value: Value) -> list[int] | list[bool]:
+    def _check_range(self, zone: str, role: str, value: Value) -> None:
         config = self.hvac.zones[zone]
         if role == "setpoint" and not config.setpoint_min <= float(value) <= config.setpoint_max:
             raise _Unwritable(
                 f"{value} °C is outside the zone's range "
                 f"{config.setpoint_min:g}-{config.setpoint_max:g} °C"
             )
-        return self._refs[zone][role].encode(value)
+        if not self._refs[zone][role].info.writable:
+            raise _Unwritable(f"point {self._refs[zone][role].name!r} is not declared writable")
 
     async def _fault(self, zone: str, role: str, reason: str) -> None:
         faults = self._runtime[zone].faults

@@ -20,10 +20,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.core.configbase import ConfigModel
+from agent.core.configbase import ConfigModel, DeviceConfigBase
 from agent.core.durations import Duration
 from agent.core.suggest import did_you_mean
-from drivers.modbus.spec import DataType, ModbusDevice, Table
 
 __all__ = [
     "NATIONAL_COOLING_MIN_C",
@@ -596,7 +595,9 @@ class HvacConfig(ConfigModel):
 Loc = tuple[str | int, ...]
 
 
-def hvac_problems(hvac: HvacConfig, devices: Sequence[ModbusDevice]) -> list[tuple[Loc, str]]:
+def hvac_problems(
+    hvac: HvacConfig, devices: Sequence[DeviceConfigBase]
+) -> list[tuple[Loc, str]]:
     """Problems between the hvac section and `devices`, located (for the config cross-check)."""
     by_name = {device.name: device for device in devices}
     problems: list[tuple[Loc, str]] = []
@@ -605,26 +606,12 @@ def hvac_problems(hvac: HvacConfig, devices: Sequence[ModbusDevice]) -> list[tup
         device = by_name.get(device_name)
         if point is None or device is None:
             return
-        spec = device.points.get(point)
-        if spec is None:
-            hint = did_you_mean(point, device.points)
+        names = device.point_names()
+        if point not in names:
+            hint = did_you_mean(point, names)
             problems.append((loc, f"device {device_name!r} has no point {point!r}{hint}"))
-        elif not write:
-            return
-        elif not spec.writable:
-            problems.append(
-                (loc, f"point {point!r} of {device_name!r} is not declared `writable: true`")
-            )
-        elif spec.table not in (Table.HOLDING, Table.COIL):
-            problems.append(
-                (loc, f"point {point!r} is in the {spec.table.value} table, which is read-only")
-            )
-        elif spec.bit is not None:
-            problems.append(
-                (loc, f"point {point!r} is one bit of a register, which cannot be written alone")
-            )
-        elif spec.type is DataType.STRING:
-            problems.append((loc, f"point {point!r} is text, not a number"))
+        elif write and (problem := device.write_problem(point)) is not None:
+            problems.append((loc, problem))
 
     for name, zone in hvac.zones.items():
         base: Loc = ("hvac", "zones", name)

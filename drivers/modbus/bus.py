@@ -1,7 +1,10 @@
 """One Modbus bus (a TCP endpoint or an RS-485 line): one connection, one request at a time.
 
-A bus is serialised by a lock: on RS-485 only one frame may be on the wire, and many TCP
-gateways in front of RS-485 lines also handle a single transaction at a time. Every request
+The bus is the Modbus client of one link (agent.core.links.Link): every request is one turn on
+the link, which serialises the wire (on RS-485 only one frame may be on the wire, and many TCP
+gateways in front of RS-485 lines also handle a single transaction at a time), keeps the frame
+gap, and, on a line shared with another protocol, asks this client to release the port when the
+other protocol's turn comes (the port is opened again on the next request). Every request
 has its own deadline (the bus timeout), and this class, not pymodbus, decides when a request
 has failed: pymodbus gets a longer timeout and no retries, so a dead device costs exactly one
 timeout and the other devices on the bus wait for nothing more.
@@ -24,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -33,10 +35,12 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
+from agent.core.backoff import Backoff
+from agent.core.links import Link, SerialLinkConfig, TcpLinkConfig
 from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
-from drivers.modbus.spec import ModbusRtuBus, ModbusTcpBus, Table
+from drivers.modbus.spec import Table
 
-__all__ = ["ModbusBusClient", "rtu_frame_gap"]
+__all__ = ["ModbusBusClient"]
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +56,16 @@ RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
 
 
-def rtu_frame_gap(baudrate: int) -> float:
-    """The silent interval between RTU frames: 3.5 characters of 11 bits, fixed 1.75 ms above
-    19200 baud (Modbus over serial line spec v1.02, 2.5.1.1; see DOMAIN.md "Modbus facts")."""
-    if baudrate > 19200:
-        return 0.00175
-    return 3.5 * 11 / baudrate
-
-
-def reconnect_delay(failures: int) -> float:
-    """Seconds to wait after ``failures`` failed connects in a row (capped, with jitter)."""
-    ceiling = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** max(failures - 1, 0))
-    return random.uniform(ceiling / 2, ceiling)  # jitter, not cryptography
-
-
 class ModbusBusClient:
-    """Reads and writes on one bus. Use as ``async with ModbusBusClient(name, spec) as bus``."""
+    """Reads and writes on one link. ``async with ModbusBusClient(link) as bus``; a link
+    shares one per protocol: ``link.shared("modbus", lambda: ModbusBusClient(link))``."""
 
-    def __init__(self, name: str, spec: ModbusTcpBus | ModbusRtuBus) -> None:
-        self.name = name
-        self.spec = spec
-        self._lock = asyncio.Lock()
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.name = link.name
+        self.spec = link.config
         self._client: Client | None = None
-        self._gap = rtu_frame_gap(spec.baudrate) if isinstance(spec, ModbusRtuBus) else 0.0
-        if isinstance(spec, ModbusRtuBus) and spec.frame_gap is not None:
-            self._gap = spec.frame_gap
-        self._last_frame_end = 0.0
+        self._reconnect = Backoff(initial=RECONNECT_MIN_S, cap=RECONNECT_MAX_S, jitter=0.5)
         self._failures = 0  # failed connects in a row
         self._retry_at = 0.0  # loop time before which a TCP bus does not try to connect
         self._down = False  # logged as down; logged again only when it comes back
@@ -95,7 +83,7 @@ class ModbusBusClient:
     @property
     def where(self) -> str:
         """The endpoint, for messages: ``host:port`` or the serial port."""
-        if isinstance(self.spec, ModbusTcpBus):
+        if isinstance(self.spec, TcpLinkConfig):
             return f"{self.spec.host}:{self.spec.port}"
         return self.spec.port
 
@@ -103,7 +91,7 @@ class ModbusBusClient:
         # pymodbus's own retries and reconnects are off: this class decides when to retry, so
         # that one dead device costs exactly one timeout and the poll cadence stays ours.
         library_timeout = self.spec.timeout + LIBRARY_TIMEOUT_MARGIN_S
-        if isinstance(self.spec, ModbusTcpBus):
+        if isinstance(self.spec, TcpLinkConfig):
             return AsyncModbusTcpClient(
                 self.spec.host,
                 port=self.spec.port,
@@ -141,10 +129,14 @@ class ModbusBusClient:
             self._client.close()
             self._client = None
 
+    async def release(self) -> None:
+        """Another protocol takes the line: close the port (agent.core.links.LinkUser)."""
+        await self.aclose()
+
     async def connect(self) -> None:
         """Open the connection (or port) now rather than on the first request; raises
         DeviceUnavailableError, naming the bus, when it cannot."""
-        async with self._lock:
+        async with self.link.turn(self):
             await self._ensure_connected(f"bus {self.name}")
 
     # ---- connecting ---------------------------------------------------------------------------
@@ -159,8 +151,8 @@ class ModbusBusClient:
             self._client = None
             log.info("bus %s: the connection to %s closed; opening it again", self.name, self.where)
         loop = asyncio.get_running_loop()
-        if isinstance(self.spec, ModbusRtuBus):
-            if missing := self._serial_port_missing():
+        if isinstance(self.spec, SerialLinkConfig):
+            if missing := self.link.port_missing():
                 self._went_down(missing)
                 raise DeviceUnavailableError(device, missing)
         elif loop.time() < self._retry_at:
@@ -181,7 +173,7 @@ class ModbusBusClient:
         if not ok:
             client.close()
             self._failures += 1
-            self._retry_at = loop.time() + reconnect_delay(self._failures)
+            self._retry_at = loop.time() + self._reconnect.next_delay()
             reason = self._connect_failure()
             self._went_down(reason)
             raise DeviceUnavailableError(device, reason)
@@ -189,21 +181,13 @@ class ModbusBusClient:
             log.warning("bus %s: %s is back", self.name, self.where)
         self._down = False
         self._failures = 0
+        self._reconnect.reset()
         self._retry_at = 0.0
         self._client = client
         return client
 
-    def _serial_port_missing(self) -> str | None:
-        """Why the serial port cannot be there, or None. pyserial also takes URLs (e.g.
-        ``socket://``, ``rfc2217://``): only a path is checked."""
-        assert isinstance(self.spec, ModbusRtuBus)
-        port = self.spec.port
-        if "://" in port or os.path.exists(port):
-            return None
-        return f"serial port {port} is not present (adapter unplugged?)"
-
     def _connect_failure(self) -> str:
-        if isinstance(self.spec, ModbusTcpBus):
+        if isinstance(self.spec, TcpLinkConfig):
             return f"cannot connect to {self.where}"
         port = self.spec.port
         if "://" not in port and not os.access(port, os.R_OK | os.W_OK):
@@ -221,9 +205,8 @@ class ModbusBusClient:
         self, device: str, call: Callable[[Client], Awaitable[ModbusPDU]]
     ) -> ModbusPDU:
         """One request: connect if needed, keep the frame gap, wait at most the bus timeout."""
-        async with self._lock:
+        async with self.link.turn(self):
             client = await self._ensure_connected(device)
-            await self._respect_gap()
             self.requests += 1
             try:
                 async with asyncio.timeout(self.spec.timeout):
@@ -237,8 +220,6 @@ class ModbusBusClient:
                 # Garbage, or a broken link: start afresh on the next request.
                 await self.aclose()
                 raise DeviceUnavailableError(device, str(exc)) from exc
-            finally:
-                self._last_frame_end = asyncio.get_running_loop().time()
 
     async def read(
         self, *, device: str, unit_id: int, table: Table, address: int, count: int
@@ -303,9 +284,3 @@ class ModbusBusClient:
         if isinstance(reply, ExceptionResponse) or reply.isError():
             code = getattr(reply, "exception_code", 0)
             raise ModbusExceptionError(device, code, function, address, len(values))
-
-    async def _respect_gap(self) -> None:
-        if self._gap:
-            wait = self._last_frame_end + self._gap - asyncio.get_running_loop().time()
-            if wait > 0:
-                await asyncio.sleep(wait)

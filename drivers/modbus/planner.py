@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from agent.core.errors import DriverError
+from agent.core.links import SerialLinkConfig, TcpLinkConfig
 from drivers.modbus.plan import MAX_BITS_PER_READ, ReadRequest
-from drivers.modbus.spec import ModbusPoint, ModbusRtuBus, ModbusTcpBus, Table
+from drivers.modbus.spec import ModbusPoint, Table
 
 __all__ = [
     "MAX_BITS_PER_READ",
@@ -138,10 +139,10 @@ class CostModel:
         )
 
     @classmethod
-    def for_bus(cls, bus: ModbusTcpBus | ModbusRtuBus) -> CostModel:
+    def for_bus(cls, bus: TcpLinkConfig | SerialLinkConfig) -> CostModel:
         """The cost model of a configured bus. (A TCP gateway in front of an RS-485 line costs
         what the line costs: give such a gateway ``for_rtu`` explicitly.)"""
-        if isinstance(bus, ModbusTcpBus):
+        if isinstance(bus, TcpLinkConfig):
             return cls.for_tcp()
         return cls.for_rtu(
             bus.baudrate,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.core.configbase import ConfigModel
+from agent.core.configbase import ConfigModel, DeviceConfigBase
 from agent.core.durations import Duration
 from agent.core.suggest import did_you_mean
 from drivers.modbus.profiles import DEVICE_DEFAULT_KEYS, load_profile, profile_names
@@ -23,8 +23,6 @@ __all__ = [
     "DataType",
     "ModbusDevice",
     "ModbusPoint",
-    "ModbusRtuBus",
-    "ModbusTcpBus",
     "Table",
     "UnreadableRange",
     "WordOrder",
@@ -181,43 +179,6 @@ class ModbusPoint(ConfigModel):
         return self.type.registers
 
 
-class ModbusTcpBus(ConfigModel):
-    """A Modbus TCP endpoint (a device, or a gateway fronting an RS-485 line)."""
-
-    kind: Literal["modbus_tcp"]
-    """modbus_tcp: Modbus over TCP/IP."""
-    host: str
-    """Address of the device or gateway."""
-    port: int = Field(default=502, ge=1, le=65535)
-    """TCP port of the device or gateway (502 by the standard)."""
-    timeout: Duration = 1.0
-    """How long to wait for one answer before the request counts as failed."""
-
-
-class ModbusRtuBus(ConfigModel):
-    """An RS-485 line driven through a serial port (Modbus RTU)."""
-
-    kind: Literal["modbus_rtu"]
-    """modbus_rtu: Modbus RTU on a serial line (RS-485)."""
-    port: str
-    """Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."""
-    baudrate: int = Field(default=9600, gt=0)
-    """Line speed in bit/s, the same on every device of the line (9600 is the common default)."""
-    parity: Literal["N", "E", "O"] = "N"
-    """N (none), E (even; the Modbus default) or O (odd)."""
-    stopbits: Literal[1, 2] = 1
-    """1, or 2 when parity is N on devices that follow the spec's 11-bit character."""
-    bytesize: Literal[7, 8] = 8
-    """Data bits per character (8 for RTU)."""
-    timeout: Duration = 1.0
-    """How long to wait for one answer before the request counts as failed."""
-    frame_gap: Duration | None = None
-    """Silence between frames; default 3.5 characters at the line's baud rate."""
-
-
-ModbusBus = Annotated[ModbusTcpBus | ModbusRtuBus, Field(discriminator="kind")]
-
-
 class UnreadableRange(ConfigModel):
     """Registers a merged read must never carry as filler (e.g. undefined ones that make the
     device answer exception 02); a point declared inside the range is still read on its own."""
@@ -236,9 +197,11 @@ class UnreadableRange(ConfigModel):
         return self
 
 
-class ModbusDevice(ConfigModel):
+class ModbusDevice(DeviceConfigBase):
     """A device on a Modbus bus."""
 
+    protocol: Literal["modbus"] = "modbus"
+    """modbus (the default): Modbus RTU on a serial line, Modbus TCP on a TCP endpoint."""
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)
     """Stable name of the device, used in records and topics (lowercase, digits, _ and -)."""
     bus: str
@@ -321,6 +284,23 @@ class ModbusDevice(ConfigModel):
                     "scale factor point must have no `scale` or `offset`"
                 )
         return points
+
+    def point_names(self) -> tuple[str, ...]:
+        return tuple(self.points)
+
+    def write_problem(self, point: str) -> str | None:
+        spec = self.points.get(point)
+        if spec is None:
+            return f"device {self.name!r} has no point {point!r}"
+        if not spec.writable:
+            return f"point {point!r} of {self.name!r} is not declared `writable: true`"
+        if spec.table not in (Table.HOLDING, Table.COIL):
+            return f"point {point!r} is in the {spec.table.value} table, which is read-only"
+        if spec.bit is not None:
+            return f"point {point!r} is one bit of a register, which cannot be written alone"
+        if spec.type is DataType.STRING:
+            return f"point {point!r} is text, not a number"
+        return None
 
     def unreadable_spans(self) -> dict[Table, list[tuple[int, int]]]:
         """The `unreadable` ranges as [start, end) spans per table (what the planner takes)."""

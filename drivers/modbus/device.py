@@ -1,88 +1,130 @@
-"""Poll one Modbus device on its points' intervals and turn replies into readings.
+"""One Modbus device: its points read in planned requests, and written, through its bus.
 
-The coordinator pattern: one poller per device; a device that stops answering is marked
-unavailable (logged once), polled less often until it answers, and logged once when it returns.
-A failed read yields readings of quality ``bad`` with no value, never a stale value as good.
+This is the Modbus driver's polled device (agent.core.source.PolledDevice): ``read(points)``
+asks for the named points in the fewest requests the planner finds, given what the device is
+known to accept; a refused request is split and its lesson learned (and saved through the
+device's SavedState, so a restart asks right the first time); a refused point is a bad reading.
+Only a device that does not answer raises DeviceUnavailableError. Cadence and health belong to
+the agent's one interval poller (agent.sources.poller).
 
 Scale factors read from another register (SunSpec: value = raw x 10^SF): whenever a point that
-takes one is due, its SF point is read in the same cycle (the planner usually finds it in the
+takes one is read, its SF point is read in the same cycle (the planner usually finds it in the
 same request), and the value is scaled with that reading. An SF that failed, holds its "not
 implemented" sentinel or lies outside -10..10 makes the dependent reading bad, never a value
 scaled wrong. A reading whose registers hold the point's `not_available` sentinel is bad too.
+
+Writes (``write(point, value)``): only points declared `writable`, holding registers (FC6/FC16)
+or coils (FC5); the engineering value is turned into raw registers with the point's scale,
+offset, type and word order, and a value the register cannot hold is refused (ValueError)
+before anything reaches the wire.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from agent.core.clock import Clock, system_clock
-from agent.core.record import Quality, Reading
+from agent.core.errors import DeviceUnavailableError
+from agent.core.record import Quality, Reading, Value
+from agent.core.source import PointInfo, SavedState
+from drivers.modbus import codec
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.codec import decode, raw_bits, raw_to_engineering, scale_with_exponent
-from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
+from drivers.modbus.errors import ModbusExceptionError, ShortReplyError
 from drivers.modbus.plan import ReadRequest
 from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, plan_reads
-from drivers.modbus.spec import MAX_SCALE_FACTOR, ModbusDevice, ModbusPoint, Table
+from drivers.modbus.spec import MAX_SCALE_FACTOR, DataType, ModbusDevice, ModbusPoint, Table
 
-__all__ = ["DeviceHealth", "ModbusDevicePoller"]
+__all__ = ["GATEWAY_NO_ANSWER", "ModbusDeviceClient", "ModbusPointInfo"]
 
 log = logging.getLogger(__name__)
-
-Sink = Callable[[Sequence[Reading]], Awaitable[None]]
-# Called with the device's quirks as JSON whenever the poller learns something, so the
-# knowledge survives a restart.
-QuirksSaver = Callable[[str, str], Awaitable[None]]
 
 # Exceptions a Modbus TCP gateway sends when the device behind it is absent or silent
 # (Modbus application protocol v1.1b3, section 7: 0x0A path unavailable, 0x0B no response).
 GATEWAY_NO_ANSWER = (0x0A, 0x0B)
-# A device that stays down is retried after interval x 2^n, capped here (seconds).
-MAX_OFFLINE_RETRY = 60.0
-# Points due within this fraction of the shortest interval ride along with the current cycle,
-# so points with equal intervals stay in one cycle despite timer jitter.
-RIDE_ALONG = 0.1
+
+_INT_RANGES = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+}
 
 
-@dataclass
-class DeviceHealth:
-    online: bool | None = None  # None until the first poll
-    last_ok_ms: int | None = None
-    last_error: str | None = None
-    consecutive_failures: int = 0
-    cycles: int = 0
+@dataclass(frozen=True, slots=True)
+class ModbusPointInfo(PointInfo):
+    """A Modbus point as the rest of the agent sees it: integer registers hold values only to
+    their scale, so a written 24.56 reads back as 24.6 from a x0.1 register."""
+
+    spec: ModbusPoint | None = None
+
+    def quantise(self, value: Value) -> Value:
+        spec = self.spec
+        if spec is None or spec.table.is_bits or isinstance(value, bool | str) or value is None:
+            return value
+        if spec.type in _INT_RANGES:
+            raw = round(codec.engineering_to_raw(float(value), spec.scale, spec.offset))
+            return float(raw * spec.scale + spec.offset)
+        return value
+
+    def same(self, held: Value, wanted: Value) -> bool:
+        spec = self.spec
+        if spec is None or spec.table.is_bits or isinstance(wanted, bool):
+            return bool(held) == bool(wanted)
+        if not isinstance(held, int | float) or not isinstance(wanted, int | float):
+            return held == wanted
+        tolerance = abs(spec.scale) / 2 + 1e-6 if spec.type in _INT_RANGES else 1e-3
+        return abs(float(held) - float(wanted)) <= tolerance
 
 
-class ModbusDevicePoller:
+class ModbusDeviceClient:
+    """One device on its bus. Constructing it does no I/O."""
+
     def __init__(
         self,
         device: ModbusDevice,
         bus: ModbusBusClient,
         *,
-        sink: Sink,
         quirks: DeviceQuirks | None = None,
-        save_quirks: QuirksSaver | None = None,
+        state: SavedState | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.device = device
-        self._clock = clock if clock is not None else system_clock()
         self.bus = bus
-        self._sink = sink
-        self.health = DeviceHealth()
-        # Learned quirks (perhaps restored from a saved JSON) plus the ranges the config
+        self._clock = clock if clock is not None else system_clock()
+        # Learned quirks (perhaps restored from the saved state) plus the ranges the config
         # declares unreadable, which are never persisted with them.
         self.quirks = quirks if quirks is not None else DeviceQuirks()
         _declare_unreadable(self.quirks, device.unreadable_spans())
-        self._save_quirks = save_quirks
+        self._state = state
         self._learned = False
+        self._answering: bool | None = None  # whether it answered the last cycle (for retries)
         self.cost = CostModel.for_bus(bus.spec)
-        self._intervals = {
-            name: (point.interval or device.interval) for name, point in device.points.items()
-        }
+        self._points: Mapping[str, PointInfo] = MappingProxyType(
+            {
+                name: ModbusPointInfo(
+                    unit=point.unit,
+                    interval=point.interval or device.interval,
+                    writable=point.writable,
+                    spec=point,
+                )
+                for name, point in device.points.items()
+            }
+        )
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def points(self) -> Mapping[str, PointInfo]:
+        return self._points
 
     def _decode(
         self, name: str, point: ModbusPoint, request: ReadRequest, raw: list[int] | list[bool]
@@ -150,7 +192,7 @@ class ModbusDevicePoller:
         return [Reading(self.device.name, n, ts, None, p.unit, Quality.BAD) for n, p in members]
 
     async def _read(self, request: ReadRequest) -> list[int] | list[bool]:
-        retries = self.device.retries if self.health.online is True else 0
+        retries = self.device.retries if self._answering is True else 0
         for attempt in range(retries + 1):
             try:
                 return await self._read_once(request)
@@ -187,16 +229,19 @@ class ModbusDevicePoller:
             wanted, cost=self.cost, max_registers=self.device.max_registers, quirks=self.quirks
         )
 
-    async def poll_once(self, names: Sequence[str] | None = None) -> list[Reading]:
-        """Read the named points (all by default) once; raise nothing a device can cause.
+    async def read(self, points: Sequence[str] | None = None) -> list[Reading]:
+        """Read the named points (all by default) once: one reading per named point
+        (scale-factor points read only for the others' sake are not returned).
 
-        Returns one reading per named point (scale-factor points read only for the others'
-        sake are not returned)."""
+        Raises DeviceUnavailableError, carrying the readings taken so far, when the device
+        stops answering; a refusal is learned and its points read one by one, never raised."""
+        names = points
         asked = set(names or self.device.points)
         readings: list[Reading] = []
-        answered = failed = False
+        answered = False
+        failed: str | None = None  # why the device stopped answering, if it did
         requests = self.plan(names).requests
-        for index, request in enumerate(requests):
+        for request in requests:
             members = [p for _, p in request.points]
             try:
                 raw = await self._read(request)
@@ -213,26 +258,25 @@ class ModbusDevicePoller:
                 self._learn(lessons)
                 split, down = await self._split(request.points)
                 readings.extend(split)
-                if down:
-                    failed = True
-                    readings.extend(self._bad([m for r in requests[index + 1 :] for m in r.points]))
+                if down is not None:
+                    failed = down
                     break
                 continue
             except DeviceUnavailableError as exc:
-                self._mark_failure(exc.reason)
-                failed = True
                 # The device is not answering: the rest of this cycle would only cost timeouts.
-                readings.extend(self._bad([m for r in requests[index:] for m in r.points]))
+                failed = exc.reason
                 break
             answered = True
             self._learn(self.quirks.learn_success(request.table, request.address, request.count))
             readings.extend(self._decode(n, p, request, raw) for n, p in request.points)
-        if answered and not failed:
-            self._mark_ok()
-        if self._learned and self._save_quirks is not None:
+        self._answering = failed is None if (answered or failed is not None) else self._answering
+        if self._learned and self._state is not None:
             self._learned = False
-            await self._save_quirks(self.device.name, self.quirks.to_json())
-        return [r for r in self._apply_scale_factors(readings) if r.point in asked]
+            await self._state.save(self.quirks.to_json())
+        done = [r for r in self._apply_scale_factors(readings) if r.point in asked]
+        if failed is not None:
+            raise DeviceUnavailableError(self.device.name, failed, readings=done)
+        return done
 
     def _learn(self, lessons: object) -> None:
         if lessons:
@@ -243,12 +287,12 @@ class ModbusDevicePoller:
 
     async def _split(
         self, members: Sequence[tuple[str, ModbusPoint]]
-    ) -> tuple[list[Reading], bool]:
+    ) -> tuple[list[Reading], str | None]:
         """A merged read was refused: read its points one by one now, so no point is lost this
         cycle; the lesson just learned makes the next cycle's plan ask right the first time.
-        Returns the readings and whether the device stopped answering meanwhile."""
+        Returns the readings and why the device stopped answering meanwhile (None: it did not)."""
         out: list[Reading] = []
-        for index, (name, point) in enumerate(members):
+        for name, point in members:
             single = ReadRequest(point.table, point.address, point.register_count, ((name, point),))
             try:
                 raw = await self._read(single)
@@ -262,72 +306,57 @@ class ModbusDevicePoller:
                 log.debug("%s", exc)
                 out.extend(self._bad(single.points))
             except DeviceUnavailableError as exc:
-                self._mark_failure(exc.reason)
-                out.extend(self._bad(members[index:]))
-                return out, True
+                return out, exc.reason
             else:
                 self._learn(self.quirks.learn_success(single.table, single.address, single.count))
                 out.append(self._decode(name, point, single, raw))
-        return out, False
+        return out, None
 
-    def _mark_ok(self) -> None:
-        if self.health.online is False:
-            log.warning(
-                "device %s answers again after %d failed polls",
-                self.device.name,
-                self.health.consecutive_failures,
-            )
-        self.health.online = True
-        self.health.last_ok_ms = self._clock.now_ms()
-        self.health.last_error = None
-        self.health.consecutive_failures = 0
+    async def write(self, point: str, value: Value) -> None:
+        """Write one declared-writable point (see the module docstring)."""
+        spec = self.device.points.get(point)
+        if spec is None:
+            raise ValueError(f"device {self.device.name!r} has no point {point!r}")
+        await self.bus.write(
+            device=self.device.name,
+            unit_id=self.device.unit_id,
+            table=spec.table,
+            address=spec.address,
+            values=self.encode(point, value),
+        )
 
-    def _mark_failure(self, reason: str) -> None:
-        if self.health.online is not False:
-            log.warning("device %s is unavailable: %s", self.device.name, reason)
-        self.health.online = False
-        self.health.last_error = reason
-        self.health.consecutive_failures += 1
-
-    def _retry_delay(self) -> float:
-        shortest = min(self._intervals.values())
-        backoff = shortest * 2.0 ** min(self.health.consecutive_failures, 16)
-        return min(max(MAX_OFFLINE_RETRY, shortest), backoff)
-
-    async def run(self) -> None:
-        """Poll forever on each point's interval (cancel to stop)."""
-        if not self._intervals:
-            return
-        clock = time.monotonic
-        start = clock()
-        next_due = dict.fromkeys(self._intervals, start)
-        tolerance = RIDE_ALONG * min(self._intervals.values())
-        while True:
-            now = clock()
-            due = [n for n, t in next_due.items() if t <= now + tolerance]
-            if due:
-                readings = await self.poll_once(due)
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # pymodbus awaits replies with asyncio.wait_for, which on Python 3.11 can
-                    # swallow a cancel that lands as the reply arrives (CPython gh-86296): honour
-                    # it here, or a stopping agent would poll on forever.
-                    raise asyncio.CancelledError
-                self.health.cycles += 1
-                if readings:
-                    await self._sink(readings)
-                after = clock()
-                for name in due:
-                    # Stay on the interval grid; skip ticks missed while the bus was slow.
-                    interval = self._intervals[name]
-                    nxt = next_due[name] + interval
-                    if nxt <= after:
-                        nxt += math.ceil((after - nxt) / interval) * interval
-                    next_due[name] = nxt
-                if self.health.online is False:
-                    retry_at = after + self._retry_delay()
-                    next_due = {n: max(t, retry_at) for n, t in next_due.items()}
-            await asyncio.sleep(max(0.0, min(next_due.values()) - clock()))
+    def encode(self, point: str, value: Value) -> list[int] | list[bool]:
+        """The raw registers (or coil) for ``value``; ValueError when the point cannot hold it."""
+        spec = self.device.points[point]
+        if not spec.writable:
+            raise ValueError(f"point {point!r} is not declared writable")
+        if spec.table is Table.COIL:
+            return [bool(value)]
+        if (
+            spec.table is not Table.HOLDING
+            or spec.bit is not None
+            or spec.type is DataType.STRING
+            or not isinstance(value, int | float)
+        ):
+            raise ValueError(f"point {point!r} cannot be written as a number")
+        raw = codec.engineering_to_raw(float(value), spec.scale, spec.offset)
+        if spec.type in _INT_RANGES:
+            low, high = _INT_RANGES[spec.type]
+            if not math.isfinite(raw):
+                raise ValueError(f"{value} is not a number the point can hold")
+            raw = round(raw)
+            if not low <= raw <= high:
+                raise ValueError(
+                    f"{value} does not fit point {point!r} ({spec.type.value}, raw {raw})"
+                )
+        elif not math.isfinite(raw):
+            raise ValueError(f"{value} is not a number the point can hold")
+        word_order = spec.word_order or self.device.word_order
+        byte_order = spec.byte_order or self.device.byte_order
+        return [
+            int(w)
+            for w in codec.encode(raw, spec.type, word_order=word_order, byte_order=byte_order)
+        ]
 
 
 def _exponent(reading: Reading | None) -> int | None:

@@ -1,0 +1,55 @@
+"""Links and devices opened from the site config, by the registry: the one place that turns a
+config's `buses` and `devices` into running sources (the service, the demo, commissioning and
+the tests all open them here)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+
+from agent.core.clock import Clock
+from agent.core.configbase import DeviceConfigBase
+from agent.core.links import Link, SerialLinkConfig, TcpLinkConfig
+from agent.core.source import PolledDevice, SavedState
+from agent.sources.registry import driver_for
+
+__all__ = ["MemoryState", "open_devices", "open_links"]
+
+
+class MemoryState:
+    """Saved state kept in memory only (commissioning reads, tests): learns within a run."""
+
+    def __init__(self, value: str | None = None) -> None:
+        self.value = value
+
+    async def load(self) -> str | None:
+        return self.value
+
+    async def save(self, value: str) -> None:
+        self.value = value
+
+
+async def open_links(
+    buses: Mapping[str, TcpLinkConfig | SerialLinkConfig], stack: contextlib.AsyncExitStack
+) -> dict[str, Link]:
+    """One Link per bus, closed with ``stack`` (no I/O: ports open on first use)."""
+    return {name: await stack.enter_async_context(Link(name, spec)) for name, spec in buses.items()}
+
+
+async def open_devices(
+    configs: Sequence[DeviceConfigBase],
+    links: Mapping[str, Link],
+    *,
+    stack: contextlib.AsyncExitStack,
+    clock: Clock,
+    state_for: Callable[[str], SavedState] | None = None,
+) -> dict[str, PolledDevice]:
+    """Every configured device, opened by its protocol's driver, by name."""
+    devices: dict[str, PolledDevice] = {}
+    for config in configs:
+        state = state_for(config.name) if state_for is not None else MemoryState()
+        driver = driver_for(config.protocol)
+        devices[config.name] = await stack.enter_async_context(
+            driver.open_device(config, link=links[config.bus], state=state, clock=clock)
+        )
+    return devices

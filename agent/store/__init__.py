@@ -1,0 +1,73 @@
+"""The local buffer of readings: one SQLite file, one writer thread, batched commits, a budget.
+
+Every reading the agent takes goes through here before it is published, so that a power cut or
+an uplink outage loses nothing that was committed. The event loop never touches SQLite: all
+statements of a :class:`Store` run on its own writer thread, and the loop talks to that thread
+through a queue of jobs and ``concurrent.futures`` results. Commit notifications come back to the
+loop through ``loop.call_soon_threadsafe``.
+
+Durability choice: WAL with ``synchronous=FULL``. With ``NORMAL`` a committed transaction survives
+a crash of the process but not a power cut: the WAL is only fsynced at checkpoints, so a cut can
+roll back every commit since the last checkpoint (possibly minutes of readings), including ones
+the uplink has already published. Their seqs would then be handed out again to new readings,
+and a consumer that drops duplicates by seq would drop real data. ``FULL`` fsyncs the WAL on every
+commit; batching keeps that to about one fsync per ``batch_window``, cheap even on an SD card. So
+"stored" means "its transaction has committed", and at most one batch window of readings (those
+appended but not yet committed) is at risk in a power cut, as ``StoreConfig.batch_window`` says.
+
+Size budget (``max_bytes``, docs/store.md): the database file may not grow past the budget minus
+an allowance for the WAL (SQLite's ``max_page_count`` enforces it). Before it gets there the
+writer deletes the oldest readings that the broker already has; only when none is left does it
+delete the oldest unsent ones, counting them and recording an alert event that the uplink
+publishes. Freed pages are reused in place, so routine eviction never rewrites the file (no
+VACUUM on an SD card). A full disk is handled the same way, with the file's current size as the
+limit. Rows are kept small: no index besides the primary key (the oldest unsent reading is found
+from a "sync floor" kept in ``meta``, the latest reading per point from ``points.last_seq``), and
+the row and unsent counts are counters in ``meta`` kept in the same transactions as the rows.
+
+Modules, each holding one thing:
+
+- ``schema``: the migrations (:data:`MIGRATIONS`, :func:`apply_migrations`), the counters kept in
+  ``meta`` and the small SQL helpers the other modules share;
+- ``events``: :class:`StoreEvent`, the alert events kept until the uplink publishes them;
+- ``intervals``: the energy intervals' rows and their query;
+- ``queries``: :class:`StoreStats` and the read-only functions of the CLI (``read_stats``,
+  ``read_events``, ``read_latest``, ``read_meta``, ``read_intervals``, ``export_readings``);
+- ``writer``: the writer thread (``_Writer``) and its jobs: batching, counters, the budget and
+  eviction;
+- ``facade``: :class:`Store`, the async face of the writer thread on the event loop.
+
+Each imports only those listed before it (``schema`` imports none, ``facade`` all); this module
+re-exports the public names, so ``from agent.store import Store`` is the way in.
+"""
+
+from __future__ import annotations
+
+from agent.store.events import StoreEvent
+from agent.store.facade import DEFAULT_MAX_BYTES, Store
+from agent.store.queries import (
+    StoreStats,
+    export_readings,
+    read_events,
+    read_intervals,
+    read_latest,
+    read_meta,
+    read_stats,
+)
+from agent.store.schema import MIGRATIONS, Migration, apply_migrations
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MIGRATIONS",
+    "Migration",
+    "Store",
+    "StoreEvent",
+    "StoreStats",
+    "apply_migrations",
+    "export_readings",
+    "read_events",
+    "read_intervals",
+    "read_latest",
+    "read_meta",
+    "read_stats",
+]

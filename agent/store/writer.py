@@ -1,0 +1,884 @@
+"""The writer thread: the only code that writes the store file, and everything it does there.
+
+:class:`_Writer` is the state owned by that thread (nothing in it is touched from the event
+loop); the loop hands it jobs (``_Append``, ``_Call``, ``_Flush``, ``_Close``) through a queue.
+It batches readings into one transaction per ``batch_window``, keeps the counters in ``meta``,
+records alert events, and keeps the file within its size budget (or a full disk) by evicting the
+oldest readings: the budget's methods stay on the writer because they share its connection, its
+transactions and its state (the budget in pages, the disk cap, the pending readings).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import math
+import queue
+import shutil
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.core.clock import Clock
+from agent.core.errors import StoreError
+from agent.core.record import Reading, StoredReading, ms_to_iso
+from agent.store.events import _EVENTS_KEPT, StoreEvent
+from agent.store.intervals import _INTERVAL_COLUMNS, _interval_row, _query_intervals
+from agent.store.queries import StoreStats, _query_latest, _query_stats
+from agent.store.schema import (
+    _BUSY_TIMEOUT_S,
+    _DROPPED,
+    _EVICTED_SYNCED,
+    _EVICTED_UNSYNCED,
+    _FLOOR,
+    _LAST_SYNC,
+    _ROWS,
+    _SELECT_READING,
+    _UNSYNCED,
+    _bump,
+    _counters,
+    _file_bytes,
+    _first_unsynced,
+    _floor,
+    _has_table,
+    _sequence,
+    _set_meta,
+    _to_stored,
+    apply_migrations,
+)
+
+# One logger for the whole package, as before it was split into modules: log lines keep
+# saying "agent.store".
+log = logging.getLogger("agent.store")
+
+# The WAL is checkpointed (and truncated back to this size) after about 1/64 of the budget,
+# between these bounds in pages: small budgets keep a small WAL, large ones SQLite's default.
+_WAL_PAGES = (32, 1000)
+# Eviction frees about 1/50 of the budget at a time (bounded, so that one round on a large card
+# stays short), and starts when less than that is free.
+_CHUNK_PAGES = (8, 2048)
+_EVICT_ROUNDS = 8  # rounds per eviction; each re-estimates bytes per row
+# When SQLite says the disk is full below the budget, the file's size becomes the limit; after
+# this long, and if the disk has room again, the budget applies again.
+_DISK_RECHECK_S = 300.0
+# Energy intervals deleted per eviction round once no reading is left to evict.
+_INTERVALS_EVICTED = 1000
+
+
+def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive integers as (first, last) ranges: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _clamp(value: int, bounds: tuple[int, int]) -> int:
+    return max(bounds[0], min(bounds[1], value))
+
+
+def _chunk(limit_pages: int) -> int:
+    """Pages one eviction frees: about 1/50 of the limit, within bounds."""
+    return _clamp(limit_pages // 50, _CHUNK_PAGES)
+
+
+# --- the writer thread -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Append:
+    readings: list[Reading]
+
+
+@dataclass(slots=True)
+class _Call:
+    what: str  # e.g. "reading unsynced rows", for the error message
+    fn: Callable[[_Writer], Any]
+    future: concurrent.futures.Future[Any]
+
+
+@dataclass(slots=True)
+class _Flush:
+    future: concurrent.futures.Future[None]
+
+
+@dataclass(slots=True)
+class _Close:
+    future: concurrent.futures.Future[None]
+
+
+_Job = _Append | _Call | _Flush | _Close
+
+
+class _Writer:
+    """State owned by the writer thread. Nothing here is touched from the event loop."""
+
+    def __init__(
+        self,
+        path: Path,
+        jobs: queue.SimpleQueue[_Job],
+        *,
+        batch_window: float,
+        batch_max: int,
+        max_pending: int,
+        max_bytes: int | None,
+        notify: Callable[[int, list[StoreEvent]], None],
+        clock: Clock,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.jobs = jobs
+        self.batch_window = batch_window
+        self.batch_max = batch_max
+        self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.notify = notify
+        self.conn: sqlite3.Connection | None = None
+        self.db: sqlite_utils.Database | None = None
+        self.point_ids: dict[tuple[str, str, str], int] = {}
+        self.pending: deque[Reading] = deque()
+        self.first_pending_at: float | None = None
+        self.retry_at: float | None = None  # set while commits fail: the next attempt
+        self.last_error: sqlite3.Error | None = None
+        self.write_errors = 0
+        self.failed_attempts = 0
+        self.dropping = False
+        self.unrecorded_drops = 0  # dropped from memory, not yet counted in meta
+        self.dropping_unsynced = False  # evicting unsent readings, until the next sync
+        self.new_events: list[StoreEvent] = []  # committed, not yet handed to the loop
+        # the budget, in pages (set by open())
+        self.page_size = 4096
+        self.budget_pages: int | None = None
+        self.reserve_bytes = 0  # disk space the store leaves free (set by open())
+        self.disk_cap: int | None = None  # the file's size when a write found the disk full
+        self.disk_cap_since = 0.0
+        self.disk_limited = False  # evicting because the disk, not the budget, is the limit
+
+    # opening
+
+    def open(self) -> int:
+        """Open the file, bring the schema up to date; returns the last seq handed out."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+        self.conn = conn
+        # Only a new, empty file takes this; it lets a lowered budget shrink the file later
+        # (PRAGMA incremental_vacuum) without a full VACUUM. Routine eviction does not need it.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        if mode.lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous=FULL")  # why FULL: see the package docstring
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Debian builds SQLite with secure_delete on: every evicted page would be overwritten
+        # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
+        # an SD card's write budget is worth more.
+        conn.execute("PRAGMA secure_delete=OFF")
+        (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        apply_migrations(self.db, clock=self.clock)
+        for pid, device, point, unit in conn.execute("SELECT id, device, point, unit FROM points"):
+            self.point_ids[(device, point, unit)] = pid
+        self._apply_budget()
+        return _sequence(conn)
+
+    def _apply_budget(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        budget = self.max_bytes
+        wal_pages = (
+            _WAL_PAGES[1] if budget is None else _clamp(budget // self.page_size // 64, _WAL_PAGES)
+        )
+        conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+        # After a checkpoint the WAL file is cut back to this size, so it does not keep the
+        # peak size of a long backfill (or eviction) on disk.
+        conn.execute(f"PRAGMA journal_size_limit = {wal_pages * self.page_size}")
+        # On a filling disk the store stops growing while this much is still free: room for the
+        # WAL to reach twice its checkpoint size and for a checkpoint to extend the file, so
+        # that an eviction can always commit. (With the disk truly full, no write can: not even
+        # the DELETE that would make room.)
+        self.reserve_bytes = 4 * wal_pages * self.page_size
+        if budget is None:  # e.g. `edge-agent sync`: leaves the agent's budget as it is
+            return
+        with self._transaction():
+            _set_meta(conn, "max_bytes", str(budget))
+        # The WAL may reach about twice its checkpoint size (a transaction past the threshold,
+        # a reader holding a checkpoint back): the database file gets the rest of the budget.
+        self.budget_pages = (budget - 2 * wal_pages * self.page_size) // self.page_size
+        page_count = self._pages()[0]
+        if page_count > self.budget_pages:
+            self._shrink(page_count)
+        conn.execute(f"PRAGMA max_page_count = {self.budget_pages}").fetchall()
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return
+        if free + _file_bytes(self.path) < budget + self.reserve_bytes:
+            log.warning(
+                "store: the disk holding %s has %.0f MiB free, less than the store's budget "
+                "of %.0f MiB: when the disk fills up, the oldest readings make room",
+                self.path,
+                free / 2**20,
+                budget / 2**20,
+            )
+
+    def _shrink(self, page_count: int) -> None:
+        """The budget went down below the file's size: evict, then give the space back."""
+        assert self.conn is not None
+        assert self.budget_pages is not None
+        log.warning(
+            "store: %s (%.0f MiB) is larger than its budget of %.0f MiB; evicting the oldest "
+            "readings",
+            self.path,
+            page_count * self.page_size / 2**20,
+            (self.max_bytes or 0) / 2**20,
+        )
+        self.evict(self.budget_pages - 2 * _chunk(self.budget_pages), reason="budget")
+        (auto_vacuum,) = self.conn.execute("PRAGMA auto_vacuum").fetchone()
+        if auto_vacuum == 2:  # INCREMENTAL: moves pages down and truncates, once
+            # executescript steps the pragma to the end; execute() would free one page only.
+            self.conn.executescript("PRAGMA incremental_vacuum;")
+            # In WAL mode the file only shrinks when a checkpoint writes the truncation back.
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        elif self._pages()[0] > self.budget_pages:
+            log.warning(
+                "store: %s was made before incremental vacuum: it keeps its size (the free "
+                "pages inside are reused); run `sqlite3 %s VACUUM` with the agent stopped to "
+                "shrink it",
+                self.path,
+                self.path,
+            )
+
+    # the loop
+
+    def serve(self) -> None:
+        while True:
+            job = self._next_job()
+            if isinstance(job, _Append):
+                self._take(job.readings)
+            elif isinstance(job, _Call):
+                self._run(job)
+            elif isinstance(job, _Flush):
+                self._flush(job.future)
+            elif isinstance(job, _Close):
+                self._close(job.future)
+                return
+            # Checked after every job too, so that a steady stream of jobs cannot hold a
+            # batch past its window.
+            due = self._due_at()
+            if due is not None and time.monotonic() >= due:
+                self.commit()
+
+    def _next_job(self) -> _Job | None:
+        due = self._due_at()
+        try:
+            if due is None:
+                return self.jobs.get()
+            return self.jobs.get(timeout=max(0.0, due - time.monotonic()))
+        except queue.Empty:
+            return None
+
+    def _due_at(self) -> float | None:
+        if not self.pending:
+            return None
+        if self.retry_at is not None:
+            return self.retry_at
+        assert self.first_pending_at is not None
+        return self.first_pending_at + self.batch_window
+
+    def _take(self, readings: list[Reading]) -> None:
+        if not self.pending:
+            self.first_pending_at = time.monotonic()
+        self.pending.extend(readings)
+        excess = len(self.pending) - self.max_pending
+        if excess > 0:
+            # Only while commits fail and nothing can be evicted: keep the newest readings,
+            # and the live view current, rather than the oldest.
+            for _ in range(excess):
+                self.pending.popleft()
+            self.unrecorded_drops += excess
+            if not self.dropping:
+                self.dropping = True
+                log.error(
+                    "store: %d readings held in memory (the limit); dropping the oldest until "
+                    "%s can be written again",
+                    self.max_pending,
+                    self.path,
+                )
+        # While commits fail, retry on the window, not on every append: no busy loop.
+        if len(self.pending) >= self.batch_max and self.retry_at is None:
+            self.commit()
+
+    def _run(self, job: _Call) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = job.fn(self)
+        except sqlite3.Error as exc:
+            self._hand_over_events()
+            job.future.set_exception(StoreError(f"{job.what} failed in {self.path}: {exc}"))
+        except BaseException as exc:  # a bug: hand it to the caller, who crashes loudly
+            self._hand_over_events()
+            job.future.set_exception(exc)
+        else:
+            self._hand_over_events()  # first: the caller sees its event in last_event_id
+            job.future.set_result(result)
+
+    def _flush(self, future: concurrent.futures.Future[None]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        if self.commit():
+            future.set_result(None)
+        else:
+            future.set_exception(
+                StoreError(
+                    f"{len(self.pending)} readings are held in memory and not yet stored in "
+                    f"{self.path}: {self.last_error}"
+                )
+            )
+
+    def _close(self, future: concurrent.futures.Future[None]) -> None:
+        try:
+            if not self.commit():
+                log.error(
+                    "store: %d readings could not be written to %s before closing and are lost: %s",
+                    len(self.pending),
+                    self.path,
+                    self.last_error,
+                )
+        finally:
+            self.close_connection()
+            future.set_result(None)
+
+    def close_connection(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        assert self.conn is not None
+        assert self.db is not None
+        with self.db.atomic():
+            yield self.conn
+
+    def _pages(self) -> tuple[int, int]:
+        """(pages in the file, free pages among them)."""
+        assert self.conn is not None
+        (count,) = self.conn.execute("PRAGMA page_count").fetchone()
+        (free,) = self.conn.execute("PRAGMA freelist_count").fetchone()
+        return int(count), int(free)
+
+    def _hand_over_events(self, last_seq: int | None = None) -> None:
+        if self.new_events or last_seq is not None:
+            events, self.new_events = self.new_events, []
+            self.notify(last_seq if last_seq is not None else 0, events)
+
+    # writing
+
+    def commit(self) -> bool:
+        """Write every pending reading in one transaction. False when it failed (kept)."""
+        if not self.pending:
+            return True
+        batch = list(self.pending)
+        try:
+            last_seq = self._insert(batch)
+        except sqlite3.Error as exc:
+            # Full (the budget's hard limit or the disk): make room the usual way, try once more.
+            if not (_is_full(exc) and self._make_room()):
+                self._commit_failed(exc)
+                return False
+            try:
+                last_seq = self._insert(batch)
+            except sqlite3.Error as again:
+                self._commit_failed(again)
+                return False
+        self.pending.clear()
+        self.first_pending_at = None
+        self.dropping = False
+        if self.retry_at is not None:
+            log.info(
+                "store: writing to %s works again after %d failed attempts; %d readings stored",
+                self.path,
+                self.failed_attempts,
+                len(batch),
+            )
+            self.retry_at = None
+            self.failed_attempts = 0
+        self.keep_within_budget()
+        self._hand_over_events(last_seq)
+        return True
+
+    def _insert(self, batch: list[Reading]) -> int:
+        """One transaction: the readings, their points' latest seq, the counters."""
+        assert self.conn is not None
+        conn = self.conn
+        new_points: dict[tuple[str, str, str], int] = {}
+        events: list[StoreEvent] = []
+        with self._transaction():
+            before = _sequence(conn)
+            point_of = [self._point_id(r, new_points) for r in batch]
+            conn.executemany(
+                "INSERT INTO readings (point_id, ts_ms, value, quality) VALUES (?, ?, ?, ?)",
+                [
+                    (pid, r.ts_ms, r.value, int(r.quality))
+                    for pid, r in zip(point_of, batch, strict=True)
+                ],
+            )
+            last_seq = _sequence(conn)
+            if last_seq - before == len(batch):  # one writer: the batch got consecutive seqs
+                latest = {pid: before + 1 + i for i, pid in enumerate(point_of)}
+            else:  # pragma: no cover - another process inserted concurrently
+                latest = dict(
+                    conn.execute(
+                        "SELECT point_id, max(seq) FROM readings WHERE seq > ? GROUP BY point_id",
+                        (before,),
+                    ).fetchall()
+                )
+            conn.executemany(
+                "UPDATE points SET last_seq = ? WHERE id = ?",
+                [(seq, pid) for pid, seq in latest.items()],
+            )
+            _bump(conn, _ROWS, len(batch))
+            _bump(conn, _UNSYNCED, len(batch))
+            if self.unrecorded_drops:
+                _bump(conn, _DROPPED, self.unrecorded_drops)
+                events.append(
+                    self._add_event(
+                        "readings_lost",
+                        {
+                            "count": self.unrecorded_drops,
+                            "reason": "the disk refused writes and the in-memory hold was full",
+                        },
+                    )
+                )
+        # Only now: what a rolled-back transaction inserted does not exist.
+        self.point_ids.update(new_points)
+        if self.unrecorded_drops:
+            log.error(
+                "store: %d readings were lost while %s could not be written",
+                self.unrecorded_drops,
+                self.path,
+            )
+            self.unrecorded_drops = 0
+        self.new_events.extend(events)
+        return last_seq
+
+    def _point_id(self, r: Reading, new_points: dict[tuple[str, str, str], int]) -> int:
+        assert self.conn is not None
+        key = (r.device, r.point, r.unit)
+        pid = self.point_ids.get(key) or new_points.get(key)
+        if pid is None:
+            cur = self.conn.execute(
+                "INSERT INTO points (device, point, unit) VALUES (?, ?, ?)", key
+            )
+            pid = cur.lastrowid
+            assert pid is not None
+            new_points[key] = pid
+        return pid
+
+    def _add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
+        """Record an event (inside the caller's transaction) and prune the oldest."""
+        assert self.conn is not None
+        at = self.clock.now_ms()
+        text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"), default=str)
+        cur = self.conn.execute(
+            "INSERT INTO events (ts_ms, kind, detail) VALUES (?, ?, ?)", (at, kind, text)
+        )
+        assert cur.lastrowid is not None
+        published_kept, kept = _EVENTS_KEPT
+        self.conn.execute(
+            "DELETE FROM events WHERE id <= ? AND (published = 1 OR id <= ?)",
+            (cur.lastrowid - published_kept, cur.lastrowid - kept),
+        )
+        return StoreEvent(id=cur.lastrowid, ts_ms=at, kind=kind, detail=json.loads(text))
+
+    def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
+        with self._transaction():
+            event = self._add_event(kind, detail)
+        self.new_events.append(event)
+        return event
+
+    def _commit_failed(self, exc: sqlite3.Error) -> None:
+        self.write_errors += 1
+        self.failed_attempts += 1
+        self.last_error = exc
+        first = self.retry_at is None
+        self.retry_at = time.monotonic() + self.batch_window
+        if not first:
+            log.debug("store: commit still failing: %s", exc)
+        elif _is_full(exc):
+            log.warning(
+                "store: the disk holding %s is full and nothing more can be evicted; %d "
+                "readings kept in memory (up to %d), retrying every %.1f s",
+                self.path,
+                len(self.pending),
+                self.max_pending,
+                self.batch_window,
+            )
+        else:
+            log.warning(
+                "store: cannot write readings to %s (%s); %d kept in memory, retrying every %.1f s",
+                self.path,
+                exc,
+                len(self.pending),
+                self.batch_window,
+            )
+
+    # the budget
+
+    def _limit(self, page_count: int) -> tuple[int | None, str]:
+        """The most pages the file may use now, and why: its budget, or the disk."""
+        if self.disk_cap is not None and time.monotonic() - self.disk_cap_since > _DISK_RECHECK_S:
+            self._recheck_disk()
+        limits: list[tuple[int, str]] = []
+        if self.budget_pages is not None:
+            limits.append((self.budget_pages, "budget"))
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(self.path.parent).free
+            # Stop growing when the disk is down to the reserve (never shrink below the file:
+            # its free pages are ours to reuse).
+            room = max(0, free - self.reserve_bytes) // self.page_size
+            limits.append((page_count + room, "disk_full"))
+        if self.disk_cap is not None:
+            limits.append((self.disk_cap, "disk_full"))
+        return min(limits) if limits else (None, "budget")
+
+    def _recheck_disk(self) -> None:
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = 0
+        if free > 2 * self.reserve_bytes:
+            self.disk_cap = None  # said by keep_within_budget, once
+        else:
+            self.disk_cap_since = time.monotonic()
+
+    def keep_within_budget(self) -> None:
+        """After a commit: when less than a chunk is left under the limit, evict two chunks."""
+        try:
+            count, free = self._pages()
+            if self.disk_cap is not None and count > self.disk_cap:
+                self.disk_cap = None  # the file could grow: the disk has room again
+            limit, reason = self._limit(count)
+            if limit is None:
+                return
+            chunk = _chunk(limit)
+            room = limit - (count - free)
+            if self.disk_limited and (reason == "budget" or room >= 4 * chunk):
+                self.disk_limited = False
+                log.info("store: the disk holding %s has room again", self.path)
+            if room >= chunk or limit < 4 * chunk:
+                return  # room enough; or too little to keep a ring of readings in
+            if reason == "disk_full" and not self.disk_limited:
+                self.disk_limited = True
+                log.warning(
+                    "store: the disk holding %s is nearly full: the store keeps within %.1f MiB "
+                    "(leaving %.0f MiB free), evicting the oldest readings",
+                    self.path,
+                    limit * self.page_size / 2**20,
+                    self.reserve_bytes / 2**20,
+                )
+            self.evict(limit - 2 * chunk, reason=reason)
+        except sqlite3.Error as exc:  # never stop the writer over housekeeping
+            log.warning("store: could not evict old readings from %s: %s", self.path, exc)
+
+    def _make_room(self) -> bool:
+        """A write failed as full. True when eviction freed pages to retry in."""
+        count, free = self._pages()
+        if self.budget_pages is None or count < self.budget_pages:
+            # Not our hard limit: the disk itself is full. Live within the file as it is.
+            if count < 4 * _chunk(count):
+                return False  # too small a file to keep a ring of readings in: hold them
+            if self.disk_cap is None and not self.disk_limited:
+                log.warning(
+                    "store: the disk holding %s is full; the store keeps to its current size "
+                    "(%d KiB), evicting the oldest readings to make room",
+                    self.path,
+                    count * self.page_size // 1024,
+                )
+            self.disk_limited = True
+            self.disk_cap = count
+            self.disk_cap_since = time.monotonic()
+        limit, reason = self._limit(count)
+        assert limit is not None
+        try:
+            self.evict(limit - 2 * _chunk(limit), reason=reason)
+        except sqlite3.Error as exc:
+            log.debug("store: eviction failed too: %s", exc)
+            return False
+        return self._pages()[1] > free
+
+    def evict(self, target_used: int, *, reason: str) -> None:
+        """Delete the oldest readings until the file uses at most ``target_used`` pages.
+
+        Synced readings go first, oldest first; unsynced ones only when no synced one is left
+        (counted, with a ``readings_dropped`` event). Each round is one transaction.
+        """
+        assert self.conn is not None
+        for _ in range(_EVICT_ROUNDS):
+            count, free = self._pages()
+            used = count - free
+            need = used - max(target_used, 0)
+            if need <= 0:
+                return
+            rows = _counters(self.conn).get(_ROWS, 0)
+            if rows <= 0:
+                # Nothing but the energy intervals left to give: the oldest go.
+                if not self._delete_oldest_intervals(_INTERVALS_EVICTED):
+                    return
+                continue
+            # Rows per page from the whole file: a slight overestimate of the pages a row takes,
+            # so a round frees a little more than asked, rarely less.
+            per_page = rows / max(used, 1)
+            count_rows = max(1, math.ceil(need * per_page * 1.05))
+            if not self._delete_oldest(min(count_rows, rows), reason):
+                return
+
+    def _delete_oldest(self, n: int, reason: str) -> int:
+        """Delete the ``n`` oldest readings, synced before unsynced; returns how many went."""
+        conn = self.conn
+        assert conn is not None
+        events: list[StoreEvent] = []
+        with self._transaction():
+            floor = _floor(conn)
+            # Below the floor every row is synced: one range of the primary key.
+            cut = conn.execute(
+                "SELECT seq FROM readings WHERE seq < ? ORDER BY seq LIMIT 1 OFFSET ?",
+                (floor, n - 1),
+            ).fetchone()
+            deleted = (
+                conn.execute("DELETE FROM readings WHERE seq <= ?", (cut[0],))
+                if cut
+                else conn.execute("DELETE FROM readings WHERE seq < ?", (floor,))
+            )
+            synced = deleted.rowcount
+            if synced < n:  # synced rows above the floor (e.g. live data sent during backfill)
+                found = conn.execute(
+                    "SELECT seq FROM readings WHERE seq >= ? AND synced = 1 ORDER BY seq LIMIT ?",
+                    (floor, n - synced),
+                ).fetchall()
+                if found:
+                    synced += conn.execute(
+                        "DELETE FROM readings WHERE seq BETWEEN ? AND ? AND synced = 1",
+                        (found[0][0], found[-1][0]),
+                    ).rowcount
+            unsynced = 0
+            if synced < n:  # nothing synced is left: the oldest unsent readings must go
+                found = conn.execute(
+                    "SELECT seq, ts_ms FROM readings WHERE seq >= ? AND synced = 0"
+                    " ORDER BY seq LIMIT ?",
+                    (floor, n - synced),
+                ).fetchall()
+                if found:
+                    (first, first_ts), (last, last_ts) = found[0], found[-1]
+                    unsynced = conn.execute(
+                        "DELETE FROM readings WHERE seq BETWEEN ? AND ? AND synced = 0",
+                        (first, last),
+                    ).rowcount
+                    _set_meta(conn, _FLOOR, str(_first_unsynced(conn, last + 1)))
+                    events.append(
+                        self._add_event(
+                            "readings_dropped",
+                            {
+                                "count": unsynced,
+                                "first_seq": first,
+                                "last_seq": last,
+                                "first_ts": ms_to_iso(first_ts),
+                                "last_ts": ms_to_iso(last_ts),
+                                "reason": reason,
+                            },
+                        )
+                    )
+            _bump(conn, _ROWS, -(synced + unsynced))
+            _bump(conn, _UNSYNCED, -unsynced)
+            _bump(conn, _EVICTED_SYNCED, synced)
+            _bump(conn, _EVICTED_UNSYNCED, unsynced)
+        if unsynced:
+            # An error once per episode (until the uplink syncs again), then info per round:
+            # the events carry every range to upstream anyway.
+            log.log(
+                logging.INFO if self.dropping_unsynced else logging.ERROR,
+                "store: %s is full (%s) and holds nothing already sent: %d unsent readings "
+                "deleted (seq %d to %d); an alert event is queued for upstream",
+                self.path,
+                reason,
+                unsynced,
+                events[0].detail["first_seq"],
+                events[0].detail["last_seq"],
+            )
+            self.dropping_unsynced = True
+        elif synced:
+            log.info("store: %d synced readings evicted from %s (%s)", synced, self.path, reason)
+        self.new_events.extend(events)
+        return synced + unsynced
+
+    def _delete_oldest_intervals(self, n: int) -> int:
+        """Delete the ``n`` oldest energy intervals (the store is full of nothing else)."""
+        conn = self.conn
+        assert conn is not None
+        if not _has_table(conn, "intervals"):
+            return 0
+        with self._transaction():
+            deleted = conn.execute(
+                "DELETE FROM intervals WHERE (meter, start_ms) IN ("
+                "SELECT meter, start_ms FROM intervals ORDER BY start_ms LIMIT ?)",
+                (n,),
+            ).rowcount
+        if deleted:
+            log.warning("store: %s is full: %d oldest energy intervals deleted", self.path, deleted)
+        return deleted
+
+    # jobs run through _Call
+
+    def unsynced(self, limit: int, from_seq: int, below_seq: int) -> list[StoredReading]:
+        assert self.conn is not None
+        start = max(from_seq, _floor(self.conn))
+        cur = self.conn.execute(
+            f"{_SELECT_READING} WHERE r.seq >= ? AND r.seq < ? AND r.synced = 0"
+            " ORDER BY r.seq LIMIT ?",
+            (start, below_seq, limit),
+        )
+        return [_to_stored(row) for row in cur]
+
+    def get_meta(self, key: str) -> str | None:
+        assert self.conn is not None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as conn:
+            _set_meta(conn, key, value)
+
+    def mark_synced(self, seqs: Sequence[int], at_ms: int) -> None:
+        with self._transaction() as conn:
+            changed = 0
+            for first, last in _runs(seqs):
+                changed += conn.execute(
+                    "UPDATE readings SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
+                    (first, last),
+                ).rowcount
+            _bump(conn, _UNSYNCED, -changed)
+            _set_meta(conn, _LAST_SYNC, str(at_ms))
+            self.dropping_unsynced = False
+            floor = _floor(conn)
+            new_floor = _first_unsynced(conn, floor)
+            if new_floor != floor:
+                _set_meta(conn, _FLOOR, str(new_floor))
+
+    def unpublished_events(self, limit: int) -> list[StoreEvent]:
+        assert self.conn is not None
+        return [
+            StoreEvent(id=i, ts_ms=ts, kind=kind, detail=json.loads(detail))
+            for i, ts, kind, detail in self.conn.execute(
+                "SELECT id, ts_ms, kind, detail FROM events WHERE published = 0"
+                " ORDER BY id LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def readings_after(
+        self, seq: int, limit: int, points: Sequence[tuple[str, str]] | None
+    ) -> list[StoredReading]:
+        assert self.conn is not None
+        if points is not None and not points:
+            return []
+        where, params = "r.seq > ?", [seq]
+        if points is not None:
+            ids = [
+                pid
+                for (pid,) in self.conn.execute(
+                    "SELECT id FROM points WHERE "
+                    + " OR ".join("(device = ? AND point = ?)" for _ in points),
+                    [part for pair in points for part in pair],
+                )
+            ]
+            if not ids:
+                return []
+            where += f" AND r.point_id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        cur = self.conn.execute(
+            f"{_SELECT_READING} WHERE {where} ORDER BY r.seq LIMIT ?", (*params, limit)
+        )
+        return [_to_stored(row) for row in cur]
+
+    def add_events(
+        self,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        meta: Mapping[str, str],
+        intervals: Sequence[Mapping[str, Any]] = (),
+    ) -> list[StoreEvent]:
+        with self._transaction() as conn:
+            added = [self._add_event(kind, detail) for kind, detail in events]
+            conn.executemany(
+                f"INSERT OR REPLACE INTO intervals ({', '.join(_INTERVAL_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(_INTERVAL_COLUMNS))})",
+                [_interval_row(item) for item in intervals],
+            )
+            for key, value in meta.items():
+                _set_meta(conn, key, value)
+        self.new_events.extend(added)
+        return added
+
+    def events_after(self, event_id: int, limit: int, kind: str | None) -> list[StoreEvent]:
+        assert self.conn is not None
+        where, params = "id > ?", list[Any]([event_id])
+        if kind is not None:
+            where += " AND kind = ?"
+            params.append(kind)
+        return [
+            StoreEvent(id=i, ts_ms=ts, kind=k, detail=json.loads(detail))
+            for i, ts, k, detail in self.conn.execute(
+                f"SELECT id, ts_ms, kind, detail FROM events WHERE {where} ORDER BY id LIMIT ?",
+                (*params, limit),
+            )
+        ]
+
+    def intervals(
+        self, since_ms: int, until_ms: int, meters: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        assert self.conn is not None
+        return _query_intervals(self.conn, since_ms, until_ms, meters)
+
+    def mark_events_published(self, ids: Sequence[int]) -> None:
+        with self._transaction() as conn:
+            conn.executemany("UPDATE events SET published = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def latest(self) -> list[StoredReading]:
+        assert self.conn is not None
+        return _query_latest(self.conn)
+
+    def stats(self) -> StoreStats:
+        assert self.conn is not None
+        base = _query_stats(self.conn, self.path)
+        return StoreStats(
+            rows=base.rows,
+            unsynced=base.unsynced,
+            bytes=base.bytes,
+            oldest_unsynced_ms=base.oldest_unsynced_ms,
+            last_seq=base.last_seq,
+            last_sync_ms=base.last_sync_ms,
+            pending=len(self.pending),
+            dropped=base.dropped + self.unrecorded_drops,
+            write_errors=self.write_errors,
+            max_bytes=self.max_bytes,
+            used_bytes=base.used_bytes,
+            evicted_synced=base.evicted_synced,
+            evicted_unsynced=base.evicted_unsynced,
+            events_unpublished=base.events_unpublished,
+        )

@@ -1,0 +1,101 @@
+"""What a site config says about a CJ/T 188 meter (a validated pydantic model).
+
+    devices:
+      - name: water_main
+        protocol: cjt188
+        bus: floor1                  # a serial line (kind: serial)
+        address: "00000000000012"    # 14 digits, as printed on the meter
+        profile: cjt188-water
+        di_order: swapped            # 1F 90 on the wire; `edge-agent scan --protocol cjt188`
+                                     # tells which order the meter answers
+
+CJ/T 188-2004 meters commonly run at 2400 bit/s, 8 data bits, even parity (CJ/T 188-2004 section
+5; transcribed at hftangyu.com/563.html), as DL/T 645 meters do; the meter's own settings win.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.core.configbase import DeviceConfigBase
+from agent.core.durations import Duration
+from agent.core.suggest import did_you_mean
+from drivers.cjt188.profiles import load_profile, profile_names
+
+__all__ = ["Cjt188Device"]
+
+_ADDRESS = re.compile(r"^[0-9A-Fa-f]{14}$")
+
+
+class Cjt188Device(DeviceConfigBase):
+    """A CJ/T 188 water, heat or gas meter on a serial line."""
+
+    protocol: Literal["cjt188"]
+    """cjt188: a CJ/T 188-2004 household meter (water, heat or gas)."""
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)
+    """Stable device name used in readings and topics."""
+    bus: str
+    """Name of the serial line (a `kind: serial` bus) the meter is wired to."""
+    address: str
+    """The meter's 14-digit address as printed (most significant first); quote it in YAML."""
+    profile: str
+    """The meter's layout: cjt188-water, cjt188-heat or cjt188-gas."""
+    meter_type: int | None = Field(default=None, ge=0, le=0xFF)
+    """Meter type byte T sent in requests (default: the profile's, e.g. 0x10 cold water;
+    0x11 hot water, 0x20 heat, 0x30 gas)."""
+    di_order: Literal["standard", "swapped"] | None = None
+    """Byte order of the data identifier on the wire: standard (90 1F) or swapped (1F 90);
+    it varies between makes (default: the profile's). `scan` finds the meter's."""
+    points: tuple[str, ...] | None = None
+    """The profile's points to read (default: all of them)."""
+    interval: Duration = 60.0
+    """How often the meter is read (battery meters wake their bus interface briefly: be sparing)."""
+    baudrate: int | None = Field(default=None, gt=0)
+    """The meter's speed, when it is not the line's (CJ/T 188 meters usually run at 2400)."""
+    parity: Literal["N", "E", "O"] | None = None
+    """The meter's parity, when it is not the line's (usually E)."""
+    preamble: int = Field(default=4, ge=0, le=8)
+    """FE wake-up bytes sent before each request."""
+    timeout: Duration | None = None
+    """How long to wait for an answer; default: the line's timeout."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _ADDRESS.match(value):
+            raise ValueError(
+                f"{value!r} is not a CJ/T 188 address: write its 14 digits, quoted, "
+                'e.g. "00000000000012"'
+            )
+        return value.upper()
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        names = profile_names()
+        if value not in names:
+            raise ValueError(
+                f"no CJ/T 188 profile is named {value!r}{did_you_mean(value, names)}; "
+                f"the profiles are: {', '.join(names)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _known_points(self) -> Cjt188Device:
+        if self.points is not None:
+            known = load_profile(self.profile).point_names
+            for point in self.points:
+                if point not in known:
+                    raise ValueError(
+                        f"profile {self.profile} has no point {point!r}"
+                        f"{did_you_mean(point, known)}"
+                    )
+        return self
+
+    def point_names(self) -> tuple[str, ...]:
+        """The points this device reads, in the profile's order."""
+        known = load_profile(self.profile).point_names
+        return known if self.points is None else tuple(p for p in known if p in self.points)
