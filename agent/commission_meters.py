@@ -33,8 +33,9 @@ from agent.sources.registry import device_config_type, driver_for
 
 __all__ = ["METER_BAUDS", "meter_config", "read_meter", "scan_meters"]
 
-# The speeds DL/T 645 and CJ/T 188 meters ship with, the usual one first (DL/T 645-2007 4.1:
-# 2400 bit/s default; 1200, 4800 and 9600 are the standard's other rates).
+# The speeds DL/T 645 and CJ/T 188 meters ship with, the usual one first: 2400 8E1 is the common
+# factory setting of 2007 meters (vendor manuals), and collectors that discover meters cycle
+# 1200, 2400, 4800 and 9600 (the open-source dlt645 C library's baud_rate_list).
 METER_BAUDS = (2400, 1200, 4800, 9600)
 METER_PARITY: Literal["E"] = "E"
 

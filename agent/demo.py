@@ -13,7 +13,7 @@ from typing import TextIO
 
 from agent.config.loader import load_config_text
 from agent.config.model import SiteConfig, UplinkConfig
-from agent.core.links import TcpLinkConfig
+from agent.core.links import SerialLinkConfig, TcpLinkConfig
 from agent.core.record import StoredReading, ms_to_iso
 from agent.service import Agent
 from hil.building import Building
@@ -34,15 +34,18 @@ def demo_config() -> SiteConfig:
     return load_config_text(text, filename="demo.yaml")
 
 
-def _retarget(
-    config: SiteConfig, endpoints: dict[str, tuple[str, int]], mqtt_url: str | None
-) -> SiteConfig:
-    """Point the demo's buses at the simulator's actual ports, and add the uplink if asked."""
+def _retarget(config: SiteConfig, sim: SimulatedBuilding, mqtt_url: str | None) -> SiteConfig:
+    """Point the demo's buses at the simulator's actual ports (TCP endpoints and the serial
+    line's pty), and add the uplink if asked."""
     buses = dict(config.buses)
-    for name, (host, port) in endpoints.items():
+    for name, (host, port) in sim.endpoints.items():
         bus = buses[name]
         assert isinstance(bus, TcpLinkConfig)
         buses[name] = bus.model_copy(update={"host": host, "port": port})
+    for name, path in sim.serial_ports.items():
+        line = buses[name]
+        assert isinstance(line, SerialLinkConfig)
+        buses[name] = line.model_copy(update={"port": path})
     update: dict[str, object] = {"buses": buses}
     if mqtt_url is not None:
         update["uplink"] = UplinkConfig(url=mqtt_url)
@@ -64,9 +67,12 @@ async def run_demo(
     # With schedules in the config the agent runs the units; otherwise they follow office hours.
     building = Building(speed=speed, zones_follow_office_hours=config.hvac is None)
     async with SimulatedBuilding(building=building) as sim:
-        config = _retarget(config, sim.endpoints, mqtt_url)
+        config = _retarget(config, sim, mqtt_url)
         agent = Agent(config, data_dir=data_dir)
-        where = ", ".join(f"{n} {h}:{p}" for n, (h, p) in sim.endpoints.items())
+        where = ", ".join(
+            [f"{n} {h}:{p}" for n, (h, p) in sim.endpoints.items()]
+            + [f"{n} {path}" for n, path in sim.serial_ports.items()]
+        )
         print(
             f"simulated building on {where}; "
             f"data in {data_dir}" + (f"; publishing to {mqtt_url}" if mqtt_url else ""),

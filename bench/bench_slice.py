@@ -30,7 +30,7 @@ async def bench(
     seconds: float, interval: float, mqtt: str | None, data_dir: Path
 ) -> dict[str, float]:
     async with SimulatedBuilding() as sim:
-        config = _retarget(demo_config(), sim.endpoints, mqtt)
+        config = _retarget(demo_config(), sim, mqtt)
         devices = [d.model_copy(update={"interval": interval}) for d in config.devices]
         config = config.model_copy(update={"devices": devices})
         if mqtt:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from hil.building import Building
 from hil.devices import BUSES
+from hil.field_line import POWER_METER_ADDRESS, WATER_METER_ADDRESS
 from hil.server import SimulatedBuilding
 
 DEFAULT_PORTS = {"switchboard": 5020, "hvac": 5021, "pv": 5022}
@@ -55,6 +56,12 @@ def _print_endpoints(sim: SimulatedBuilding) -> None:
             if device.bus == bus
         )
         print(f"{bus}: {host}:{port} ({units})", flush=True)
+    for bus, path in sim.serial_ports.items():
+        print(
+            f"{bus}: serial {path} (DL/T 645 meter {POWER_METER_ADDRESS}, "
+            f"CJ/T 188 water meter {WATER_METER_ADDRESS}; 2400 8E1)",
+            flush=True,
+        )
 
 
 def _status_line(building: Building) -> str:

@@ -9,11 +9,13 @@ the integral of the power it meters, so the identity
 holds over any interval. Simulated time runs `speed` times faster than the injected clock, so a
 short demo moves the counters visibly and tests can replay a whole day in milliseconds.
 
-Facts used (see /work/shared/docs/DOMAIN.md):
-- Jingzhou is in the hot-summer cold-winter climate zone ("Quotas");
+Facts used:
+- Jingzhou is in the hot-summer cold-winter climate zone (the zones by which GB/T 51161-2016,
+  民用建筑能耗标准, sets its quotas);
 - public buildings: summer indoor temperature not below 26 °C, winter not above 20 °C
-  (建科[2008]115号 Art. 3, "Indoor temperature limits") — the HVAC defaults;
-- sub-item codes 01A00 lighting and sockets, 01B00 HVAC, 01C00 power ("Energy classification");
+  (公共建筑室内温度控制管理办法, 建科[2008]115号 Art. 3) — the HVAC defaults;
+- sub-item codes 01A00 lighting and sockets, 01B00 HVAC, 01C00 power (分项能耗数据采集技术导则,
+  MOHURD 2008; JGJ/T 285-2014);
 - Chinese low-voltage supply is 220 V phase / 380 V line at 50 Hz (GB/T 156 standard voltages).
 """
 
@@ -93,6 +95,7 @@ HVAC_PHASE_SHARE = (0.334, 0.333, 0.333)  # three-phase compressors are nearly b
 OTHER_PHASE_SHARE = (0.30, 0.36, 0.34)
 LIGHTING_PF = 0.96
 HVAC_PF = 0.93
+OTHER_PF = 0.88  # lifts and pumps: induction motors
 MAIN_PF_RANGE = (0.92, 0.97)
 
 # --- integration -----------------------------------------------------------------------------
@@ -106,6 +109,13 @@ INITIAL_LIGHTING_KWH = 456_789.1
 INITIAL_HVAC_KWH = 612_345.6
 INITIAL_OTHER_KWH = 301_234.5
 INITIAL_PV_TOTAL_KWH = 123_456.7  # > 65535 so a 32-bit register's word order matters
+INITIAL_WATER_M3 = 8_765.432
+
+# --- water -----------------------------------------------------------------------------------
+# A simulated figure, not a standard's: some 7 m3 over ten office hours (an office of about 150
+# people at some 45 L each), and a trickle at night (cisterns, a small leak).
+WATER_OCCUPIED_M3_PER_H = 0.7
+WATER_EMPTY_M3_PER_H = 0.02
 
 
 class HvacMode(enum.IntEnum):
@@ -146,6 +156,7 @@ class EnergyCounters:
     other: float
     pv_total: float
     pv_daily: float
+    water: float = INITIAL_WATER_M3  # m3, the main water meter
 
 
 @dataclass(frozen=True)
@@ -462,6 +473,14 @@ class Building:
     def lighting_feed(self) -> ThreePhase:
         return self._feed(_split(self._lighting_kw, LIGHTING_PHASE_SHARE), LIGHTING_PF)
 
+    def other_feed(self) -> ThreePhase:
+        """Lifts and pumps (the power sub-item, 01C00)."""
+        return self._feed(_split(self._other_kw, OTHER_PHASE_SHARE), OTHER_PF)
+
+    @property
+    def water_flow_m3_per_h(self) -> float:
+        return WATER_OCCUPIED_M3_PER_H if self._occupied else WATER_EMPTY_M3_PER_H
+
     def hvac_feed(self) -> ThreePhase:
         return self._feed(_split(self.hvac_power_kw, HVAC_PHASE_SHARE), HVAC_PF)
 
@@ -574,6 +593,7 @@ class Building:
             other=e.other + self._other_kw * hours,
             pv_total=e.pv_total + pv,
             pv_daily=e.pv_daily + pv,
+            water=e.water + self.water_flow_m3_per_h * hours,
         )
 
 

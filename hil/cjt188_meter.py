@@ -59,6 +59,9 @@ __all__ = ["SimulatedCjt188Line", "SimulatedCjt188Meter"]
 
 log = logging.getLogger(__name__)
 
+# A pause that ends a half-received frame: less than the master's gap between frames (3.5
+# characters, 16 ms at 2400 bit/s), more than a pty ever leaves between the bytes of one write.
+INTER_BYTE_TIMEOUT_S = 0.01
 CLOSE_TIMEOUT_S: Final = 2.0
 
 _START: Final = 0x68
@@ -237,6 +240,10 @@ class _RequestReader:
     def __init__(self) -> None:
         self._buf = bytearray()
 
+    def reset(self) -> None:
+        """Forget a partial frame (a silence on the line ended it)."""
+        self._buf.clear()
+
     def feed(self, chunk: bytes) -> list[_Request]:
         self._buf += chunk
         found: list[_Request] = []
@@ -292,6 +299,7 @@ class SimulatedCjt188Line:
         self._serial: serial.Serial | None = None
         self._fd = -1
         self._reader = _RequestReader()
+        self._last_rx = -float("inf")
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._entered = False
@@ -377,6 +385,12 @@ class SimulatedCjt188Line:
         if not chunk:
             self._stop_reading()
             return
+        # As a real meter's UART does: a silence on the line ends whatever was being received,
+        # so bytes of another protocol's frame (a shared line) never swallow the next request.
+        now = asyncio.get_running_loop().time()
+        if now - self._last_rx > INTER_BYTE_TIMEOUT_S:
+            self._reader.reset()
+        self._last_rx = now
         for request in self._reader.feed(chunk):
             self.requests.append(request.raw)
             self._queue.put_nowait(request)

@@ -2,7 +2,8 @@
 
 Every map follows a real device's public convention so the agent's drivers meet the same data
 types, scales, word orders and tables they meet on site. Addresses are 0-based protocol
-addresses (datasheet register 30001/40001 is address 0; DOMAIN.md "Modbus facts"). The maps are
+addresses (datasheet register 30001/40001 is address 0: Modbus Application Protocol
+Specification v1.1b3, 4.4, numbers data items from 1 but addresses them from 0). The maps are
 plain data (`SimPoint`), so tests and the demo config can be cross-checked against them; the
 names of tables, data types and word orders are the strings the site config uses
 (drivers/modbus/spec.py), so `point.table.value` can be compared with a config point directly.
@@ -163,7 +164,8 @@ class DeviceModel:
     strict=False serves every register from the lowest to the highest mapped one, zeros where
     the map defines nothing (as a real SDM630 answers its whole 0x0000-0x0157 span); strict=True
     serves only mapped registers, so a read spanning a gap answers exception 02 - the behaviour of
-    devices that force a read planner to split its requests (DOMAIN.md "Modbus facts").
+    devices that force a read planner to split its requests (exception codes: Modbus Application
+    Protocol Specification v1.1b3, section 7).
     """
 
     name: str
@@ -234,7 +236,7 @@ def _phase_values(feed: ThreePhase) -> dict[str, float]:
 # --- unit 1 on the switchboard: main incoming meter ----------------------------------------------
 
 # Eastron SDM630 (Modbus protocol v2): input registers (FC4), IEEE 754 float32, high word first.
-# Addresses per DOMAIN.md "Eastron SDM630" (Eastron's public register map).
+# Addresses per Eastron's public "SDM630 Modbus protocol" register map.
 _SDM630 = (
     ("voltage_l1", 0x0000, "V"),
     ("voltage_l2", 0x0002, "V"),
@@ -294,7 +296,7 @@ def _main_meter(strict: bool) -> DeviceModel:
 # --- unit 2 on the switchboard: lighting and sockets sub-meter (01A00) ---------------------------
 
 
-# Acrel ADW300-like map, as documented in public integrations (DOMAIN.md "Other maps"): holding
+# Acrel ADW300-like map, as documented in public integrations of Acrel's ADW300 manual: holding
 # registers (FC3), scaled integers, 32-bit values high word first. Acrel maps differ between
 # versions: check the maker's manual for the firmware on site.
 def _lighting_points() -> tuple[SimPoint, ...]:
@@ -357,7 +359,7 @@ def _lighting_meter(strict: bool) -> DeviceModel:
 
 # --- unit 3 on the switchboard: HVAC sub-meter (01B00) -------------------------------------------
 
-# Chint DTSU666 map as documented in public integrations (DOMAIN.md "Other maps"): holding
+# Chint DTSU666 map as documented in public integrations of Chint's DTSU666 manual: holding
 # registers (FC3; some documents say FC4), float32 high word first, raw values scaled (voltage
 # raw x 0.1 V, so 220 V is served as 2200.0). Import energy sits at 0x101E (0x401E on some
 # versions); 0x2000-0x2004 are line voltages, not served here.
@@ -493,9 +495,10 @@ def _hvac_controller(strict: bool) -> DeviceModel:
 # --- bus "pv", unit 1: inverter ------------------------------------------------------------------
 
 
-# Sungrow SG-like map (DOMAIN.md "Other maps", as used by public integrations): input registers
-# (FC4); Sungrow's manual numbers registers from 1 (its 5003 is address 5002 here) - check the
-# maker's manual for the model on site. 32-bit values are word-swapped (low word first).
+# Sungrow SG-like map (Sungrow's "Communication Protocol of PV Grid-Connected String Inverters",
+# as used by public integrations): input registers (FC4); Sungrow's manual numbers registers
+# from 1 (its 5003 is address 5002 here) - check the maker's manual for the model on site.
+# 32-bit values are word-swapped (low word first).
 def _pv_points() -> tuple[SimPoint, ...]:
     def point(name: str, address: int, datatype: DataType, scale: float, unit: str) -> SimPoint:
         return SimPoint(

@@ -3,7 +3,7 @@
 `ProfileDevice` takes a configured device (or a shipped profile's name) and a mapping of point
 name to engineering value, encodes each value the way the agent decodes it (data type, word and
 byte order, scale, offset, and a scale factor taken from the value given for the SF point) and
-serves the registers with pymodbus 3.16's `SimDevice` (DOMAIN.md "Modbus facts": the
+serves the registers with pymodbus 3.16's `SimDevice` (pymodbus 3.16 documentation: the
 `SimData`/`SimDevice` API replaces the deprecated datastore classes).
 
 Behaviours a test can ask for:

@@ -38,8 +38,9 @@ from pymodbus.simulator import SimData, SimDevice
 
 from hil.building import Building
 from hil.devices import BUSES, DeviceModel, SimPoint, Table, building_devices
+from hil.field_line import SimulatedFieldLine
 
-__all__ = ["OfflineReply", "SimulatedBuilding"]
+__all__ = ["FIELD_LINE_BUS", "OfflineReply", "SimulatedBuilding"]
 
 log = logging.getLogger(__name__)
 
@@ -232,13 +233,19 @@ class _NoSuchUnit:
         return SimDevice(id=0, simdata=[block], action=self.on_request)
 
 
+FIELD_LINE_BUS = "plant-room"  # the demo config's name for the line hil.field_line simulates
+
+
 class SimulatedBuilding:
-    """The building's buses as Modbus TCP servers on loopback.
+    """The building's buses as Modbus TCP servers on loopback, and its plant-room RS-485 line
+    (hil.field_line: a DL/T 645 meter and a CJ/T 188 water meter) on an in-process pty bus.
 
     An async context manager, entered once per instance. The constructor does no I/O; entering
     starts one server per bus and returns once each listens; leaving (or aclose(), idempotent)
-    stops them. `endpoints` maps each bus to its (host, port); a port of 0 or None in `ports`
-    picks a free one. Use a literal IP as host: a name may resolve to several sockets.
+    stops them. `endpoints` maps each TCP bus to its (host, port); a port of 0 or None in
+    `ports` picks a free one. Use a literal IP as host: a name may resolve to several sockets.
+    `serial_ports` maps each serial bus to the path of the agent's end of the line (empty with
+    ``field_line=False``).
     """
 
     def __init__(
@@ -248,6 +255,7 @@ class SimulatedBuilding:
         ports: Mapping[str, int | None] | None = None,
         building: Building | None = None,
         strict: bool | Collection[str] = False,
+        field_line: bool = True,
     ) -> None:
         bus_names = {bus.name for bus in BUSES}
         if unknown := set(ports or {}) - bus_names:
@@ -260,6 +268,8 @@ class SimulatedBuilding:
         self._servers: dict[str, ModbusTcpServer] = {}
         self._listeners: dict[str, asyncio.Server] = {}
         self.endpoints: dict[str, tuple[str, int]] = {}
+        self.field_line = SimulatedFieldLine(self.building) if field_line else None
+        self.serial_ports: dict[str, str] = {}
         self._entered = False
         self._closed = False
 
@@ -276,6 +286,9 @@ class SimulatedBuilding:
         try:
             for bus in BUSES:
                 await self._start(bus.name, gateway=bus.gateway)
+            if self.field_line is not None:
+                await self.field_line.__aenter__()
+                self.serial_ports[FIELD_LINE_BUS] = self.field_line.port
         except BaseException:
             await self.aclose()
             raise
@@ -325,6 +338,9 @@ class SimulatedBuilding:
         self._closed = True
         servers, self._servers = self._servers, {}
         listeners, self._listeners = self._listeners, {}
+        if self.serial_ports and self.field_line is not None:
+            self.serial_ports = {}
+            await self.field_line.__aexit__(None, None, None)
         await stop_servers(servers.values(), listeners.values())
 
     # ---- fault injection ----------------------------------------------------------------------

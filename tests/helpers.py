@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config.model import SiteConfig
 from agent.core.links import Link, SerialLinkConfig, TcpLinkConfig
 from agent.core.record import Reading
 from agent.sources.poller import IntervalPoller
@@ -81,3 +82,10 @@ class ModbusPoller(IntervalPoller):
 def modbus_bus(name: str, spec: TcpLinkConfig | SerialLinkConfig) -> ModbusBusClient:
     """A Modbus client on a link of its own."""
     return ModbusBusClient(Link(name, spec))
+
+
+def modbus_only(config: SiteConfig) -> SiteConfig:
+    """``config`` with its Modbus devices only (no re-validation: its energy section may still
+    name the others)."""
+    devices = [d for d in config.devices if isinstance(d, ModbusDevice)]
+    return config.model_copy(update={"devices": devices})

@@ -515,15 +515,17 @@ async def test_python_m_hil_prints_its_endpoints_and_stops_on_sigint() -> None:
     assert process.stdout is not None
     try:
         async with asyncio.timeout(10):
-            lines = [(await process.stdout.readline()).decode() for _ in range(3)]
+            lines = [(await process.stdout.readline()).decode() for _ in range(4)]
             process.send_signal(signal.SIGINT)
             rest, _ = await process.communicate()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert [line.split(":")[0] for line in lines] == ["switchboard", "hvac", "pv"]
-    assert all(f" {LOOPBACK}:" in line for line in lines)
+    assert [line.split(":")[0] for line in lines] == ["switchboard", "hvac", "pv", "plant-room"]
+    assert all(f" {LOOPBACK}:" in line for line in lines[:3])
     assert "unit 3 hvac_meter" in lines[0]
+    assert "serial /dev/pts/" in lines[3]
+    assert "DL/T 645 meter 000000000161" in lines[3]
     assert rest.decode().strip() == "stopped"
     assert process.returncode == 0

@@ -44,7 +44,7 @@ def test_plain_weekdays_and_weekends() -> None:
 
 
 def test_the_shipped_package_covers_2026_but_not_2027() -> None:
-    # DOMAIN.md: holidays 0.109 holds the announced schedules through 2026.
+    # holidays 0.109 (pinned in pyproject.toml) holds the announced schedules through 2026.
     assert package_covers(2026)
     assert not package_covers(2027)
 

@@ -22,10 +22,10 @@ from ruamel.yaml import YAML
 
 from agent.config.loader import load_config
 from agent.core.clock import ManualClock
-from agent.core.links import Link, TcpLinkConfig
+from agent.demo import _retarget
 from agent.hvac.controller import HvacController
 from agent.hvac.program import HvacConfig
-from agent.sources.compose import open_devices
+from agent.sources.compose import open_devices, open_links
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.spec import Table
 from hil.building import Building, HvacMode
@@ -131,14 +131,14 @@ async def harness(
     building = ControlledBuilding(clock=clock.time, seed=3)
     site = load_config(DEMO_YAML)
     async with SimulatedBuilding(building=building) as sim, contextlib.AsyncExitStack() as stack:
-        buses = {}
-        links = {}
-        for name, (host, port) in sim.endpoints.items():
-            spec = TcpLinkConfig(kind="modbus_tcp", host=host, port=port, timeout=1.0)
-            links[name] = await stack.enter_async_context(Link(name, spec))
-            # The devices' own Modbus client of the link: the test's reads share its lock.
-            link = links[name]
-            buses[name] = link.shared("modbus", lambda link=link: ModbusBusClient(link))
+        site = _retarget(site, sim, None)
+        links = await open_links(site.buses, stack)
+        # The devices' own Modbus client of each TCP link: the test's reads share its lock.
+        buses = {
+            name: link.shared("modbus", lambda link=link: ModbusBusClient(link))
+            for name, link in links.items()
+            if name in sim.endpoints
+        }
         devices = await open_devices(site.devices, links, stack=stack, clock=clock)
         events: list[dict[str, Any]] = []
 

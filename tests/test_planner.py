@@ -400,7 +400,7 @@ def test_explain_lists_reads_and_totals() -> None:
 
 def test_cost_model_from_character_times() -> None:
     char = 11 / 9600
-    assert RTU.per_register == pytest.approx(2 * char)  # about 2 ms (DOMAIN.md)
+    assert RTU.per_register == pytest.approx(2 * char)  # about 2 ms per register
     assert 255 * char == pytest.approx(0.292, abs=0.001)  # a full reply, about 290 ms
     assert RTU.per_request == pytest.approx(20 * char + 0.005)
     fast = CostModel.for_rtu(115200)

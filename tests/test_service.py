@@ -28,7 +28,7 @@ async def _run_agent(agent: Agent, seconds: float) -> None:
 
 async def test_learned_quirks_survive_a_restart(tmp_path: Path) -> None:
     async with SimulatedBuilding(strict=["main_meter"]) as sim:
-        config = _retarget(demo_config(), sim.endpoints, None)
+        config = _retarget(demo_config(), sim, None)
         first = Agent(config, data_dir=tmp_path)
         await _run_agent(first, 1.0)
         db = tmp_path / "readings.db"
@@ -49,7 +49,7 @@ async def test_learned_quirks_survive_a_restart(tmp_path: Path) -> None:
 async def test_a_device_that_is_down_at_start_does_not_stop_the_others(tmp_path: Path) -> None:
     async with SimulatedBuilding() as sim:
         sim.set_offline("pv")
-        config = _retarget(demo_config(), sim.endpoints, None)
+        config = _retarget(demo_config(), sim, None)
         agent = Agent(config, data_dir=tmp_path)
         await _run_agent(agent, 2.5)
     health = {p.device.name: p.health.online for p in agent.pollers}
@@ -63,7 +63,7 @@ async def test_a_clean_stop_publishes_what_it_committed_before_it_says_offline(
     # A long batch window holds every reading of the run in memory until the stop: only the
     # stop's own commit stores them, and the uplink must still publish them before "offline".
     async with SimulatedBuilding() as sim:
-        config = _retarget(demo_config(), sim.endpoints, mosquitto.url)
+        config = _retarget(demo_config(), sim, mosquitto.url)
         config = config.model_copy(
             update={"store": config.store.model_copy(update={"batch_window": 30.0})}
         )

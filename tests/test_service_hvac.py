@@ -42,7 +42,7 @@ async def test_upstream_commands_get_replies_and_audit_events_are_published(
 ) -> None:
     base = "bea/jz-demo-office/gw1"
     async with SimulatedBuilding(building=Building(zones_follow_office_hours=False)) as sim:
-        config = _retarget(demo_config(), sim.endpoints, mosquitto.url)
+        config = _retarget(demo_config(), sim, mosquitto.url)
         agent = Agent(config, data_dir=tmp_path)
         async with mqtt_subscribe(mosquitto, f"{base}/commands/reply", f"{base}/events") as sub:
             stop, task = await _start(agent)
@@ -91,7 +91,7 @@ async def _simulated_days(tmp_path: Path, uplink: UplinkConfig | None, days: int
     clock = ManualClock(datetime(2025, 12, 29, 6, 0, tzinfo=SHANGHAI))  # Mon, New Year week
     end = clock.wall() + timedelta(days=days)
     async with SimulatedBuilding(building=Building(zones_follow_office_hours=False)) as sim:
-        config = _with_hvac_interval(_retarget(demo_config(), sim.endpoints, None), 300)
+        config = _with_hvac_interval(_retarget(demo_config(), sim, None), 300)
         config = config.model_copy(update={"uplink": uplink})
         agent = Agent(config, data_dir=tmp_path, clock=clock)
         stop, task = await _start(agent)

@@ -97,7 +97,7 @@ async def main():
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with SimulatedBuilding() as sim:
-        config = _retarget(demo_config(), sim.endpoints, None)
+        config = _retarget(demo_config(), sim, None)
         devices = [d.model_copy(update={"interval": opts["interval"]}) for d in config.devices]
         config = config.model_copy(update={
             "devices": devices, "store": StoreConfig(**store_config),

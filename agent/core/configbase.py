@@ -26,6 +26,10 @@ class DeviceConfigBase(ConfigModel):
 
     def point_names(self) -> tuple[str, ...]:
         """The points the device is read for."""
+        return tuple(self.point_units())
+
+    def point_units(self) -> dict[str, str]:
+        """The points the device is read for, with the unit each is published in."""
         raise NotImplementedError
 
     def write_problem(self, point: str) -> str | None:

@@ -3,10 +3,12 @@ CJ/T 188): a non-blocking port read through the event loop, and a line client th
 on its link.
 
 `SerialPort` opens the port with pyserial in non-blocking mode and waits for input with the
-loop's ``add_reader``, so no thread is blocked and a cancel ends a wait at once. A port whose
-device node vanishes (USB adapter unplugged, a pty whose other end closed) reads as end of file:
-that is reported as `OSError`, and the client opens the port again on a later turn once the path
-is back.
+loop's ``add_reader``, so no thread is blocked and a cancel ends a wait at once. The reader is
+registered only while a read waits: readiness is level-triggered, so input nobody asked for (a
+slow meter's late reply) or a hung-up port would otherwise wake the loop on every iteration
+until the next transaction. A port whose device node vanishes (USB adapter unplugged, a pty
+whose other end closed) reads as end of file: that is reported as `OSError`, and the client
+opens the port again on a later turn once the path is back.
 
 `LineClient` is one protocol's client on one serial link: on each turn it opens the port with the
 settings the device asks for (a DL/T 645 meter at 2400 8E1 on a line whose Modbus devices run at
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -29,7 +32,12 @@ import serial
 from agent.core.errors import DeviceUnavailableError
 from agent.core.links import Link, SerialLinkConfig
 
-__all__ = ["LineClient", "SerialPort", "SerialSettings"]
+__all__ = ["LINE_CLIENT", "LineClient", "SerialPort", "SerialSettings"]
+
+# The key under which a link shares its one byte-protocol client: DL/T 645 and CJ/T 188 meters
+# on a line take turns on the same open port, which is reopened only when a device asks for
+# other settings or another protocol's client (Modbus) had the line.
+LINE_CLIENT = "line"
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,27 @@ class SerialSettings:
     def of_line(cls, config: SerialLinkConfig) -> SerialSettings:
         return cls(config.baudrate, config.parity, config.stopbits, config.bytesize)
 
+    @classmethod
+    def for_device(
+        cls,
+        line: SerialLinkConfig,
+        *,
+        baudrate: int | None,
+        parity: Literal["N", "E", "O"] | None,
+        default_baudrate: int,
+        default_parity: Literal["N", "E", "O"],
+    ) -> SerialSettings:
+        """A device's settings: its own, else what the line's config says explicitly, else its
+        protocol's usual ones (a line left at Modbus's 9600 8N1 default is not taken to mean
+        that a DL/T 645 meter on it runs at 9600 8N1)."""
+        given = line.model_fields_set
+        return cls(
+            baudrate or (line.baudrate if "baudrate" in given else default_baudrate),
+            parity or (line.parity if "parity" in given else default_parity),
+            line.stopbits,
+            line.bytesize,
+        )
+
     def describe(self) -> str:
         return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
 
@@ -63,8 +92,6 @@ class SerialPort:
         self.path = path
         self.settings = settings
         self._serial: serial.Serial | None = None
-        self._readable = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def is_open(self) -> bool:
@@ -75,27 +102,25 @@ class SerialPort:
         if self._serial is not None:
             return
         s = self.settings
-        port = serial.serial_for_url(
-            self.path,
-            baudrate=s.baudrate,
-            parity=_PARITIES[s.parity],
-            stopbits=s.stopbits,
-            bytesize=s.bytesize,
-            timeout=0,  # non-blocking reads: the loop tells us when input is there
-            write_timeout=1.0,
-        )
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(port.fileno(), self._readable.set)
+        try:
+            port = serial.serial_for_url(
+                self.path,
+                baudrate=s.baudrate,
+                parity=_PARITIES[s.parity],
+                stopbits=s.stopbits,
+                bytesize=s.bytesize,
+                timeout=0,  # non-blocking reads: the loop tells us when input is there
+                write_timeout=1.0,
+            )
+        except termios.error as exc:  # not an OSError: settings the driver refuses
+            raise OSError(f"cannot apply {s.describe()} to {self.path}: {exc}") from exc
         self._serial = port
 
     def close(self) -> None:
         """Close the port. Idempotent."""
         port, self._serial = self._serial, None
-        if port is None:
-            return
-        if self._loop is not None:
-            self._loop.remove_reader(port.fileno())
-        port.close()
+        if port is not None:
+            port.close()
 
     def discard_input(self) -> None:
         """Throw away whatever arrived so far (a late reply to an abandoned request)."""
@@ -105,7 +130,6 @@ class SerialPort:
                 pass
         except (OSError, serial.SerialException):
             pass
-        self._readable.clear()
 
     async def write(self, data: bytes) -> None:
         port = self._require()
@@ -113,7 +137,9 @@ class SerialPort:
             port.write(data)
             # Small frames: the kernel takes them at once; flush waits for the UART to drain.
             await asyncio.to_thread(port.flush)
-        except serial.SerialException as exc:
+        except (serial.SerialException, termios.error) as exc:
+            # pyserial's flush is a bare tcdrain: a port that hangs up between the write and
+            # the drain raises termios.error, which is no OSError.
             raise OSError(f"writing to {self.path} failed: {exc}") from exc
 
     async def read_some(self) -> bytes:
@@ -121,21 +147,37 @@ class SerialPort:
         (the device node is gone)."""
         port = self._require()
         while True:
-            await self._readable.wait()
-            self._readable.clear()
             try:
+                # Non-blocking: b"" when nothing is there yet. pyserial itself raises when the
+                # port is readable but gives nothing (end of file: the other end is gone).
                 data = port.read(_READ_CHUNK)
             except serial.SerialException as exc:
                 raise OSError(f"reading {self.path} failed: {exc}") from exc
             if data:
                 return bytes(data)
-            # Readable but nothing read: end of file, the other end is gone.
-            raise OSError(f"serial port {self.path} closed (adapter unplugged?)")
+            await _readable(port)
 
     def _require(self) -> serial.Serial:
         if self._serial is None:
             raise OSError(f"serial port {self.path} is not open")
         return self._serial
+
+
+async def _readable(port: serial.Serial) -> None:
+    """Wait until ``port`` has input or has hung up (the next read tells which)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = port.fileno()
+    loop.add_reader(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _resolve(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 class LineClient:
@@ -154,6 +196,12 @@ class LineClient:
         self.requests = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+
+    @property
+    def port_settings(self) -> SerialSettings | None:
+        """The settings the port is open at (None while it is closed): a device with its own
+        baud rate or parity has the port reopened at them on its turn."""
+        return self._port.settings if self._port is not None else None
 
     async def release(self) -> None:
         if self._port is not None:

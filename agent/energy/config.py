@@ -1,7 +1,7 @@
 """The `energy` section of the site config: which points are meters, and the rules over them.
 
 Classification follows the national guideline for sub-item energy data collection
-(分项能耗数据采集技术导则, MOHURD 2008; JGJ/T 285) as quoted in ../shared/docs/DOMAIN.md:
+(分项能耗数据采集技术导则, MOHURD 2008) and JGJ/T 285-2014 (公共建筑能耗远程监测系统技术规程):
 electricity 01000 (lighting and sockets 01A00, HVAC 01B00, power 01C00, special 01D00, with
 second- and third-level codes such as 01A10 or 01B1A), water 02000, natural gas 03A00, district
 heat 04000, district cooling 05000. Quotas may be intensities in kWh/(m²·a), the form GB/T
@@ -26,7 +26,7 @@ from agent.energy.factors import (
     NATURAL_GAS_TCE,
     Factor,
 )
-from drivers.modbus.profiles import load_profile, profile_names
+from agent.sources.registry import DEFAULT_PROTOCOL, config_model
 
 __all__ = [
     "SUB_ITEM_NAMES",
@@ -115,7 +115,7 @@ SUB_ITEM_NAMES: dict[str, str] = {
     "04000": "district heat",
     "05000": "district cooling",
 }
-"""Names of the codes listed in DOMAIN.md, for reports."""
+"""Names of the codes listed in the MOHURD 2008 sub-item guideline, for reports."""
 
 
 def parent_codes(code: str) -> list[str]:
@@ -612,26 +612,15 @@ def _target_problems(
 
 
 def _device_points(device: Mapping[str, Any]) -> dict[str, str | None] | None:
-    """Point name -> unit of a raw device entry, with its profile's; None when unknowable."""
-    points: dict[str, str | None] = {}
-    profile = device.get("profile")
-    if isinstance(profile, str):
-        if profile not in profile_names():
-            return None  # the device's own validation reports the unknown profile
-        points.update(_units(load_profile(profile).get("points")))
-    points.update(_units(device.get("points")))
-    return points
-
-
-def _units(points: object) -> dict[str, str | None]:
-    if not isinstance(points, Mapping):
-        return {}
-    return {
-        str(name): str(point["unit"])
-        if isinstance(point, Mapping) and isinstance(point.get("unit"), str)
-        else None
-        for name, point in points.items()
-    }
+    """Point name -> unit of a raw device entry, whatever its protocol (its profile's points
+    included); None when unknowable (the device's own validation reports why)."""
+    protocol = device.get("protocol", DEFAULT_PROTOCOL)
+    try:
+        model = config_model(str(protocol))
+        units = model.model_validate(device).point_units()
+    except (KeyError, ValidationError):
+        return None
+    return {name: unit or None for name, unit in units.items()}
 
 
 def cross_check_energy(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -4,7 +4,7 @@ Every converted figure the agent produces names the factor that made it (`Factor
 two reports of the same building differ by 2.5x depending on whether electricity is counted by
 its calorific equivalent (当量值) or by the coal burnt to generate it (等价值).
 
-Defaults (see ../shared/docs/DOMAIN.md "Conversion factors"):
+Defaults (each configurable, with its year and the public source it comes from):
 
 - Electricity, calorific equivalent (当量值): 0.1229 kgce/kWh, GB/T 2589-2020 (综合能耗计算通则)
   appendix of reference coefficients: 1 kWh = 860 kcal against 7000 kcal per kgce

@@ -1,9 +1,10 @@
 """Working days, public holidays and make-up workdays (调休) of a site.
 
-Facts used (see /work/shared/docs/DOMAIN.md "Calendar"): Chinese public holidays move each year
-and come with make-up workdays on weekends, announced by the State Council in November for the
-next year. The `holidays` package's China calendar (pinned, 0.109) holds the announced schedules
-through 2026: its `weekend_workdays` are the make-up workdays, e.g. 2026-01-04, a Sunday.
+Facts used: Chinese public holidays move each year and come with make-up workdays on weekends,
+announced by the State Council in November for the next year (for 2026: 国务院办公厅关于2026年
+部分节假日安排的通知, 2025-11-04, in the State Council gazette on gov.cn). The `holidays`
+package's China calendar (pinned, 0.109) holds the announced schedules through 2026: its
+`weekend_workdays` are the make-up workdays, e.g. 2026-01-04, a Sunday.
 
 Where a year's schedule comes from, in order:
 1. the site config's `calendar.years[YEAR]` (the official notice typed in by hand);

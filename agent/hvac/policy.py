@@ -2,8 +2,8 @@
 
 Source: 公共建筑室内温度控制管理办法 (建科[2008]115号) Art. 3 — in public buildings, summer
 indoor temperature not below 26 °C, winter not above 20 °C, for comfort air conditioning
-(Art. 4); hospitals and approved process needs are exempt (2007 State Council notice). See
-/work/shared/docs/DOMAIN.md "Indoor temperature limits". The limit is applied to the mode the
+(Art. 4); hospitals and approved process needs are exempt (国务院办公厅关于严格执行公共建筑空调
+温度控制标准的通知, State Council General Office, June 2007). The limit is applied to the mode the
 unit runs in: a cooling setpoint below the cooling minimum is raised to it, a heating setpoint
 above the heating maximum is lowered to it. The zone's dial range bounds every setpoint last.
 """

@@ -1,12 +1,12 @@
 """The ``hvac:`` section of the site config: zones, weekly programmes, season, calendar, policy.
 
-Facts used (see /work/shared/docs/DOMAIN.md):
+Facts used:
 - public buildings: summer indoor temperature not below 26 °C, winter not above 20 °C
   (公共建筑室内温度控制管理办法, 建科[2008]115号 Art. 3); hospitals and users with approved process
-  temperatures are exempt (State Council notice, 2007); localities may be stricter
-  ("Indoor temperature limits");
+  temperatures are exempt and localities may be stricter (国务院办公厅关于严格执行公共建筑空调温度
+  控制标准的通知, June 2007);
 - public holidays and their make-up workdays (调休) are announced each November by the State
-  Council for the next year ("Calendar").
+  Council General Office for the next year (its notice 关于YYYY年部分节假日安排的通知).
 """
 
 from __future__ import annotations

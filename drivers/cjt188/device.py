@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Literal
 
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import DeviceUnavailableError
@@ -37,6 +38,11 @@ __all__ = ["Cjt188Meter", "ReplyMatcher"]
 
 log = logging.getLogger(__name__)
 
+# The usual factory setting of CJ/T 188 meters, used when neither the meter's config nor its
+# line's says otherwise (see drivers/cjt188/spec.py for the sources).
+DEFAULT_BAUDRATE = 2400
+DEFAULT_PARITY: Literal["E"] = "E"
+
 
 class ReplyMatcher:
     """A ``complete`` function for LineClient.transact: the first read-data reply from the meter
@@ -56,12 +62,9 @@ class ReplyMatcher:
                 continue
             if self.address != "AAAAAAAAAAAAAA" and frame.address.upper() != self.address:
                 continue
-            stale = (
-                self.ser is not None
-                and not frame.is_abnormal
-                and len(frame.data) >= 3
-                and frame.data[2] != self.ser
-            )
+            # A normal reply echoes DI, SER; an abnormal one SER, ST ST.
+            at = 0 if frame.is_abnormal else 2
+            stale = self.ser is not None and len(frame.data) > at and frame.data[at] != self.ser
             if stale:
                 continue  # a late reply to an earlier request
             return frame
@@ -82,11 +85,12 @@ class Cjt188Meter:
         )
         self.di_order: DiOrder = config.di_order or self.profile.di_order
         self._clock = clock if clock is not None else system_clock()
-        self.settings = SerialSettings(
-            config.baudrate or line.line.baudrate,
-            config.parity or line.line.parity,
-            line.line.stopbits,
-            line.line.bytesize,
+        self.settings = SerialSettings.for_device(
+            line.line,
+            baudrate=config.baudrate,
+            parity=config.parity,
+            default_baudrate=DEFAULT_BAUDRATE,
+            default_parity=DEFAULT_PARITY,
         )
         units = {p.name: p.unit for p in self.profile.points}
         self._points: Mapping[str, PointInfo] = MappingProxyType(

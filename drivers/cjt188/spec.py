@@ -9,8 +9,10 @@
         di_order: swapped            # 1F 90 on the wire; `edge-agent scan --protocol cjt188`
                                      # tells which order the meter answers
 
-CJ/T 188-2004 meters commonly run at 2400 bit/s, 8 data bits, even parity (CJ/T 188-2004 section
-5; transcribed at hftangyu.com/563.html), as DL/T 645 meters do; the meter's own settings win.
+CJ/T 188 meters are commonly read at 2400 bit/s, 8 data bits, even parity (the public
+aixiwang/python_cjt188 reader opens its port so; no primary text states the rate), often behind an
+RS-485 to M-Bus level converter. A meter is read at its own `baudrate` and `parity` when given,
+else at its line's when the line's config gives them, else at 2400 8E1.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ class Cjt188Device(DeviceConfigBase):
     interval: Duration = 60.0
     """How often the meter is read (battery meters wake their bus interface briefly: be sparing)."""
     baudrate: int | None = Field(default=None, gt=0)
-    """The meter's speed, when it is not the line's (CJ/T 188 meters usually run at 2400)."""
+    """The meter's speed; default: the line's `baudrate` when the line's config gives one, else
+    2400 (the usual factory setting)."""
     parity: Literal["N", "E", "O"] | None = None
-    """The meter's parity, when it is not the line's (usually E)."""
+    """The meter's parity; default: the line's `parity` when the line's config gives one, else E."""
     preamble: int = Field(default=4, ge=0, le=8)
     """FE wake-up bytes sent before each request."""
     timeout: Duration | None = None
@@ -95,7 +98,10 @@ class Cjt188Device(DeviceConfigBase):
                     )
         return self
 
-    def point_names(self) -> tuple[str, ...]:
-        """The points this device reads, in the profile's order."""
-        known = load_profile(self.profile).point_names
-        return known if self.points is None else tuple(p for p in known if p in self.points)
+    def point_units(self) -> dict[str, str]:
+        """The points this device reads, in the profile's order, with their units."""
+        return {
+            point.name: point.unit
+            for point in load_profile(self.profile).points
+            if self.points is None or point.name in self.points
+        }

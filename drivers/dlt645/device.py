@@ -2,12 +2,15 @@
 
 A read of several points first asks the profile's block identifiers (…FF00: one frame returns a
 group, e.g. the three phase voltages) that cover at least two wanted points, then single
-identifiers for the rest. What the meter refuses with an abnormal reply (D1H / C1H: "no
-requested data") is learned and kept in the device's saved state, so a block the meter lacks is
-never asked again (its points are asked one by one) and an identifier it lacks becomes a bad
-reading without a frame, as the Modbus planner learns refusals. A reply with a digit that is not
-BCD, a wrong checksum or an echo of another identifier is a bad reading, never a number.
-Only a meter that does not answer at all raises DeviceUnavailableError.
+identifiers for the rest. What the meter refuses with an abnormal reply saying "no requested
+data" (D1H / C1H with error-word bit 1) is learned and kept in the device's saved state, so a
+block the meter lacks is never asked again (its points are asked one by one) and an identifier
+it lacks becomes a bad reading without a frame, as the Modbus planner learns refusals. Any other
+abnormal reply ("other error", "unauthorised") is a bad reading this time only: it says nothing
+lasting about the identifier. A reply with a digit that is not BCD or a wrong checksum is a bad
+reading, never a number. A reply that echoes another identifier (a slow meter's late answer to
+an abandoned request) is skipped while the awaited one is still expected. Only a meter that does
+not answer at all raises DeviceUnavailableError.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Literal
 
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import DeviceUnavailableError
@@ -24,7 +28,14 @@ from agent.core.serial_port import LineClient, SerialSettings
 from agent.core.source import PointInfo, SavedState
 from drivers.dlt645.data import BlockEntry, DataEntry, decode_value
 from drivers.dlt645.errors import AbnormalReplyError, BcdError, Dlt645Error
-from drivers.dlt645.frame import Frame, FrameDecoder, parse_read_reply, read_request
+from drivers.dlt645.frame import (
+    DI_LENGTH,
+    Frame,
+    FrameDecoder,
+    Version,
+    parse_read_reply,
+    read_request,
+)
 from drivers.dlt645.profiles import Dlt645Profile, load_profile
 from drivers.dlt645.spec import Dlt645Device
 
@@ -32,20 +43,34 @@ __all__ = ["Dlt645Meter", "reply_matcher"]
 
 log = logging.getLogger(__name__)
 
+# The usual factory setting of DL/T 645 meters, used when neither the meter's config nor its
+# line's says otherwise (see drivers/dlt645/spec.py for the sources).
+DEFAULT_BAUDRATE = 2400
+DEFAULT_PARITY: Literal["E"] = "E"
 
-def reply_matcher(address: str, function: int) -> FrameMatcher:
+
+# Error-word bit 1, "no requested data": the meter lacks the identifier (errors.ERROR_WORD_BITS).
+NO_REQUESTED_DATA = 0x02
+
+
+def reply_matcher(
+    address: str, function: int, *, di: int | None = None, version: Version = "2007"
+) -> FrameMatcher:
     """A ``complete`` function for LineClient.transact: the first frame from the meter at
-    ``address`` answering ``function`` (a late reply to another request, noise and frames of
-    other meters are skipped)."""
-    return FrameMatcher(address, function)
+    ``address`` answering ``function`` and, when ``di`` is given, echoing it (a late reply to
+    another request, noise and frames of other meters are skipped)."""
+    return FrameMatcher(address, function, di=di, version=version)
 
 
 class FrameMatcher:
     """Feeds received bytes to a fresh decoder and picks the awaited reply."""
 
-    def __init__(self, address: str, function: int) -> None:
+    def __init__(
+        self, address: str, function: int, *, di: int | None = None, version: Version = "2007"
+    ) -> None:
         self.address = address
         self.function = function
+        self.echo = None if di is None else di.to_bytes(DI_LENGTH[version], "little")
         self.decoder = FrameDecoder()
         self._seen = 0
 
@@ -56,6 +81,8 @@ class FrameMatcher:
                 frame.is_from_meter
                 and frame.function == self.function
                 and frame.address == self.address
+                # An abnormal reply carries no DI: it cannot be told from a late one.
+                and (self.echo is None or frame.is_abnormal or frame.data.startswith(self.echo))
             ):
                 return frame
         return None
@@ -78,11 +105,12 @@ class Dlt645Meter:
         self.profile: Dlt645Profile = load_profile(config.profile)
         self._state = state
         self._clock = clock if clock is not None else system_clock()
-        self.settings = SerialSettings(
-            config.baudrate or line.line.baudrate,
-            config.parity or line.line.parity,
-            line.line.stopbits,
-            line.line.bytesize,
+        self.settings = SerialSettings.for_device(
+            line.line,
+            baudrate=config.baudrate,
+            parity=config.parity,
+            default_baudrate=DEFAULT_BAUDRATE,
+            default_parity=DEFAULT_PARITY,
         )
         names = config.point_names()
         self._entries = {name: self.profile.entries[name] for name in names}
@@ -183,7 +211,7 @@ class Dlt645Meter:
         frame = await self.line.transact(
             self.name,
             request,
-            reply_matcher(self.config.address, function),
+            reply_matcher(self.config.address, function, di=di, version=version),
             settings=self.settings,
             timeout=self.config.timeout,
         )
@@ -196,6 +224,10 @@ class Dlt645Meter:
             raw = await self._request(block.di)
             decoded: dict[str, Value] = {**self.profile.decode_block(block, raw)}
         except AbnormalReplyError as exc:
+            if not exc.error_word & NO_REQUESTED_DATA:
+                # Not "I lack it": read its points one by one this time only.
+                log.debug("meter %s: block %s refused: %s", self.name, block.di_text, exc)
+                return None
             log.info(
                 "meter %s: block %s refused (%s); reading its points one by one from now on",
                 self.name,
@@ -222,6 +254,10 @@ class Dlt645Meter:
             values[name] = decode_value(entry, raw)
             failed.pop(name, None)
         except AbnormalReplyError as exc:
+            if not exc.error_word & NO_REQUESTED_DATA:
+                log.debug("meter %s: %s refused: %s", self.name, name, exc)
+                failed[name] = str(exc)
+                return
             log.info(
                 "meter %s: %s (%s) refused (%s); not asked again",
                 self.name,

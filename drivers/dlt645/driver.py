@@ -9,7 +9,7 @@ from agent.core.clock import Clock
 from agent.core.configbase import DeviceConfigBase
 from agent.core.errors import DeviceUnavailableError
 from agent.core.links import Link
-from agent.core.serial_port import LineClient, SerialSettings
+from agent.core.serial_port import LINE_CLIENT, LineClient, SerialSettings
 from agent.core.source import Found, PolledDevice, SavedState
 from drivers.dlt645.data import decode_value, lookup
 from drivers.dlt645.device import Dlt645Meter, reply_matcher
@@ -37,7 +37,7 @@ class Dlt645Driver:
     ) -> AsyncIterator[PolledDevice]:
         assert isinstance(config, Dlt645Device)
         # One DL/T 645 client per line; its meters take turns on the line's lock.
-        line = link.shared("dlt645", lambda: LineClient(link, protocol="dlt645"))
+        line = link.shared(LINE_CLIENT, lambda: LineClient(link, protocol="meters"))
         yield Dlt645Meter(config, line, state=state, saved=await state.load(), clock=clock)
 
 
@@ -64,7 +64,7 @@ class Dlt645Driver:
                 reply = await line.transact(
                     "scan",
                     read_request(address, IMPORT_ENERGY_DI),
-                    reply_matcher(address, Function.READ),
+                    reply_matcher(address, Function.READ, di=IMPORT_ENERGY_DI),
                     settings=settings,
                     timeout=wait,
                 )

@@ -9,9 +9,11 @@
         baudrate: 2400         # the meter's own line settings, when the line's differ
         parity: E
 
-Defaults follow DL/T 645-2007 section 4 (physical layer): 2400 bit/s, 8 data bits, even parity,
-one stop bit as the usual factory setting, which every meter lets the user change; they are
-defaults, never assumptions (the meter's own settings win).
+The physical layer (DL/T 645-2007 section 4, as transcribed in public) is RS-485 with 11-bit
+characters: 8 data bits, even parity, one stop bit; 2400 bit/s is the usual factory speed of
+2007 meters (vendor manuals), 1200 common on 1997 ones. A meter is read at its own `baudrate`
+and `parity` when given, else at its line's when the line's config gives them, else at 2400 8E1:
+the usual setting is a default, never a constant.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ class Dlt645Device(DeviceConfigBase):
     interval: Duration = 10.0
     """How often the points are read."""
     baudrate: int | None = Field(default=None, gt=0)
-    """The meter's speed, when it is not the line's (DL/T 645 meters usually run at 2400)."""
+    """The meter's speed; default: the line's `baudrate` when the line's config gives one, else
+    2400 (the usual factory setting)."""
     parity: Literal["N", "E", "O"] | None = None
-    """The meter's parity, when it is not the line's (DL/T 645's default is E)."""
+    """The meter's parity; default: the line's `parity` when the line's config gives one, else E."""
     preamble: int = Field(default=4, ge=0, le=8)
     """FE wake-up bytes sent before each request (the standard's example sends four)."""
     blocks: bool = True
@@ -94,7 +97,11 @@ class Dlt645Device(DeviceConfigBase):
                     )
         return self
 
-    def point_names(self) -> tuple[str, ...]:
-        """The points this device reads, in the profile's order."""
-        known = tuple(load_profile(self.profile).points)
-        return known if self.points is None else tuple(p for p in known if p in self.points)
+    def point_units(self) -> dict[str, str]:
+        """The points this device reads, in the profile's order, with their units."""
+        entries = load_profile(self.profile).entries
+        return {
+            name: entry.unit
+            for name, entry in entries.items()
+            if self.points is None or name in self.points
+        }

@@ -8,7 +8,10 @@ programme over the points sorted by address, within the device's limits and arou
 device is known to refuse (`DeviceQuirks`: ranges a profile declares unreadable, and lessons
 learned from exception replies, persisted by the poller so a restart does not re-learn).
 
-Pure code: no I/O, no clock. Facts used are in ../shared/docs/DOMAIN.md "Modbus facts".
+Pure code: no I/O, no clock. Facts used: the read limits (Modbus Application Protocol
+Specification v1.1b3, 6.1-6.4) and exception codes (section 7), and RTU framing: 11-bit
+characters, a 3.5-character silent interval, fixed 1.75 ms above 19200 baud (Modbus over Serial
+Line Specification and Implementation Guide v1.02, 2.5.1 and 2.5.1.1).
 """
 
 from __future__ import annotations
@@ -115,17 +118,18 @@ class CostModel:
         """An RS-485 line: the time on the wire, derived from the character time.
 
         A character is a start bit, the data bits, the parity bit (if any) and the stop bits:
-        11 bits with parity (10 without; DOMAIN.md "Modbus facts"), so 1.146 ms at 9600 baud.
-        A read sends an 8-byte request and gets 5 + 2n bytes back, and each frame is followed
-        by a silent interval of 3.5 characters (fixed 1.75 ms above 19200 baud). The device
-        then needs a turnaround before it answers; a few milliseconds is typical of meters,
-        and it is a parameter because it is the least certain part. At 9600 baud 8E1:
+        11 bits with parity (10 without), so 1.146 ms at 9600 baud. A read sends an 8-byte
+        request and gets 5 + 2n bytes back, and each frame is followed by a silent interval of
+        3.5 characters (fixed 1.75 ms above 19200 baud; Modbus over Serial Line Specification
+        and Implementation Guide v1.02, 2.5.1 and 2.5.1.1). The device then needs a turnaround
+        before it answers; a few milliseconds is typical of meters, and it is a parameter
+        because it is the least certain part. At 9600 baud 8E1:
 
             fixed        = (8 + 5 + 3.5 + 3.5) chars x 1.146 ms + 5 ms turnaround = 27.9 ms
             per register = 2 chars x 1.146 ms                                   =  2.29 ms
 
-        which matches DOMAIN.md: about 2 ms per register, and a 125-register reply
-        (255 bytes) takes 255 x 1.146 ms = 292 ms on the wire.
+        that is about 2 ms per register, and a 125-register reply (255 bytes) takes
+        255 x 1.146 ms = 292 ms on the wire.
         """
         if baudrate <= 0:
             raise ValueError(f"baudrate must be positive, not {baudrate}")

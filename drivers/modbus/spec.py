@@ -1,8 +1,10 @@
 """What a site config says about Modbus buses, devices and points (validated pydantic models).
 
-Facts used here (see ../shared/docs/DOMAIN.md "Modbus facts"): FC3/FC4 read at most 125
-registers per request, FC1/FC2 at most 2000 bits; unit ids 1-247 address devices on a line
-(0 is broadcast, and Modbus TCP gateways often use 255 for "this device").
+Facts used here: FC3/FC4 read at most 125 registers per request, FC1/FC2 at most 2000 bits
+(Modbus Application Protocol Specification v1.1b3, 6.1-6.4); unit ids 1-247 address devices on
+a line, 0 is broadcast (Modbus over Serial Line Specification and Implementation Guide v1.02,
+2.2), and Modbus TCP gateways often use 255 for "this device" (Modbus Messaging on TCP/IP
+Implementation Guide v1.0b, unit identifier).
 """
 
 from __future__ import annotations
@@ -285,8 +287,8 @@ class ModbusDevice(DeviceConfigBase):
                 )
         return points
 
-    def point_names(self) -> tuple[str, ...]:
-        return tuple(self.points)
+    def point_units(self) -> dict[str, str]:
+        return {name: point.unit for name, point in self.points.items()}
 
     def write_problem(self, point: str) -> str | None:
         spec = self.points.get(point)
