@@ -210,3 +210,21 @@ class LineClientOf:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.client.aclose()
+
+
+def test_a_meter_runs_at_its_own_then_its_lines_explicit_then_its_protocols_settings() -> None:
+    from agent.core.links import SerialLinkConfig
+    from agent.core.serial_port import SerialSettings
+
+    defaults = {"default_baudrate": 2400, "default_parity": "E"}
+    bare = SerialLinkConfig(kind="serial", port="/dev/ttyUSB0")  # Modbus's 9600 8N1 unsaid
+    assert SerialSettings.for_device(bare, baudrate=None, parity=None, **defaults) == (
+        SerialSettings(2400, "E")
+    )
+    said = SerialLinkConfig(kind="serial", port="/dev/ttyUSB0", baudrate=9600, parity="N")
+    assert SerialSettings.for_device(said, baudrate=None, parity=None, **defaults) == (
+        SerialSettings(9600, "N")
+    )
+    assert SerialSettings.for_device(said, baudrate=1200, parity="O", **defaults) == (
+        SerialSettings(1200, "O")
+    )

@@ -18,13 +18,12 @@ else at its line's when the line's config gives them, else at 2400 8E1.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from agent.core.configbase import DeviceConfigBase
+from agent.core.configbase import AddressedMeterConfig
 from agent.core.durations import Duration
-from agent.core.suggest import did_you_mean
 from drivers.cjt188.profiles import load_profile, profile_names
 
 __all__ = ["Cjt188Device"]
@@ -32,8 +31,10 @@ __all__ = ["Cjt188Device"]
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{14}$")
 
 
-class Cjt188Device(DeviceConfigBase):
+class Cjt188Device(AddressedMeterConfig):
     """A CJ/T 188 water, heat or gas meter on a serial line."""
+
+    label: ClassVar[str] = "CJ/T 188"
 
     protocol: Literal["cjt188"]
     """cjt188: a CJ/T 188-2004 household meter (water, heat or gas)."""
@@ -43,27 +44,14 @@ class Cjt188Device(DeviceConfigBase):
     """Name of the serial line (a `kind: serial` bus) the meter is wired to."""
     address: str
     """The meter's 14-digit address as printed (most significant first); quote it in YAML."""
-    profile: str
-    """The meter's layout: cjt188-water, cjt188-heat or cjt188-gas."""
     meter_type: int | None = Field(default=None, ge=0, le=0xFF)
     """Meter type byte T sent in requests (default: the profile's, e.g. 0x10 cold water;
     0x11 hot water, 0x20 heat, 0x30 gas)."""
     di_order: Literal["standard", "swapped"] | None = None
     """Byte order of the data identifier on the wire: standard (90 1F) or swapped (1F 90);
     it varies between makes (default: the profile's). `scan` finds the meter's."""
-    points: tuple[str, ...] | None = None
-    """The profile's points to read (default: all of them)."""
     interval: Duration = 60.0
     """How often the meter is read (battery meters wake their bus interface briefly: be sparing)."""
-    baudrate: int | None = Field(default=None, gt=0)
-    """The meter's speed; default: the line's `baudrate` when the line's config gives one, else
-    2400 (the usual factory setting)."""
-    parity: Literal["N", "E", "O"] | None = None
-    """The meter's parity; default: the line's `parity` when the line's config gives one, else E."""
-    preamble: int = Field(default=4, ge=0, le=8)
-    """FE wake-up bytes sent before each request."""
-    timeout: Duration | None = None
-    """How long to wait for an answer; default: the line's timeout."""
 
     @field_validator("address")
     @classmethod
@@ -75,33 +63,10 @@ class Cjt188Device(DeviceConfigBase):
             )
         return value.upper()
 
-    @field_validator("profile")
     @classmethod
-    def _known_profile(cls, value: str) -> str:
-        names = profile_names()
-        if value not in names:
-            raise ValueError(
-                f"no CJ/T 188 profile is named {value!r}{did_you_mean(value, names)}; "
-                f"the profiles are: {', '.join(names)}"
-            )
-        return value
+    def profile_names(cls) -> tuple[str, ...]:
+        return profile_names()
 
-    @model_validator(mode="after")
-    def _known_points(self) -> Cjt188Device:
-        if self.points is not None:
-            known = load_profile(self.profile).point_names
-            for point in self.points:
-                if point not in known:
-                    raise ValueError(
-                        f"profile {self.profile} has no point {point!r}"
-                        f"{did_you_mean(point, known)}"
-                    )
-        return self
-
-    def point_units(self) -> dict[str, str]:
-        """The points this device reads, in the profile's order, with their units."""
-        return {
-            point.name: point.unit
-            for point in load_profile(self.profile).points
-            if self.points is None or point.name in self.points
-        }
+    @classmethod
+    def profile_units(cls, profile: str) -> dict[str, str]:
+        return {point.name: point.unit for point in load_profile(profile).points}

@@ -19,13 +19,12 @@ the usual setting is a default, never a constant.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from agent.core.configbase import DeviceConfigBase
+from agent.core.configbase import AddressedMeterConfig
 from agent.core.durations import Duration
-from agent.core.suggest import did_you_mean
 from drivers.dlt645.profiles import load_profile, profile_names
 
 __all__ = ["Dlt645Device"]
@@ -33,8 +32,10 @@ __all__ = ["Dlt645Device"]
 _ADDRESS = re.compile(r"^[0-9]{12}$")
 
 
-class Dlt645Device(DeviceConfigBase):
+class Dlt645Device(AddressedMeterConfig):
     """A DL/T 645 (2007 or 1997) electricity meter on a serial line."""
+
+    label: ClassVar[str] = "DL/T 645"
 
     protocol: Literal["dlt645"]
     """dlt645: a DL/T 645-2007 or -1997 meter (the profile says which)."""
@@ -45,24 +46,11 @@ class Dlt645Device(DeviceConfigBase):
     address: str
     """The meter's 12-digit address (communication address, usually the nameplate number),
     most significant digit first; quote it in YAML so leading zeros stay."""
-    profile: str
-    """Which identifiers to read: dlt645-2007-3phase, dlt645-2007-1phase or dlt645-1997."""
-    points: tuple[str, ...] | None = None
-    """The profile's points to read (default: all of them)."""
     interval: Duration = 10.0
     """How often the points are read."""
-    baudrate: int | None = Field(default=None, gt=0)
-    """The meter's speed; default: the line's `baudrate` when the line's config gives one, else
-    2400 (the usual factory setting)."""
-    parity: Literal["N", "E", "O"] | None = None
-    """The meter's parity; default: the line's `parity` when the line's config gives one, else E."""
-    preamble: int = Field(default=4, ge=0, le=8)
-    """FE wake-up bytes sent before each request (the standard's example sends four)."""
     blocks: bool = True
     """Try block identifiers (one frame for several values) before single ones; a meter that
     refuses a block is learned and asked point by point from then on."""
-    timeout: Duration | None = None
-    """How long to wait for an answer; default: the line's timeout."""
 
     @field_validator("address")
     @classmethod
@@ -74,34 +62,10 @@ class Dlt645Device(DeviceConfigBase):
             )
         return value
 
-    @field_validator("profile")
     @classmethod
-    def _known_profile(cls, value: str) -> str:
-        names = profile_names()
-        if value not in names:
-            raise ValueError(
-                f"no DL/T 645 profile is named {value!r}{did_you_mean(value, names)}; "
-                f"the profiles are: {', '.join(names)}"
-            )
-        return value
+    def profile_names(cls) -> tuple[str, ...]:
+        return profile_names()
 
-    @model_validator(mode="after")
-    def _known_points(self) -> Dlt645Device:
-        if self.points is not None:
-            known = load_profile(self.profile).points
-            for point in self.points:
-                if point not in known:
-                    raise ValueError(
-                        f"profile {self.profile} has no point {point!r}"
-                        f"{did_you_mean(point, known)}"
-                    )
-        return self
-
-    def point_units(self) -> dict[str, str]:
-        """The points this device reads, in the profile's order, with their units."""
-        entries = load_profile(self.profile).entries
-        return {
-            name: entry.unit
-            for name, entry in entries.items()
-            if self.points is None or name in self.points
-        }
+    @classmethod
+    def profile_units(cls, profile: str) -> dict[str, str]:
+        return {name: entry.unit for name, entry in load_profile(profile).entries.items()}
