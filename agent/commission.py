@@ -319,31 +319,43 @@ async def run_read(
     return 0
 
 
+def _config_target(
+    args: argparse.Namespace,
+) -> tuple[DeviceConfigBase, TcpLinkConfig | SerialLinkConfig, str]:
+    """A device of a site config (``--config FILE --device NAME``)."""
+    if args.profile is not None or args.unit is not None or args.address is not None:
+        raise _UsageError("--profile, --unit and --address come from the config with --config")
+    if args.baud is not None or args.parity is not None or args.stopbits is not None:
+        raise _UsageError("the serial line settings come from the config with --config")
+    if args.device is None:
+        raise _UsageError("--config needs --device NAME, the device to read")
+    from agent.config.loader import load_config
+
+    config = load_config(args.config)  # a ConfigError is reported by the CLI, exit 78
+    devices = {d.name: d for d in config.devices}
+    if args.device not in devices:
+        hint = did_you_mean(args.device, devices)
+        known = ", ".join(devices) or "none"
+        raise _UsageError(
+            f"{args.config} has no device {args.device!r}{hint}; its devices are: {known}"
+        )
+    device = devices[args.device]
+    spec = config.buses[device.bus]
+    if not isinstance(spec, TcpLinkConfig | SerialLinkConfig):
+        raise _UsageError(
+            f"device {args.device!r} is not on a field bus; `read` reads Modbus, DL/T 645 "
+            "and CJ/T 188 devices"
+        )
+    if args.timeout is not None:
+        spec = spec.model_copy(update={"timeout": args.timeout})
+    return device, spec, device.bus
+
+
 def _read_target(
     args: argparse.Namespace,
 ) -> tuple[DeviceConfigBase, TcpLinkConfig | SerialLinkConfig, str]:
     if args.config is not None:
-        if args.profile is not None or args.unit is not None or args.address is not None:
-            raise _UsageError("--profile, --unit and --address come from the config with --config")
-        if args.baud is not None or args.parity is not None or args.stopbits is not None:
-            raise _UsageError("the serial line settings come from the config with --config")
-        if args.device is None:
-            raise _UsageError("--config needs --device NAME, the device to read")
-        from agent.config.loader import load_config
-
-        config = load_config(args.config)  # a ConfigError is reported by the CLI, exit 78
-        devices = {d.name: d for d in config.devices}
-        if args.device not in devices:
-            hint = did_you_mean(args.device, devices)
-            known = ", ".join(devices) or "none"
-            raise _UsageError(
-                f"{args.config} has no device {args.device!r}{hint}; its devices are: {known}"
-            )
-        device = devices[args.device]
-        spec = config.buses[device.bus]
-        if args.timeout is not None:
-            spec = spec.model_copy(update={"timeout": args.timeout})
-        return device, spec, device.bus
+        return _config_target(args)
     if args.device is not None:
         raise _UsageError("--device names a device of a site config: use it with --config")
     if args.profile is None:

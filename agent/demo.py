@@ -114,9 +114,12 @@ async def _frame(agent: Agent, elapsed: float) -> str:
     for reading in latest:
         by_device.setdefault(reading.device, []).append(reading)
     lines = [f"-- {agent.config.site.name} ({agent.config.site.id}) -- {elapsed:5.0f} s --"]
-    for poller in agent.pollers:
-        name = poller.device.name
-        state = {True: "ok", False: "DOWN", None: "…"}[poller.health.online]
+    states = {p.device.name: {True: "ok", False: "DOWN", None: "…"}[p.health.online]
+              for p in agent.pollers}  # fmt: skip
+    for name in agent.push_sources:  # a push source is as fresh as its latest readings
+        fresh = [r.quality.label == "good" for r in by_device.get(name, [])]
+        states[name] = "ok" if any(fresh) else ("STALE" if fresh else "…")
+    for name, state in states.items():
         readings = sorted(by_device.get(name, []), key=_headline_rank)
         values = ""
         for reading in readings:

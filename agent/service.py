@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,13 @@ from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
 from agent.core.links import Link
 from agent.core.record import Reading
-from agent.core.source import PolledDevice
+from agent.core.source import PointInfo, PolledDevice, PushSource
 from agent.energy.live import EnergyLive
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
 from agent.sdnotify import notify
-from agent.sources.compose import open_devices, open_links
+from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
 from agent.store import Store
@@ -58,6 +58,7 @@ class Agent:
         self.uplink: Uplink | None = None
         self.links: dict[str, Link] = {}
         self.devices: dict[str, PolledDevice] = {}
+        self.push_sources: dict[str, PushSource] = {}
         self.pollers: list[IntervalPoller] = []
         self.started = asyncio.Event()
         self.readings_polled = 0  # handed to the store; at a clean stop all of them are committed
@@ -86,9 +87,7 @@ class Agent:
                     "profile": getattr(d, "profile", None),
                     "points": {
                         n: {"unit": p.unit}
-                        for n, p in (
-                            self.devices[d.name].points.items() if d.name in self.devices else ()
-                        )
+                        for n, p in self._points_of(d.name).items()
                     },
                 }
                 for d in self.config.devices
@@ -109,7 +108,7 @@ class Agent:
             )
             store = self.store
             self.links = await open_links(cfg.buses, stack)
-            self.devices = await open_devices(
+            self.devices, self.push_sources = await open_sources(
                 cfg.devices,
                 self.links,
                 stack=stack,
@@ -153,6 +152,12 @@ class Agent:
                             poller.run(), name=f"agent[{self._source_name(poller.name)}].poll"
                         )
                         for poller in self.pollers
+                    ] + [
+                        group.create_task(
+                            source.run(self._to_store),
+                            name=f"agent[{self._source_name(source.name)}].listen",
+                        )
+                        for source in self.push_sources.values()
                     ]
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
@@ -180,7 +185,7 @@ class Agent:
                     log.info(
                         "agent started: site %s, %d devices on %d buses, store %s, uplink %s",
                         cfg.site.id,
-                        len(self.pollers),
+                        len(self.pollers) + len(self.push_sources),
                         len(self.links),
                         self.db_path,
                         cfg.uplink.url if cfg.uplink else "none",
@@ -223,6 +228,13 @@ class Agent:
             if not drained:
                 log.info("uplink: stopping with readings not yet sent; they stay in the store")
         raise _Stop
+
+    def _points_of(self, device: str) -> Mapping[str, PointInfo]:
+        if device in self.devices:
+            return self.devices[device].points
+        if device in self.push_sources:
+            return self.push_sources[device].points
+        return {}
 
     def _source_name(self, device: str) -> str:
         config = next(d for d in self.config.devices if d.name == device)

@@ -20,7 +20,7 @@ from agent.core.links import LinkConfig
 from agent.core.suggest import did_you_mean
 from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
-from agent.sources.registry import DEFAULT_PROTOCOL, device_config_type
+from agent.sources.registry import DEFAULT_PROTOCOL, config_model, device_config_type
 
 if TYPE_CHECKING:
     from agent.core.configbase import DeviceConfigBase as DeviceConfig
@@ -218,10 +218,10 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = cross_check_energy(data)
     buses = data.get("buses")
     bus_names = [str(b) for b in buses] if isinstance(buses, Mapping) else []
-    tcp_buses = {
-        str(name)
+    kinds = {
+        str(name): bus.get("kind")
         for name, bus in (buses.items() if isinstance(buses, Mapping) else ())
-        if isinstance(bus, Mapping) and bus.get("kind") in ("modbus_tcp", "tcp")
+        if isinstance(bus, Mapping)
     }
     devices = data.get("devices")
     if not isinstance(devices, list):
@@ -247,9 +247,11 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             problems.append((("devices", index, "bus"), _unknown_bus(bus, bus_names)))
             continue
         protocol = device.get("protocol", DEFAULT_PROTOCOL)
+        if (mismatch := _wrong_link(str(protocol), bus, kinds.get(bus))) is not None:
+            problems.append((("devices", index, "bus"), mismatch))
+            continue
         if protocol != DEFAULT_PROTOCOL:
-            on_tcp = bus in tcp_buses
-            problems += _check_meter(index, device, str(protocol), on_tcp=on_tcp, seen=seen_units)
+            problems += _check_meter(index, device, str(protocol), seen=seen_units)
             continue
         if isinstance(unit, int) and not isinstance(unit, bool):
             if (bus, unit) in seen_units:
@@ -275,26 +277,30 @@ def _unknown_bus(bus: str, bus_names: list[str]) -> str:
     return f"no bus is named {bus!r}{did_you_mean(bus, bus_names)}; the buses are: {known}"
 
 
+def _wrong_link(protocol: str, bus: str, kind: Any) -> str | None:
+    """Why a device of ``protocol`` cannot sit on a bus of ``kind``, or None."""
+    try:
+        allowed = config_model(protocol).link_kinds
+    except KeyError:
+        return None  # an unknown protocol: validation reports it
+    if not isinstance(kind, str) or kind in allowed:
+        return None
+    return f"bus {bus!r} is of kind {kind}; a {protocol} device sits on a bus of kind " + (
+        " or ".join(dict.fromkeys(k for k in allowed if not k.startswith("modbus_")))
+    )
+
+
 def _check_meter(
     index: int,
     device: Mapping[str, Any],
     protocol: str,
     *,
-    on_tcp: bool,
     seen: dict[tuple[str, Any], str],
 ) -> list[tuple[Loc, str]]:
-    """A meter addressed by its own number (DL/T 645, CJ/T 188): on a serial line, and the only
-    one of its protocol with that address on the line."""
+    """A meter addressed by its own number (DL/T 645, CJ/T 188): the only one of its protocol
+    with that address on its line."""
     problems: list[tuple[Loc, str]] = []
     bus = str(device.get("bus"))
-    if on_tcp:
-        problems.append(
-            (
-                ("devices", index, "bus"),
-                f"bus {bus!r} is a TCP endpoint; {protocol} meters are read on a serial "
-                "line (a bus of kind serial)",
-            )
-        )
     address = device.get("address")
     if isinstance(address, str):
         key = (bus, f"{protocol}:{address.upper()}")

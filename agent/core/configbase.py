@@ -22,6 +22,9 @@ class DeviceConfigBase(ConfigModel):
     """What every device's config has, whatever its protocol: each driver's device model
     extends it (with its own constraints and descriptions on these fields)."""
 
+    link_kinds: ClassVar[tuple[str, ...]] = ()
+    """The bus kinds (agent.core.links) the driver's devices can sit on."""
+
     protocol: str
     """Which driver reads the device (modbus when not given)."""
     name: str
@@ -48,6 +51,7 @@ class AddressedMeterConfig(DeviceConfigBase):
     it with the address format and says which profiles it ships."""
 
     label: ClassVar[str] = "meter"  # the protocol as people write it, for messages
+    link_kinds: ClassVar[tuple[str, ...]] = ("serial", "modbus_rtu")
 
     profile: str
     """The meter's shipped profile (which values it is read for)."""

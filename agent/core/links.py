@@ -35,6 +35,8 @@ from agent.core.configbase import ConfigModel
 from agent.core.durations import Duration
 
 __all__ = [
+    "BleAdapterConfig",
+    "GpioConfig",
     "Link",
     "LinkConfig",
     "LinkUser",
@@ -83,7 +85,32 @@ class SerialLinkConfig(ConfigModel):
     """Silence between frames; default 3.5 characters at the line's baud rate."""
 
 
-LinkConfig = Annotated[TcpLinkConfig | SerialLinkConfig, Field(discriminator="kind")]
+class BleAdapterConfig(ConfigModel):
+    """A Bluetooth LE adapter that listens to room sensors' adverts (BlueZ)."""
+
+    kind: Literal["ble"]
+    """ble: a Bluetooth adapter; its sensors are `protocol: ble` devices."""
+    adapter: str = "hci0"
+    """The BlueZ adapter, e.g. hci0 (the Pi's own) or hci1 (a USB dongle)."""
+    passive: bool = True
+    """Passive scanning (listen only; needs BlueZ with experimental features on some versions);
+    when unavailable, the agent falls back to active scanning and says so once."""
+
+
+class GpioConfig(ConfigModel):
+    """The gateway's own GPIO pins (pulse inputs, a status LED, relays), through gpiozero."""
+
+    kind: Literal["gpio"]
+    """gpio: the gateway's pins; its inputs and outputs are `protocol: gpio` devices."""
+    pin_factory: Literal["default", "lgpio", "rpigpio", "native", "mock"] = "default"
+    """gpiozero's pin library: default (lgpio on current Raspberry Pi OS), or mock (no
+    hardware: the demo and tests)."""
+
+
+LinkConfig = Annotated[
+    TcpLinkConfig | SerialLinkConfig | BleAdapterConfig | GpioConfig,
+    Field(discriminator="kind"),
+]
 
 
 def serial_frame_gap(baudrate: int) -> float:
@@ -107,7 +134,11 @@ class LinkUser(Protocol):
 class Link:
     """One physical link. ``async with Link(name, config) as link`` closes what it shared."""
 
-    def __init__(self, name: str, config: TcpLinkConfig | SerialLinkConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: TcpLinkConfig | SerialLinkConfig | BleAdapterConfig | GpioConfig,
+    ) -> None:
         self.name = name
         self.config = config
         self.gap = 0.0
@@ -129,10 +160,15 @@ class Link:
 
     @property
     def where(self) -> str:
-        """The endpoint, for messages: ``host:port`` or the serial port."""
-        if isinstance(self.config, TcpLinkConfig):
-            return f"{self.config.host}:{self.config.port}"
-        return self.config.port
+        """The endpoint, for messages: ``host:port``, the serial port, the adapter."""
+        config = self.config
+        if isinstance(config, TcpLinkConfig):
+            return f"{config.host}:{config.port}"
+        if isinstance(config, SerialLinkConfig):
+            return config.port
+        if isinstance(config, BleAdapterConfig):
+            return f"Bluetooth adapter {config.adapter}"
+        return "GPIO"
 
     def __repr__(self) -> str:
         return f"Link({self.name!r}, {self.where!r})"

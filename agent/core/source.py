@@ -37,6 +37,7 @@ __all__ = [
     "Found",
     "PointInfo",
     "PolledDevice",
+    "PushDriver",
     "PushSource",
     "SavedState",
     "Scanner",
@@ -98,13 +99,39 @@ class PolledDevice(Protocol):
 
 
 class PushSource(Protocol):
-    """A source that delivers readings when they arrive (BLE adverts, GPIO pulses)."""
+    """A source that delivers readings when they arrive (BLE adverts, GPIO pulses): the
+    service runs ``run(sink)`` as a task of its supervisor until it cancels it at stop."""
 
     @property
     def name(self) -> str: ...
 
+    @property
+    def points(self) -> Mapping[str, PointInfo]: ...
+
     async def run(self, sink: Sink) -> None:
-        """Deliver readings until cancelled."""
+        """Deliver readings until cancelled. Library threads (bleak's D-Bus, gpiozero's pin
+        callbacks) reach the loop only through ``loop.call_soon_threadsafe``; an adapter that
+        disappears is reopened with backoff here, never by raising."""
+        ...
+
+
+class PushDriver(Protocol):
+    """A driver whose devices push readings (the registry tells it from a Driver by
+    ``open_source``)."""
+
+    @property
+    def protocol(self) -> str: ...
+
+    def open_source(
+        self,
+        config: DeviceConfigBase,
+        *,
+        link: Link,
+        state: SavedState,
+        clock: Clock,
+    ) -> AbstractAsyncContextManager[PushSource]:
+        """The source of ``config`` on its link (a BLE adapter, a GPIO chip), its saved state
+        loaded (e.g. a pulse count); closed on exit."""
         ...
 
 

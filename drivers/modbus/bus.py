@@ -63,7 +63,12 @@ class ModbusBusClient:
     def __init__(self, link: Link) -> None:
         self.link = link
         self.name = link.name
-        self.spec = link.config
+        config = link.config
+        if not isinstance(config, TcpLinkConfig | SerialLinkConfig):
+            raise ValueError(  # noqa: TRY004 - a config mistake (the cross-check reports it)
+                f"Modbus needs a TCP endpoint or a serial line; bus {link.name!r} is neither"
+            )
+        self.spec: TcpLinkConfig | SerialLinkConfig = config
         self._client: Client | None = None
         self._reconnect = Backoff(initial=RECONNECT_MIN_S, cap=RECONNECT_MAX_S, jitter=0.5)
         self._failures = 0  # failed connects in a row

@@ -10,7 +10,7 @@ Implementation Guide v1.0b, unit identifier).
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -201,6 +201,8 @@ class UnreadableRange(ConfigModel):
 
 class ModbusDevice(DeviceConfigBase):
     """A device on a Modbus bus."""
+
+    link_kinds: ClassVar[tuple[str, ...]] = ("modbus_tcp", "tcp", "modbus_rtu", "serial")
 
     protocol: Literal["modbus"] = "modbus"
     """modbus (the default): Modbus RTU on a serial line, Modbus TCP on a TCP endpoint."""
