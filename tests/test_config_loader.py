@@ -19,6 +19,7 @@ from agent.core.errors import ConfigError
 from agent.core.links import SerialLinkConfig, TcpLinkConfig
 from drivers.modbus import spec
 from drivers.modbus.spec import Table
+from tests.helpers import DEMO_YAML
 
 CONFIGS = Path(__file__).parent / "configs"
 VALID = CONFIGS / "valid.yaml"
@@ -164,14 +165,15 @@ def test_missing_required_key_points_at_its_mapping() -> None:
 def test_unknown_bus_kind() -> None:
     assert issues(edit("kind: modbus_tcp", "kind: modbus_tpc")) == [
         "site.yaml:6:11: buses.plant-room.kind: 'modbus_tpc' is not a bus kind "
-        "(did you mean 'modbus_tcp'?); the bus kinds are: modbus_tcp, tcp, modbus_rtu, serial"
+        "(did you mean 'modbus_tcp'?); "
+        "the bus kinds are: modbus_tcp, tcp, modbus_rtu, serial, ble, gpio"
     ]
 
 
 def test_missing_bus_kind() -> None:
     assert issues(edit("    kind: modbus_rtu\n", "")) == [
         "site.yaml:10:5: buses.rs485-1: the required key 'kind' is missing; "
-        "the bus kinds are: modbus_tcp, tcp, modbus_rtu, serial"
+        "the bus kinds are: modbus_tcp, tcp, modbus_rtu, serial, ble, gpio"
     ]
 
 
@@ -458,3 +460,17 @@ def test_a_merged_key_is_replaced_by_the_mappings_own_and_located_there() -> Non
     assert issues(text) == [
         "site.yaml:8:11: buses.plant-room.port: must be at most 65535, not 70000"
     ]
+
+
+def test_a_device_on_a_bus_of_the_wrong_kind_is_located() -> None:
+    # A DL/T 645 meter needs a serial line; the demo's switchboard is a Modbus TCP gateway.
+    text = DEMO_YAML.read_text(encoding="utf-8").replace(
+        "    bus: plant-room\n    address: \"000000000161\"",
+        "    bus: switchboard\n    address: \"000000000161\"",
+    )
+    problems = issues(text)
+    assert len(problems) == 1, problems
+    assert problems[0].endswith(
+        "devices[5].bus: bus 'switchboard' is of kind modbus_tcp; a dlt645 device sits on a bus "
+        "of kind serial"
+    )

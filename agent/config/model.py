@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.core.configbase import ConfigModel
 from agent.core.durations import Duration
-from agent.core.links import LinkConfig
+from agent.core.links import LINK_KINDS, LinkConfig
 from agent.core.suggest import did_you_mean
 from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
@@ -283,8 +283,8 @@ def _wrong_link(protocol: str, bus: str, kind: Any) -> str | None:
         allowed = config_model(protocol).link_kinds
     except KeyError:
         return None  # an unknown protocol: validation reports it
-    if not isinstance(kind, str) or kind in allowed:
-        return None
+    if kind not in LINK_KINDS or kind in allowed:
+        return None  # an unknown kind is reported by validation
     return f"bus {bus!r} is of kind {kind}; a {protocol} device sits on a bus of kind " + (
         " or ".join(dict.fromkeys(k for k in allowed if not k.startswith("modbus_")))
     )

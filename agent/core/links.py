@@ -35,6 +35,7 @@ from agent.core.configbase import ConfigModel
 from agent.core.durations import Duration
 
 __all__ = [
+    "LINK_KINDS",
     "BleAdapterConfig",
     "GpioConfig",
     "Link",
@@ -106,6 +107,9 @@ class GpioConfig(ConfigModel):
     """gpiozero's pin library: default (lgpio on current Raspberry Pi OS), or mock (no
     hardware: the demo and tests)."""
 
+
+# Every bus kind a config may name (the literals above, in this order).
+LINK_KINDS = ("modbus_tcp", "tcp", "modbus_rtu", "serial", "ble", "gpio")
 
 LinkConfig = Annotated[
     TcpLinkConfig | SerialLinkConfig | BleAdapterConfig | GpioConfig,
