@@ -20,7 +20,7 @@ from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
 from agent.core.links import Link
 from agent.core.record import Reading
-from agent.core.source import PointInfo, PolledDevice, PushSource
+from agent.core.source import Driver, PointInfo, PolledDevice, PushDriver, PushSource
 from agent.energy.live import EnergyLive
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
@@ -46,10 +46,17 @@ class Agent:
     """``await Agent(config, data_dir=...).run(stop)`` runs until ``stop`` is set."""
 
     def __init__(
-        self, config: SiteConfig, *, data_dir: Path, clock: Clock | None = None
+        self,
+        config: SiteConfig,
+        *,
+        data_dir: Path,
+        clock: Clock | None = None,
+        drivers: Mapping[str, Driver | PushDriver] | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
+        # Drivers that replace the registry's (simulated hardware: the demo, tests).
+        self._drivers = drivers
         # Every part gets this one clock (tests pin it, or run a schedule on simulated time).
         self.clock = clock if clock is not None else system_clock()
         self.hvac: HvacController | None = None
@@ -114,6 +121,7 @@ class Agent:
                 stack=stack,
                 clock=self.clock,
                 state_for=lambda name: MetaState(store, name),
+                drivers=self._drivers,
             )
             self.pollers = [
                 IntervalPoller(device, sink=self._to_store, clock=self.clock)

@@ -11,7 +11,7 @@ from typing import cast
 from agent.core.clock import Clock
 from agent.core.configbase import DeviceConfigBase
 from agent.core.links import BleAdapterConfig, GpioConfig, Link, SerialLinkConfig, TcpLinkConfig
-from agent.core.source import PolledDevice, PushDriver, PushSource, SavedState
+from agent.core.source import Driver, PolledDevice, PushDriver, PushSource, SavedState
 from agent.sources.registry import driver_for
 
 __all__ = ["MemoryState", "open_devices", "open_links", "open_sources"]
@@ -45,14 +45,21 @@ async def open_sources(
     stack: contextlib.AsyncExitStack,
     clock: Clock,
     state_for: Callable[[str], SavedState] | None = None,
+    drivers: Mapping[str, Driver | PushDriver] | None = None,
 ) -> tuple[dict[str, PolledDevice], dict[str, PushSource]]:
     """Every configured device, opened by its protocol's driver: the polled ones (for the
-    interval poller) and the push sources (BLE sensors, pulse inputs), each by name."""
+    interval poller) and the push sources (BLE sensors, pulse inputs), each by name.
+    ``drivers`` replaces the registry's driver of a protocol (the demo's simulated BLE adverts
+    come through a fake scanner backend this way, as gpiozero's pins through MockFactory)."""
     polled: dict[str, PolledDevice] = {}
     pushed: dict[str, PushSource] = {}
     for config in configs:
         state = state_for(config.name) if state_for is not None else MemoryState()
-        driver = driver_for(config.protocol)
+        driver: Driver | PushDriver = (
+            drivers[config.protocol]
+            if drivers is not None and config.protocol in drivers
+            else driver_for(config.protocol)
+        )
         link = links[config.bus]
         if hasattr(driver, "open_source"):
             push_driver = cast(PushDriver, driver)

@@ -36,7 +36,7 @@ class Registration:
     protocol: str
     config: str  # "module:Class", the device's config model (a DeviceConfigBase)
     driver: str  # "module:NAME", the Driver object
-    profiles: str  # "module:function" naming the driver's shipped profiles
+    profiles: str | None = None  # "module:function" naming the driver's shipped profiles
 
 
 REGISTRY: tuple[Registration, ...] = (
@@ -46,6 +46,8 @@ REGISTRY: tuple[Registration, ...] = (
                  "drivers.dlt645.profiles:profile_names"),
     Registration("cjt188", "drivers.cjt188.spec:Cjt188Device", "drivers.cjt188.driver:DRIVER",
                  "drivers.cjt188.profiles:profile_names"),
+    Registration("ble", "drivers.ble.spec:BleSensorConfig", "drivers.ble.driver:DRIVER"),
+    Registration("gpio", "drivers.gpio.spec:PulseMeterConfig", "drivers.gpio.driver:DRIVER"),
 )
 
 
@@ -91,15 +93,15 @@ def driver_for(protocol: str) -> Driver:
 
 def protocol_of_profile(profile: str) -> str | None:
     """The protocol whose driver ships ``profile``, or None."""
-    for registration in REGISTRY:
-        if profile in _load(registration.profiles)():
-            return registration.protocol
+    for protocol, names in all_profiles().items():
+        if profile in names:
+            return protocol
     return None
 
 
 def all_profiles() -> dict[str, tuple[str, ...]]:
     """Every driver's shipped profiles, by protocol."""
-    return {r.protocol: tuple(_load(r.profiles)()) for r in REGISTRY}
+    return {r.protocol: tuple(_load(r.profiles)()) for r in REGISTRY if r.profiles is not None}
 
 
 def config_model(protocol: str) -> type[DeviceConfigBase]:
