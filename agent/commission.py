@@ -48,6 +48,7 @@ from agent.core.links import Link, SerialLinkConfig, TcpLinkConfig
 from agent.core.record import Quality, Reading
 from agent.core.suggest import did_you_mean
 from agent.sources.registry import all_profiles, protocol_of_profile, protocols
+from drivers.ble.backend import ScannerBackend
 from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.device import ModbusDeviceClient
 from drivers.modbus.errors import (
@@ -73,6 +74,9 @@ __all__ = [
 COMMANDS = ("read", "scan")
 
 READ_TIMEOUT_S = 1.0
+# Sensors advertise every few seconds (2.5 s for pvvx firmware's default): 20 s hears each
+# several times.
+BLE_SCAN_S = 20.0
 # A unit that is there answers a one-register read within tens of milliseconds, even behind a
 # gateway at 9600 baud: 0.2 s per silent unit keeps a scan of 1-247 under a minute.
 SCAN_TIMEOUT_S = 0.2
@@ -137,12 +141,22 @@ def _duration(text: str) -> float:
     return seconds
 
 
-def _bus_options(parser: argparse.ArgumentParser, *, with_config: bool) -> None:
+def _bus_options(
+    parser: argparse.ArgumentParser, *, with_config: bool, with_ble: bool = False
+) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument(
         "--tcp", type=parse_endpoint, metavar="HOST:PORT", help="a Modbus TCP device or gateway"
     )
     where.add_argument("--serial", metavar="PORT", help="an RS-485 adapter, e.g. /dev/ttyUSB0")
+    if with_ble:
+        where.add_argument(
+            "--ble",
+            nargs="?",
+            const="hci0",
+            metavar="ADAPTER",
+            help="list the Bluetooth room sensors around (adapter default hci0)",
+        )
     if with_config:
         where.add_argument(
             "--config", type=Path, metavar="FILE", help="a site config (use with --device)"
@@ -183,7 +197,15 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Send one small read to each unit id; a unit that answers with data or with "
         "a Modbus exception is there.",
     )
-    _bus_options(scan, with_config=False)
+    _bus_options(scan, with_config=False, with_ble=True)
+    scan.add_argument(
+        "--for",
+        dest="listen",
+        type=_duration,
+        default=BLE_SCAN_S,
+        metavar="DURATION",
+        help=f"with --ble: how long to listen (default {BLE_SCAN_S:g}s)",
+    )
     scan.add_argument(
         "--protocol",
         choices=protocols(),
@@ -545,12 +567,44 @@ def _print_explain(result: _ReadResult, *, out: TextIO) -> None:
 # ---- scan ---------------------------------------------------------------------------------------
 
 
+async def scan_ble(
+    adapter: str,
+    *,
+    seconds: float,
+    as_json: bool,
+    out: TextIO,
+    backend: ScannerBackend | None = None,
+) -> int:
+    """``edge-agent scan --ble``: the sensors heard on ``adapter`` within ``seconds``, with
+    MAC, format, signal and decoded values, so a technician can write the config. ``backend``
+    replaces the radio (tests: drivers.ble.backend.FakeBackend)."""
+    from drivers.ble.backend import BleakBackend
+    from drivers.ble.errors import AdapterError
+    from drivers.ble.scan import scan
+
+    radio = backend if backend is not None else BleakBackend(adapter, passive=True)
+    try:
+        found = await scan(radio, seconds=seconds)
+    except AdapterError as exc:
+        raise CommissioningError(str(exc)) from exc
+    if as_json:
+        rows = [{"mac": f.mac, "format": f.format, "rssi": f.rssi, **f.values} for f in found]
+        print(json.dumps(rows, ensure_ascii=False), file=out)
+    else:
+        for sensor in found:
+            print(f"{sensor.mac}  {sensor.describe()}", file=out)
+        print(f"{len(found)} sensors heard on {adapter} in {seconds:g} s", file=out)
+    return 0 if found else 1
+
+
 async def run_scan(
     args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """``edge-agent scan``: find which unit ids answer on a bus."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.ble is not None:
+        return await scan_ble(args.ble, seconds=args.listen, as_json=args.json, out=out)
     if args.protocol != "modbus":
         return await scan_meters(args, args.protocol, out=out, err=err)
     try:

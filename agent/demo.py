@@ -13,10 +13,16 @@ from typing import TextIO
 
 from agent.config.loader import load_config_text
 from agent.config.model import SiteConfig, UplinkConfig
-from agent.core.links import SerialLinkConfig, TcpLinkConfig
+from agent.core.links import BleAdapterConfig, GpioConfig, SerialLinkConfig, TcpLinkConfig
 from agent.core.record import StoredReading, ms_to_iso
 from agent.service import Agent
+from drivers.ble.backend import FakeBackend
+from drivers.ble.driver import BleDriver
+from drivers.ble.spec import BleSensorConfig
+from drivers.gpio.pulses import pin_backend
+from drivers.gpio.spec import PulseMeterConfig
 from hil.building import Building
+from hil.rooms import BTHOME_SERVICE_UUID, PulseTrain, RoomSensor
 from hil.server import SimulatedBuilding
 
 __all__ = ["demo_config", "run_demo"]
@@ -34,10 +40,25 @@ def demo_config() -> SiteConfig:
     return load_config_text(text, filename="demo.yaml")
 
 
-def _retarget(config: SiteConfig, sim: SimulatedBuilding, mqtt_url: str | None) -> SiteConfig:
+def _retarget(
+    config: SiteConfig,
+    sim: SimulatedBuilding,
+    mqtt_url: str | None,
+    *,
+    push_sources: bool = False,
+) -> SiteConfig:
     """Point the demo's buses at the simulator's actual ports (TCP endpoints and the serial
-    line's pty), and add the uplink if asked."""
+    line's pty), and add the uplink if asked. The Bluetooth sensors and GPIO inputs are kept
+    only with ``push_sources`` (the demo, which simulates them: `simulated_drivers`), their
+    pins then on gpiozero's mock factory."""
     buses = dict(config.buses)
+    devices = list(config.devices)
+    for name, bus in config.buses.items():
+        if isinstance(bus, BleAdapterConfig | GpioConfig) and not push_sources:
+            del buses[name]
+            devices = [d for d in devices if d.bus != name]
+        elif isinstance(bus, GpioConfig):
+            buses[name] = bus.model_copy(update={"pin_factory": "mock"})
     for name, (host, port) in sim.endpoints.items():
         bus = buses[name]
         assert isinstance(bus, TcpLinkConfig)
@@ -46,7 +67,7 @@ def _retarget(config: SiteConfig, sim: SimulatedBuilding, mqtt_url: str | None) 
         line = buses[name]
         assert isinstance(line, SerialLinkConfig)
         buses[name] = line.model_copy(update={"port": path})
-    update: dict[str, object] = {"buses": buses}
+    update: dict[str, object] = {"buses": buses, "devices": devices}
     if mqtt_url is not None:
         update["uplink"] = UplinkConfig(url=mqtt_url)
     return config.model_copy(update=update)
@@ -67,8 +88,13 @@ async def run_demo(
     # With schedules in the config the agent runs the units; otherwise they follow office hours.
     building = Building(speed=speed, zones_follow_office_hours=config.hvac is None)
     async with SimulatedBuilding(building=building) as sim:
-        config = _retarget(config, sim, mqtt_url)
-        agent = Agent(config, data_dir=data_dir)
+        config = _retarget(config, sim, mqtt_url, push_sources=True)
+        adverts = FakeBackend()
+        agent = Agent(
+            config,
+            data_dir=data_dir,
+            drivers={"ble": BleDriver(backend_factory=lambda _config: adverts)},
+        )
         where = ", ".join(
             [f"{n} {h}:{p}" for n, (h, p) in sim.endpoints.items()]
             + [f"{n} {path}" for n, path in sim.serial_ports.items()]
@@ -82,11 +108,55 @@ async def run_demo(
             asyncio.get_running_loop().call_later(duration, stop.set)
         async with asyncio.TaskGroup() as group:
             group.create_task(agent.run(stop), name="demo[agent]")
+            group.create_task(
+                _room_sensors(agent, building, adverts, stop), name="demo[room-sensors]"
+            )
+            group.create_task(_pulses(agent, building, stop), name="demo[pulses]")
             view = group.create_task(_live_view(agent, stop, out), name="demo[live-view]")
             await stop.wait()
             view.cancel()
     await _summary(agent, out)
     return 0
+
+
+ADVERT_EVERY_S = 2.5  # as a Xiaomi thermometer on BTHome firmware advertises
+
+
+async def _room_sensors(
+    agent: Agent, building: Building, adverts: FakeBackend, stop: asyncio.Event
+) -> None:
+    """The zones' BTHome thermometers (hil.rooms), heard through the fake scanner backend."""
+    sensors = [
+        RoomSensor(mac=d.mac, zone=d.zone)
+        for d in agent.config.devices
+        if isinstance(d, BleSensorConfig) and d.zone is not None
+    ]
+    await agent.started.wait()
+    while not stop.is_set():
+        for sensor in sensors:
+            adverts.advertise(sensor.mac, {BTHOME_SERVICE_UUID: sensor.advert(building)})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ADVERT_EVERY_S):
+                await stop.wait()
+
+
+async def _pulses(agent: Agent, building: Building, stop: asyncio.Event) -> None:
+    """The canteen's hot-water meter closing its reed switch once a litre, on a mock pin."""
+    meters = [d for d in agent.config.devices if isinstance(d, PulseMeterConfig)]
+    if not meters:
+        return
+    await agent.started.wait()
+    pin = pin_backend(agent.links[meters[0].bus]).factory.pin(meters[0].pin)
+    train = PulseTrain(building)
+    while not stop.is_set():
+        for _ in range(train.due()):
+            pin.drive_low()
+            await asyncio.sleep(0.05)
+            pin.drive_high()
+            await asyncio.sleep(0.25)  # within the meter's 5 pulses a second
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await stop.wait()
 
 
 async def _live_view(agent: Agent, stop: asyncio.Event, out: TextIO) -> None:
