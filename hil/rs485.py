@@ -22,13 +22,13 @@ import termios
 from types import TracebackType
 from typing import Self
 
-__all__ = ["Rs485Bus"]
+__all__ = ["PtyEnd", "Rs485Bus"]
 
 _CHUNK = 4096
 
 
-class _End:
-    """One pty: the master (held here) and the slave's path (handed to a program)."""
+class PtyEnd:
+    """One pty: the master (held by its maker) and the slave's path (handed to a program)."""
 
     def __init__(self) -> None:
         self.master, self._slave = os.openpty()
@@ -56,7 +56,7 @@ class Rs485Bus:
         if devices < 1:
             raise ValueError("a bus needs at least one device end")
         self._count = devices
-        self._ends: list[_End] = []
+        self._ends: list[PtyEnd] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.frames_relayed = 0
 
@@ -71,7 +71,7 @@ class Rs485Bus:
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         try:
-            self._ends = [_End() for _ in range(self._count + 1)]
+            self._ends = [PtyEnd() for _ in range(self._count + 1)]
         except OSError:
             self._close()
             raise
@@ -94,7 +94,7 @@ class Rs485Bus:
                 self._loop.remove_reader(end.master)
             end.close()
 
-    def _relay(self, source: _End) -> None:
+    def _relay(self, source: PtyEnd) -> None:
         try:
             data = os.read(source.master, _CHUNK)
         except OSError:

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import termios
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -48,6 +47,7 @@ from hil.building import Building
 from hil.cjt188_meter import SimulatedCjt188Line, SimulatedCjt188Meter
 from hil.devices import building_devices
 from hil.dlt645_meter import SimulatedDlt645Line, SimulatedMeter
+from hil.rs485 import PtyEnd
 from hil.rtu import SimulatedRtuLine
 from tests.serial_pair import SerialPair, serial_pair
 from tests.test_cjt188_driver import WATER_VALUES
@@ -75,35 +75,13 @@ def pair(tmp_path: Path) -> Iterator[SerialPair]:
         yield made
 
 
-class _Leg:
-    """One simulator's own pty: the dispatcher holds the master, the simulator opens ``path``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.master, self._slave = os.openpty()
-        # Raw bytes from the start (no echo, no CR/LF translation); the simulator then sets its
-        # own serial settings when it opens the path.
-        attrs = termios.tcgetattr(self._slave)
-        attrs[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON)
-        attrs[1] &= ~termios.OPOST
-        attrs[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
-        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self._slave)
-
-    def close(self) -> None:
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 class Dispatcher:
     """The device end of the line, opened once (see the module docstring). ``routed`` keeps
     every request handed to each simulator, by protocol."""
 
     def __init__(self, line_port: str) -> None:
         self.line_port = line_port
-        self.legs = {name: _Leg(name) for name in ("modbus", "dlt645", "cjt188")}
+        self.legs = {name: PtyEnd() for name in ("modbus", "dlt645", "cjt188")}
         self.routed: dict[str, list[bytes]] = defaultdict(list)
         self._buffer = bytearray()
         self._line = -1
@@ -129,7 +107,7 @@ class Dispatcher:
             loop.remove_reader(leg.master)
             leg.close()
 
-    def _from_leg(self, leg: _Leg) -> None:
+    def _from_leg(self, leg: PtyEnd) -> None:
         try:
             reply = os.read(leg.master, 4096)
         except OSError:  # the simulator closed its end
