@@ -228,3 +228,26 @@ def test_a_meter_runs_at_its_own_then_its_lines_explicit_then_its_protocols_sett
     assert SerialSettings.for_device(said, baudrate=1200, parity="O", **defaults) == (
         SerialSettings(1200, "O")
     )
+
+
+def test_a_device_polled_less_often_than_the_retry_cap_gets_a_poller() -> None:
+    # CJ/T 188 meters default to a minute; hourly ones exist: the offline retry must still build.
+    from agent.core.source import PointInfo
+    from agent.sources.poller import MAX_OFFLINE_RETRY, IntervalPoller
+
+    class Slow:
+        def __init__(self) -> None:
+            self.name = "slow"
+            self.points = {"volume": PointInfo(unit="m3", interval=3600.0)}
+
+        async def read(self, points: object) -> list[object]:
+            return []
+
+        async def write(self, point: str, value: object) -> None:
+            raise ValueError(point)
+
+    async def sink(readings: object) -> None:
+        pass
+
+    poller = IntervalPoller(Slow(), sink=sink)  # type: ignore[arg-type]
+    assert poller._retry.next_delay() == 3600.0 >= MAX_OFFLINE_RETRY

@@ -60,9 +60,8 @@ class IntervalPoller:
         self.health = DeviceHealth()
         self._intervals = {name: info.interval for name, info in device.points.items()}
         shortest = min(self._intervals.values(), default=1.0)
-        self._retry = Backoff(
-            initial=2 * shortest, cap=max(MAX_OFFLINE_RETRY, shortest), jitter=0.0
-        )
+        cap = max(MAX_OFFLINE_RETRY, shortest)
+        self._retry = Backoff(initial=min(2 * shortest, cap), cap=cap, jitter=0.0)
 
     @property
     def name(self) -> str:
