@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from agent import __version__
@@ -107,6 +108,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     energy.add_argument("--count", type=int, default=1, help="number of periods (default 1)")
     energy.add_argument("--csv", action="store_true", help="one row per figure, for spreadsheets")
+
+    comfort = sub.add_parser(
+        "comfort",
+        help="per zone and day: occupied hours cooled below 26 °C / heated above 20 °C",
+    )
+    comfort.add_argument("--config", required=True, type=Path, help="site config (YAML)")
+    comfort.add_argument("--data-dir", type=Path, default=None)
+    comfort.add_argument("--db", type=Path, default=None)
+    comfort.add_argument(
+        "--from", dest="start", type=date.fromisoformat, default=None, metavar="DATE",
+        help="first day, e.g. 2026-07-01 (default: today in the site's time zone)",
+    )  # fmt: skip
+    comfort.add_argument("--days", type=int, default=1, help="number of days (default 1)")
+    comfort.add_argument("--csv", action="store_true", help="one row per zone and day")
 
     status = sub.add_parser(
         "status", help="buffer depth, last sync and the latest reading per device"
@@ -226,6 +241,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             as_csv=args.csv,
             out=sys.stdout,
         )
+    if command == "comfort":
+        from agent.comfort import comfort_command
+
+        return comfort_command(args, db=_db_path(args))
     if command == "sync":
         from agent.sync import sync_command
 
