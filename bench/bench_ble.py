@@ -45,8 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import heapq
-import itertools
 import os
 import resource
 import statistics
@@ -62,6 +60,7 @@ from typing import Final, Literal, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working tree, not a copy
 
+from agent.core.clock import VirtualClock
 from agent.core.links import BleAdapterConfig, Link
 from agent.core.record import Reading
 from agent.sources.compose import MemoryState
@@ -90,52 +89,6 @@ KEY: Final = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 START_MS: Final = 1_785_000_000_000  # a fixed moment: the wall clock is simulated as well
 IMPORT_RUNS: Final = 5
 ROOT: Final = Path(__file__).resolve().parents[1]
-
-
-class SimClock:
-    """A clock pair (agent.core.clock.Clock) that moves only in `advance`; sleepers wake in
-    deadline order, each with the clock standing at its deadline."""
-
-    def __init__(self, start_ms: int = START_MS) -> None:
-        self._epoch = start_ms / 1000
-        self._mono = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    @property
-    def sleepers(self) -> int:
-        return len(self._sleepers)
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def time(self) -> float:
-        return self._epoch + self._mono
-
-    def wall(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
-
-    def now_ms(self) -> int:
-        return round(self.time() * 1000)
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._order), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        """Time passes; each sleeper due runs (until it waits again) before the next wakes."""
-        target = self._mono + seconds
-        while self._sleepers and self._sleepers[0][0] <= target:
-            deadline, _, future = heapq.heappop(self._sleepers)
-            self._mono = max(self._mono, deadline)
-            if not future.done():
-                future.set_result(None)
-                await asyncio.sleep(0)  # its task's wake-up was scheduled first: it runs now
-        self._mono = target
 
 
 class CountingSink:
@@ -210,7 +163,7 @@ async def feed(
     key_file: Path | None,
 ) -> Run:
     """Open the sensors through the driver, run them, and feed ``rounds`` rounds of adverts."""
-    clock = SimClock()
+    clock = VirtualClock(datetime.fromtimestamp(START_MS / 1000, UTC))
     fake = FakeBackend("hci0")
     driver = BleDriver(backend_factory=lambda _config: fake)
     macs = [_mac(i) for i in range(sensors)]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from bleak.exc import BleakError
 from pydantic import ValidationError
 
 from agent.core.backoff import Backoff
+from agent.core.clock import VirtualClock as CoreVirtualClock
 from agent.core.links import BleAdapterConfig, Link, SerialLinkConfig
 from agent.core.record import Quality, Reading
 from agent.core.source import PushDriver
@@ -44,47 +43,9 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-class VirtualClock:
-    """A clock pair that moves only in `advance`; sleepers wake in deadline order, each with
-    the clock standing at its deadline (several sleepers, unlike ManualClock's sleep)."""
-
-    def __init__(self, start_ms: int = START_MS) -> None:
-        self._epoch = start_ms / 1000
-        self._mono = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def time(self) -> float:
-        return self._epoch + self._mono
-
-    def wall(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
-
-    def now_ms(self) -> int:
-        return round(self.time() * 1000)
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._order), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        target = self._mono + seconds
-        await _settle()
-        while self._sleepers and self._sleepers[0][0] <= target:
-            deadline, _, future = heapq.heappop(self._sleepers)
-            self._mono = max(self._mono, deadline)
-            if not future.done():
-                future.set_result(None)
-            await _settle()
-        self._mono = target
-        await _settle()
+def VirtualClock(start_ms: int = START_MS) -> CoreVirtualClock:
+    """The core's virtual clock at this file's fixed moment, settling fully on each wake."""
+    return CoreVirtualClock(datetime.fromtimestamp(start_ms / 1000, UTC), yields=30)
 
 
 class _NoState:

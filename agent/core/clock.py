@@ -20,6 +20,8 @@ for unit tests and for running a schedule faster than real time.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import os
 import time
@@ -31,6 +33,7 @@ __all__ = [
     "Clock",
     "ManualClock",
     "SystemClock",
+    "VirtualClock",
     "system_clock",
 ]
 
@@ -144,3 +147,61 @@ class ManualClock:
     def step(self, seconds: float) -> None:
         """The wall clock is stepped (forward or back); the monotonic clock is not."""
         self._wall += seconds
+
+
+class VirtualClock:
+    """A clock pair that moves only in `advance`, for several tasks that sleep on it at once
+    (ManualClock's `sleep` moves time itself, which suits one sleeper only): sleepers wake in
+    deadline order, each with the clock standing at its deadline, and each runs until it waits
+    again (``yields`` turns of the loop) before the next wakes."""
+
+    def __init__(self, start: datetime, *, yields: int = 1) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be an aware datetime")
+        self._epoch = start.timestamp()
+        self._mono = 0.0
+        self._yields = yields
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @property
+    def sleepers(self) -> int:
+        """Tasks waiting on the clock now."""
+        return len(self._sleepers)
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def time(self) -> float:
+        return self._epoch + self._mono
+
+    def wall(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def now_ms(self) -> int:
+        return round(self.time() * 1000)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._order), future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        """Time passes: each sleeper due wakes, and runs, before the next."""
+        target = self._mono + seconds
+        await self._settle()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, future = heapq.heappop(self._sleepers)
+            self._mono = max(self._mono, deadline)
+            if not future.done():
+                future.set_result(None)
+            await self._settle()
+        self._mono = target
+        await self._settle()
+
+    async def _settle(self) -> None:
+        for _ in range(self._yields):
+            await asyncio.sleep(0)
