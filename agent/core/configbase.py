@@ -52,6 +52,10 @@ class AddressedMeterConfig(DeviceConfigBase):
 
     label: ClassVar[str] = "meter"  # the protocol as people write it, for messages
     link_kinds: ClassVar[tuple[str, ...]] = ("serial", "modbus_rtu")
+    # The usual factory setting of these meters (each driver's spec cites its sources), used
+    # when neither the meter's config nor its line's says otherwise.
+    default_baudrate: ClassVar[int] = 2400
+    default_parity: ClassVar[Literal["N", "E", "O"]] = "E"
 
     profile: str
     """The meter's shipped profile (which values it is read for)."""

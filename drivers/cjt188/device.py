@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Literal
 
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import DeviceUnavailableError
@@ -38,10 +37,6 @@ __all__ = ["Cjt188Meter", "ReplyMatcher"]
 
 log = logging.getLogger(__name__)
 
-# The usual factory setting of CJ/T 188 meters, used when neither the meter's config nor its
-# line's says otherwise (see drivers/cjt188/spec.py for the sources).
-DEFAULT_BAUDRATE = 2400
-DEFAULT_PARITY: Literal["E"] = "E"
 
 
 class ReplyMatcher:
@@ -89,8 +84,8 @@ class Cjt188Meter:
             line.line,
             baudrate=config.baudrate,
             parity=config.parity,
-            default_baudrate=DEFAULT_BAUDRATE,
-            default_parity=DEFAULT_PARITY,
+            default_baudrate=config.default_baudrate,
+            default_parity=config.default_parity,
         )
         units = {p.name: p.unit for p in self.profile.points}
         self._points: Mapping[str, PointInfo] = MappingProxyType(

@@ -19,7 +19,6 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Literal
 
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import DeviceUnavailableError
@@ -43,10 +42,6 @@ __all__ = ["Dlt645Meter", "reply_matcher"]
 
 log = logging.getLogger(__name__)
 
-# The usual factory setting of DL/T 645 meters, used when neither the meter's config nor its
-# line's says otherwise (see drivers/dlt645/spec.py for the sources).
-DEFAULT_BAUDRATE = 2400
-DEFAULT_PARITY: Literal["E"] = "E"
 
 
 # Error-word bit 1, "no requested data": the meter lacks the identifier (errors.ERROR_WORD_BITS).
@@ -109,8 +104,8 @@ class Dlt645Meter:
             line.line,
             baudrate=config.baudrate,
             parity=config.parity,
-            default_baudrate=DEFAULT_BAUDRATE,
-            default_parity=DEFAULT_PARITY,
+            default_baudrate=config.default_baudrate,
+            default_parity=config.default_parity,
         )
         names = config.point_names()
         self._entries = {name: self.profile.entries[name] for name in names}
