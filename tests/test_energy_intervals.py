@@ -395,3 +395,34 @@ def test_any_garbage_gives_contiguous_non_negative_intervals(
     for before, after in itertools.pairwise(out):
         assert before.end_ms == after.start_ms
     assert all(i.quality in ("measured", "estimated", "partial") for i in out)
+
+
+@pytest.mark.parametrize("reset_at", [7, 29, 31, 914])
+def test_thinning_keeps_both_sides_of_a_meter_reset_and_of_a_gap(reset_at: int) -> None:
+    """The report reads thinned rows and the live accounting every row: around a reset (the
+    counter restarts at 0) and a ten-minute gap both must see the same unknown step."""
+    energy = EnergyConfig.model_validate(
+        {
+            "max_step": "5m",
+            "meters": [
+                {"name": "main", "device": "meter", "point": "import_energy", "role": "main"}
+            ],
+        }
+    )
+    rows = []
+    value = 100.0
+    ts = START_MS
+    for n in range(1801):
+        ts = START_MS + n * 2000
+        if 1200 <= n < 1500:
+            continue  # ten minutes without a reading
+        value = (n - reset_at) * 0.02 if n >= reset_at else 100 + n * 0.02
+        rows.append(StoredReading(n, "meter", "import_energy", ts, value, "kWh", Quality.GOOD))
+    thinned = list(thin_rows(rows, 60_000))
+    assert len(thinned) < len(rows) // 10
+    full = build_intervals(rows, energy, tz=TZ)
+    thin = build_intervals(thinned, energy, tz=TZ)
+    assert [(i.start_ms, i.quality, i.flags) for i in thin] == [
+        (i.start_ms, i.quality, i.flags) for i in full
+    ]
+    assert [i.value for i in thin] == pytest.approx([i.value for i in full])

@@ -387,21 +387,45 @@ R = TypeVar("R", bound=ReadingRow)
 
 
 def thin_rows(rows: Iterable[R], every_ms: int) -> Iterator[R]:
-    """At most one good reading per point every `every_ms` (the first one).
+    """At most one good reading per point every `every_ms` (the first one), plus the readings
+    at the edges of what the accounting must see exactly.
 
     Energy needs no 2-second resolution, and a month of it is millions of rows. Keep `every_ms`
-    at most half of `max_step`, so a rejected spike does not turn into a gap.
+    at most half of `max_step`, so a rejected spike does not turn into a gap. Around a counter
+    going backwards (a reset or a replaced meter) and around a gap in the readings, the last
+    reading before and the first after are always kept: the live accounting sees every reading,
+    and a report thinned any other way would widen the unknown step it has to flag.
     """
     kept: dict[tuple[str, str], int] = {}
+    last: dict[tuple[str, str], R] = {}  # the latest good row seen per point
+    skipped: dict[tuple[str, str], bool] = {}  # whether that row was left out
     for row in rows:
         if not is_good(row):
             continue
         key = (row.device, row.point)
-        previous = kept.get(key)
-        if previous is not None and row.ts_ms - previous < every_ms:
-            continue
+        previous = last.get(key)
+        last[key] = row
+        if previous is not None:
+            edge = row.ts_ms - previous.ts_ms > every_ms or _went_down(previous.value, row.value)
+            if edge and skipped.get(key):
+                yield previous  # the edge's "before" side, left out a moment ago
+                kept[key] = previous.ts_ms
+            if not edge and row.ts_ms - kept[key] < every_ms:
+                skipped[key] = True
+                continue
         kept[key] = row.ts_ms
+        skipped[key] = False
         yield row
+
+
+def _went_down(before: object, after: object) -> bool:
+    numbers = (int, float)
+    return (
+        isinstance(before, numbers)
+        and isinstance(after, numbers)
+        and not isinstance(before, bool)
+        and after < before
+    )
 
 
 def build_intervals(
