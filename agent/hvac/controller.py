@@ -21,6 +21,10 @@ Each cycle (at every schedule boundary, and every `check_interval` between them)
    through a token bucket per device; read each write back, retry `verify_retries` times, then
    report a device fault (once, and once more when the device recovers).
 
+Each zone's room temperature (agent.hvac.room: its BLE room sensor while fresh, else its
+device's own point) is worked out every cycle, audited when its source changes, and carried by
+every write event; it is reported, not regulated on.
+
 Every write, refusal, clamp, local change, fault, clock step and command outcome is an audit
 event ``dict`` passed to the injected ``async def audit(event) -> None``; the sink must be local
 (e.g. the store), never wait on the uplink. A clamp is audited once per zone, source and value,
@@ -49,6 +53,7 @@ from agent.hvac.commands import CommandHandler, command_id_of
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.policy import apply_policy, zone_limits
 from agent.hvac.program import HvacConfig, LocalChangeRule, Mode, Season, ZoneConfig
+from agent.hvac.room import LatestSource, RoomTemperature, choose_room
 from agent.hvac.state import (
     ScheduleContext,
     Wanted,
@@ -111,6 +116,16 @@ class _TokenBucket:
         return max(0.0, (1.0 - self._tokens) / self._rate)
 
 
+@dataclass(frozen=True, slots=True)
+class _RoomWiring:
+    """Where a zone's room temperature comes from: a room sensor's latest measurement (a push
+    source that keeps it), else the zone device's own temperature point."""
+
+    sensor: LatestSource | None
+    point: str
+    own: _Ref | None
+
+
 @dataclass
 class _ZoneRuntime:
     expected: dict[str, Value] = field(default_factory=dict)  # what the device last held
@@ -134,6 +149,7 @@ class HvacController:
         time_trusted: Callable[[], bool] | None = None,
         overrides: OverrideBook | None = None,
         calendar: HolidayCalendar | None = None,
+        room_sensors: Mapping[str, object] | None = None,
     ) -> None:
         self.hvac = hvac
         self.tz = ZoneInfo(tz)
@@ -147,6 +163,14 @@ class HvacController:
         self._refs: dict[str, dict[str, _Ref]] = {
             zone: self._zone_refs(zone, config, devices) for zone, config in hvac.zones.items()
         }
+        self._rooms_from = {
+            zone: self._room_wiring(zone, config, devices, room_sensors or {})
+            for zone, config in hvac.zones.items()
+            if config.temperature is not None or config.room_sensor is not None
+        }
+        self.rooms: dict[str, RoomTemperature] = {}
+        """Each zone's room temperature in the last cycle, with its source (zones that have
+        one)."""
         self._outdoor: _Ref | None = None
         if hvac.season.outdoor is not None:
             rule = hvac.season.outdoor
@@ -191,6 +215,28 @@ class HvacController:
             if point is not None:
                 refs[role] = self._ref(devices, config.device, point, f"zone {zone}")
         return refs
+
+    def _room_wiring(
+        self,
+        zone: str,
+        config: ZoneConfig,
+        devices: Mapping[str, PolledDevice],
+        room_sensors: Mapping[str, object],
+    ) -> _RoomWiring:
+        own = None
+        if config.temperature is not None:
+            own = self._ref(devices, config.device, config.temperature, f"zone {zone}")
+        room = config.room_sensor_point()
+        if room is None:
+            return _RoomWiring(None, "", own)
+        name, point = room
+        sensor = room_sensors.get(name)
+        if not isinstance(sensor, LatestSource):
+            raise TypeError(
+                f"zone {zone}: room_sensor {name!r} is not a room sensor that keeps its latest "
+                "reading (a BLE sensor)"
+            )
+        return _RoomWiring(sensor, point, own)
 
     def context(self) -> ScheduleContext:
         """The schedule context of this moment: overrides in force and the live season."""
@@ -307,6 +353,7 @@ class HvacController:
         await self._update_season()
         context = self.context()
         readings = await self._read_all()
+        await self._update_rooms()
         self._deferred.clear()
         for zone in self.hvac.zones:
             await self._cycle_zone(zone, now, context, readings)
@@ -394,6 +441,82 @@ class HvacController:
                 }
             )
             self._season = season
+
+    # ---- room temperatures --------------------------------------------------------------------
+
+    async def _update_rooms(self) -> None:
+        """Each zone's room temperature: the room sensor's latest measurement while fresh, else
+        the device's own point (read only then); a change of source is audited and logged."""
+        mono = self._clock.monotonic()
+        sensed: dict[str, tuple[tuple[float, float] | None, float]] = {}
+        needed: list[_Ref] = []
+        for zone, wiring in self._rooms_from.items():
+            latest, stale_after = None, math.inf
+            if wiring.sensor is not None:
+                latest, stale_after = wiring.sensor.latest(wiring.point), wiring.sensor.stale_after
+            sensed[zone] = (latest, stale_after)
+            fresh = latest is not None and mono - latest[1] < stale_after
+            if wiring.own is not None and not fresh:
+                needed.append(wiring.own)
+        own = await self._read_optional(needed)
+        for zone, wiring in self._rooms_from.items():
+            latest, stale_after = sensed[zone]
+            value: float | str | None = None
+            if wiring.own is not None:
+                value = own.get((wiring.own.device.name, wiring.own.name))
+            room = choose_room(
+                self.hvac.zones[zone],
+                sensor=latest,
+                stale_after=stale_after,
+                now=mono,
+                own=value if isinstance(value, float) else None,
+                own_problem=value if isinstance(value, str) else "",
+            )
+            previous = self.rooms.get(zone)
+            self.rooms[zone] = room
+            if previous is not None and previous.source == room.source:
+                continue
+            note = f" ({room.note})" if room.note else ""
+            if previous is None:
+                log.info("zone %s: room temperature from %s%s", zone, room.source, note)
+            else:
+                log.warning(
+                    "zone %s: room temperature now from %s, was %s%s",
+                    zone,
+                    room.source,
+                    previous.source,
+                    note,
+                )
+            await self._audit(
+                {
+                    "event": "room_source",
+                    "zone": zone,
+                    "previous": None if previous is None else previous.source,
+                    **room.to_dict(),
+                }
+            )
+
+    @staticmethod
+    async def _read_optional(refs: list[_Ref]) -> dict[tuple[str, str], float | str]:
+        """The values of ``refs`` by (device, point), one read per device; a point that could
+        not be read maps to the sentence that says why (it makes no zone fault)."""
+        by_device: dict[str, list[_Ref]] = {}
+        for ref in refs:
+            by_device.setdefault(ref.device.name, []).append(ref)
+        found: dict[tuple[str, str], float | str] = {}
+        for name, group in by_device.items():
+            try:
+                readings = await group[0].device.read([ref.name for ref in group])
+            except DriverError as exc:
+                found.update({(name, ref.name): str(exc) for ref in group})
+                continue
+            for reading in readings:
+                value = reading.value
+                if reading.quality is Quality.GOOD and isinstance(value, int | float):
+                    found[(name, reading.point)] = float(value)
+                else:
+                    found[(name, reading.point)] = f"could not be read ({reading.quality.label})"
+        return found
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -686,6 +809,7 @@ class HvacController:
                             "reasons": reasons,
                             "attempts": attempt,
                             "verified": True,
+                            **self._room_of(zone),
                         }
                     )
                     log.info("zone %s: wrote %s = %s (%s)", zone, ref.name, value, source)
@@ -698,6 +822,12 @@ class HvacController:
             runtime.expected[role] = readback  # so the next cycle does not see a local change
         await self._fault(zone, role, f"{ref.name}: {reason}")
         return False
+
+    def _room_of(self, zone: str) -> dict[str, Any]:
+        """The zone's room temperature and its source, for an audit event (zones that have
+        one): the state of the room when the schedule acted on it."""
+        room = self.rooms.get(zone)
+        return {} if room is None else {"room": room.to_dict()}
 
     def _check_range(self, zone: str, role: str, value: Value) -> None:
         config = self.hvac.zones[zone]

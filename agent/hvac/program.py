@@ -27,6 +27,7 @@ from agent.core.suggest import did_you_mean
 __all__ = [
     "NATIONAL_COOLING_MIN_C",
     "NATIONAL_HEATING_MAX_C",
+    "ROOM_POINT",
     "CalendarConfig",
     "DaySpan",
     "Exemption",
@@ -54,6 +55,9 @@ NATIONAL_HEATING_MAX_C = 20.0  # ... and winter not above 20 °C
 
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ROOM_POINT = "temperature"  # a room sensor's point when `room_sensor` names only the device
+ROOM_SENSOR_PROTOCOLS = ("ble",)  # push sources that keep their latest measurement
+_ROOM_SENSOR = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[A-Za-z0-9_]+)?$")
 _MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -302,12 +306,37 @@ class ZoneConfig(ConfigModel):
     local_change: LocalChangeRule = LocalChangeRule.RESPECT
     """A change made at the thermostat: respect_until_boundary (keep it until the next schedule
     boundary) or reassert (write the schedule back at once). Policy limits apply to both."""
+    temperature: str | None = None
+    """The device's own room temperature point (°C), e.g. the thermostat's built-in sensor:
+    the zone's room temperature when it has no room_sensor, or while that one is stale."""
+    room_sensor: str | None = None
+    """A room sensor that measures the zone (e.g. a BLE thermometer under `devices`): its name,
+    or name.point (default point: temperature). Its latest reading is the zone's room
+    temperature while it is fresh (heard within the sensor's timeout); audit events and the
+    schedule preview name the source used."""
 
     @model_validator(mode="after")
     def _range(self) -> ZoneConfig:
         if self.setpoint_min >= self.setpoint_max:
             raise ValueError("setpoint_min must be below setpoint_max")
         return self
+
+    @field_validator("room_sensor")
+    @classmethod
+    def _room_sensor(cls, value: str | None) -> str | None:
+        if value is not None and not _ROOM_SENSOR.match(value):
+            raise ValueError(
+                f"{value!r} is not a device name or device.point, e.g. zone1_room or "
+                "zone1_room.temperature"
+            )
+        return value
+
+    def room_sensor_point(self) -> tuple[str, str] | None:
+        """The room sensor's device and point, or None."""
+        if self.room_sensor is None:
+            return None
+        device, _, point = self.room_sensor.partition(".")
+        return device, point or ROOM_POINT
 
 
 class PolicyConfig(ConfigModel):
@@ -620,6 +649,32 @@ def hvac_problems(
             problems.append(((*base, "device"), f"no device is named {zone.device!r}{hint}"))
         for role in ("setpoint", "mode", "on"):
             point_check((*base, role), zone.device, getattr(zone, role), write=True)
+        point_check((*base, "temperature"), zone.device, zone.temperature, write=False)
+        room = zone.room_sensor_point()
+        if room is not None:
+            sensor, point = room
+            if sensor not in by_name:
+                hint = did_you_mean(sensor, by_name)
+                problems.append(((*base, "room_sensor"), f"no device is named {sensor!r}{hint}"))
+            elif by_name[sensor].protocol not in ROOM_SENSOR_PROTOCOLS:
+                problems.append(
+                    (
+                        (*base, "room_sensor"),
+                        f"device {sensor!r} is not a room sensor that keeps its latest reading "
+                        f"(protocol {', '.join(ROOM_SENSOR_PROTOCOLS)}); a thermostat's own "
+                        "sensor goes under `temperature`",
+                    )
+                )
+            elif getattr(by_name[sensor], "zone", None) not in (None, name):
+                problems.append(
+                    (
+                        (*base, "room_sensor"),
+                        f"device {sensor!r} says it measures zone "
+                        f"{getattr(by_name[sensor], 'zone', None)!r}, not {name!r}",
+                    )
+                )
+            else:
+                point_check((*base, "room_sensor"), sensor, point, write=False)
         setpoints = hvac.level_setpoints(name)
         programme = hvac.zone_programme(name)
         values = [
