@@ -39,7 +39,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -133,6 +133,9 @@ class _ZoneRuntime:
     respected: Wanted | None = None  # the wanted state when the local change was respected
     faults: dict[str, str] = field(default_factory=dict)  # role (or "read") -> reason
     refused: set[tuple[str, Value]] = field(default_factory=set)
+    last_toggle: float | None = None  # monotonic time the on/off point last changed
+    deferred: Value | None = None  # an on/off value waiting for min_interval (audited once)
+    deferred_until: float | None = None  # monotonic time it may be written
 
 
 class HvacController:
@@ -372,6 +375,9 @@ class HvacController:
         mono = self._clock.monotonic()
         for device in self._limited:
             delay = min(delay, self._buckets[device].wait(mono))
+        for runtime in self._runtime.values():
+            if runtime.deferred_until is not None:
+                delay = min(delay, runtime.deferred_until - mono)
         return max(delay, MIN_DELAY_S)
 
     async def handle_command(
@@ -610,6 +616,8 @@ class HvacController:
                     ),
                 }
             )
+        if "on" in changed:
+            runtime.last_toggle = self._clock.monotonic()  # switched by hand: it counts too
         runtime.expected.update(current)
         if runtime.respect_until is not None and (
             now >= runtime.respect_until or not wanted.same_state(runtime.respected)
@@ -623,11 +631,30 @@ class HvacController:
             desired = self._desired(zone, wanted)
             source = "reassert" if changed else wanted.source
             reasons = wanted.reasons
+        await self._apply(zone, desired, current, source=source, reasons=reasons)
+
+    async def _apply(
+        self,
+        zone: str,
+        desired: Mapping[str, Value],
+        current: Mapping[str, Value],
+        *,
+        source: str,
+        reasons: list[str],
+    ) -> None:
+        """Write what differs, in order; the rest waits for the next cycle after the first
+        write that is not made (rate limit, fault, refusal, a toggle deferred)."""
+        if self._runtime[zone].deferred is not None and self._same(
+            self._refs[zone]["on"], current["on"], desired.get("on", current["on"])
+        ):
+            await self._drop_deferral(zone)
         for role in self._write_order(desired):
             value = desired[role]
             ref = self._refs[zone][role]
             if self._same(ref, current[role], value):
                 continue
+            if role == "on" and not await self._toggle_allowed(zone, value):
+                break
             written = await self._write(
                 zone, role, value, previous=current[role], source=source, reasons=reasons
             )
@@ -744,58 +771,34 @@ class HvacController:
         try:
             self._check_range(zone, role, value)
         except _Unwritable as exc:
-            if (role, value) not in runtime.refused:
-                runtime.refused.add((role, value))
-                log.warning("zone %s: refused to write %s: %s", zone, ref.name, exc)
-                await self._audit(
-                    {
-                        "event": "refused",
-                        "zone": zone,
-                        "device": device,
-                        "point": ref.name,
-                        "value": value,
-                        "reason": str(exc),
-                    }
-                )
+            await self._refuse(zone, role, value, str(exc))
             return False
         reason = ""
         readback: Value | None = None
         for attempt in range(1, self.hvac.verify_retries + 2):
-            if not self._buckets[device].take(self._clock.monotonic()):
-                self._deferred.add(device)
-                if device not in self._limited:
-                    self._limited.add(device)
-                    await self._audit(
-                        {
-                            "event": "rate_limited",
-                            "device": device,
-                            "writes_per_minute": self.hvac.writes_per_minute,
-                        }
-                    )
+            if not await self._take_token(device):
                 return False
             try:
                 await ref.device.write(ref.name, value)
+                if role == "on" and attempt == 1:
+                    runtime.last_toggle = self._clock.monotonic()
                 readback = await self._read_point(ref)
             except DriverError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                if role == "on" and isinstance(retry_after, int | float):
+                    # The device keeps a minimum interval of its own (a GPIO relay): a
+                    # deferral, not a fault.
+                    await self._defer(zone, value, float(retry_after), str(exc), by="device")
+                    return False
                 reason = str(exc)
             except ValueError as exc:  # the point cannot hold the value: nothing was written
-                if (role, value) not in runtime.refused:
-                    runtime.refused.add((role, value))
-                    log.warning("zone %s: refused to write %s: %s", zone, ref.name, exc)
-                    await self._audit(
-                        {
-                            "event": "refused",
-                            "zone": zone,
-                            "device": device,
-                            "point": ref.name,
-                            "value": value,
-                            "reason": str(exc),
-                        }
-                    )
+                await self._refuse(zone, role, value, str(exc))
                 return False
             else:
                 if self._same(ref, readback, value):
                     runtime.expected[role] = readback
+                    if role == "on":
+                        runtime.deferred = runtime.deferred_until = None
                     await self._audit(
                         {
                             "event": "write",
@@ -823,11 +826,101 @@ class HvacController:
         await self._fault(zone, role, f"{ref.name}: {reason}")
         return False
 
+    async def _take_token(self, device: str) -> bool:
+        """A write token of ``device``; without one the write waits (reported once)."""
+        if self._buckets[device].take(self._clock.monotonic()):
+            return True
+        self._deferred.add(device)
+        if device not in self._limited:
+            self._limited.add(device)
+            await self._audit(
+                {
+                    "event": "rate_limited",
+                    "device": device,
+                    "writes_per_minute": self.hvac.writes_per_minute,
+                }
+            )
+        return False
+
+    # ---- minimum interval of the on/off point -------------------------------------------------
+
+    async def _toggle_allowed(self, zone: str, value: Value) -> bool:
+        """Whether the zone's on/off point may change now (its min_interval); a toggle asked
+        sooner is deferred and audited once."""
+        minimum = self.hvac.zones[zone].min_interval
+        last = self._runtime[zone].last_toggle
+        if last is None or minimum is None:
+            return True
+        since = self._clock.monotonic() - last
+        if since >= minimum:
+            return True
+        reason = f"switched {since:.0f} s ago; the zone's min_interval is {minimum:g} s"
+        await self._defer(zone, value, minimum - since, reason, by="zone")
+        return False
+
+    async def _defer(self, zone: str, value: Value, wait: float, reason: str, *, by: str) -> None:
+        runtime = self._runtime[zone]
+        runtime.deferred_until = self._clock.monotonic() + wait
+        if runtime.deferred is not None and runtime.deferred == value:
+            return  # the same toggle, still waiting: audited when first deferred
+        runtime.deferred = value
+        ref = self._refs[zone]["on"]
+        until = None if self.now is None else self.now + timedelta(seconds=wait)
+        log.info("zone %s: switching %s deferred by %.0f s: %s", zone, ref.name, wait, reason)
+        await self._audit(
+            {
+                "event": "toggle_deferred",
+                "zone": zone,
+                "device": ref.device.name,
+                "point": ref.name,
+                "value": bool(value),
+                "by": by,  # zone: the zone's min_interval; device: the device refused
+                "wait_s": round(wait, 1),
+                "until": None if until is None else until.astimezone(self.tz).isoformat(),
+                "reason": reason,
+            }
+        )
+
+    async def _drop_deferral(self, zone: str) -> None:
+        """The wanted state went back before a deferred toggle could be made: it never is."""
+        runtime = self._runtime[zone]
+        value, runtime.deferred, runtime.deferred_until = runtime.deferred, None, None
+        ref = self._refs[zone]["on"]
+        await self._audit(
+            {
+                "event": "toggle_dropped",
+                "zone": zone,
+                "device": ref.device.name,
+                "point": ref.name,
+                "value": None if value is None else bool(value),
+                "reason": "the wanted state went back before the toggle was allowed",
+            }
+        )
+
     def _room_of(self, zone: str) -> dict[str, Any]:
         """The zone's room temperature and its source, for an audit event (zones that have
         one): the state of the room when the schedule acted on it."""
         room = self.rooms.get(zone)
         return {} if room is None else {"room": room.to_dict()}
+
+    async def _refuse(self, zone: str, role: str, value: Value, reason: str) -> None:
+        """A value the controller will not write: audited once per zone, role and value."""
+        runtime = self._runtime[zone]
+        if (role, value) in runtime.refused:
+            return
+        runtime.refused.add((role, value))
+        ref = self._refs[zone][role]
+        log.warning("zone %s: refused to write %s: %s", zone, ref.name, reason)
+        await self._audit(
+            {
+                "event": "refused",
+                "zone": zone,
+                "device": ref.device.name,
+                "point": ref.name,
+                "value": value,
+                "reason": reason,
+            }
+        )
 
     def _check_range(self, zone: str, role: str, value: Value) -> None:
         config = self.hvac.zones[zone]

@@ -83,9 +83,10 @@ def preview_rows(
             wanted = wanted_state(zone, at, context)
             end = min(next_boundary(zone, at, context), last)
             setpoint = wanted.setpoint
-            row = PreviewRow(
-                zone, at, end, wanted.mode.value, setpoint, wanted.on, wanted.reasons, room
-            )
+            mode = wanted.mode.value
+            if hvac.zones[zone].kind == "switch":
+                mode = "on" if wanted.on else "off"  # a switch has no mode: on or off
+            row = PreviewRow(zone, at, end, mode, setpoint, wanted.on, wanted.reasons, room)
             previous = rows[-1] if rows else None
             if (
                 previous is not None
