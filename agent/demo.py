@@ -210,6 +210,13 @@ async def _frame(agent: Agent, elapsed: float) -> str:
                 break
             values = candidate
         lines.append(f"{name:<16} {state:<4} {values}")
+    if agent.hvac is not None and agent.hvac.rooms:
+        # Where each zone's room temperature comes from: the BLE sensor, or the fallback.
+        rooms = [
+            f"{zone} {'—' if room.value is None else f'{room.value:.1f} °C'} ({room.source})"
+            for zone, room in agent.hvac.rooms.items()
+        ]
+        lines.append("rooms: " + ", ".join(rooms))
     sync = "no uplink"
     if agent.uplink is not None:
         last = agent.uplink.last_sync_ms

@@ -486,7 +486,10 @@ class HvacController:
             if previous is None:
                 log.info("zone %s: room temperature from %s%s", zone, room.source, note)
             else:
-                log.warning(
+                # Falling back is worth a warning; coming back to the preferred source is not.
+                level = logging.WARNING if room.note else logging.INFO
+                log.log(
+                    level,
                     "zone %s: room temperature now from %s, was %s%s",
                     zone,
                     room.source,
