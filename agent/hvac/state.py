@@ -8,7 +8,8 @@ The wanted state comes from, in order: the calendar (what kind of day), the zone
 policy clamp last, whatever the source. Levels by season: comfort runs the season's mode at the
 level's setpoint; setback does the same at the setback setpoint, except in the ventilation season
 where it is off; off is off. A day's periods start at their start times; before the day's first
-period the zone is off.
+period the zone is off. A zone of kind switch (a relay, a coil) ignores the season: it is on in
+every period that is not off; an override with mode off switches it off, any other on.
 """
 
 from __future__ import annotations
