@@ -15,6 +15,8 @@ import io
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +39,7 @@ from tests.helpers import DEMO_YAML
 from tests.test_gpio_pulses import T0, EdgeTime, drive, eventually, reed_pulse
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+EDGE_AGENT = Path(sys.executable).with_name("edge-agent")  # the installed copy
 METER = (
     "canteen_hot_water"  # the demo's pulse meter, by name, so the demo's energy section reads it
 )
@@ -245,3 +248,28 @@ async def test_the_energy_report_shows_the_pulse_meters_water_per_interval(
         report
     )
     assert any(METER in line and "Completeness" in line for line in report.splitlines())
+
+    # `edge-agent energy --intervals`, the installed command: the meter's m3 per interval.
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        [str(EDGE_AGENT), "energy", "--config", str(DEMO_YAML), "--db", str(db),
+         "--from", "2026-03-02", "--intervals"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    at = lines.index(f"{METER} (water, m3): 3 intervals")
+    assert [line.split() for line in lines[at + 1 : at + 4]] == [
+        ["2026-03-02", "09:00", "-", "09:15", "0.3000", "m3", "measured"],
+        ["2026-03-02", "09:15", "-", "09:30", "0.6000", "m3", "measured"],
+        ["2026-03-02", "09:30", "-", "09:45", "0.0000", "m3", "measured"],
+    ]
+    assert "main_import (electricity, kWh): 0 intervals" in lines
+    out = io.StringIO()
+    print_energy_report(
+        demo.energy, site=demo.site, db=db, start="2026-03-02", as_csv=True, intervals=True,
+        out=out, now=clock.now_ms(),
+    )  # fmt: skip
+    rows_csv = [line for line in out.getvalue().splitlines() if line.startswith(METER)]
+    utc = "2026-03-02T01:15:00.000Z,2026-03-02T01:30:00.000Z"  # 09:15-09:30 in Shanghai
+    assert rows_csv[1] == f"{METER},{utc},0.6,m3,measured,"
