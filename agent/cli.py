@@ -108,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     energy.add_argument("--count", type=int, default=1, help="number of periods (default 1)")
     energy.add_argument("--csv", action="store_true", help="one row per figure, for spreadsheets")
+    energy.add_argument(
+        "--intervals",
+        action="store_true",
+        help="each meter's base intervals (e.g. 15 min, in m3 or kWh) instead of the totals",
+    )
 
     comfort = sub.add_parser(
         "comfort",
@@ -239,6 +244,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             start=args.start,
             count=args.count,
             as_csv=args.csv,
+            intervals=args.intervals,
             out=sys.stdout,
         )
     if command == "comfort":

@@ -68,6 +68,16 @@ def _retarget(
         assert isinstance(line, SerialLinkConfig)
         buses[name] = line.model_copy(update={"port": path})
     update: dict[str, object] = {"buses": buses, "devices": devices}
+    kept = {d.name for d in devices}
+    if config.hvac is not None:
+        # Zones whose room sensor was left out fall back to their controller's own sensor.
+        zones = {
+            name: zone
+            if zone.room_sensor is None or zone.room_sensor.partition(".")[0] in kept
+            else zone.model_copy(update={"room_sensor": None})
+            for name, zone in config.hvac.zones.items()
+        }
+        update["hvac"] = config.hvac.model_copy(update={"zones": zones})
     if mqtt_url is not None:
         update["uplink"] = UplinkConfig(url=mqtt_url)
     return config.model_copy(update=update)
@@ -200,6 +210,13 @@ async def _frame(agent: Agent, elapsed: float) -> str:
                 break
             values = candidate
         lines.append(f"{name:<16} {state:<4} {values}")
+    if agent.hvac is not None and agent.hvac.rooms:
+        # Where each zone's room temperature comes from: the BLE sensor, or the fallback.
+        rooms = [
+            f"{zone} {'—' if room.value is None else f'{room.value:.1f} °C'} ({room.source})"
+            for zone, room in agent.hvac.rooms.items()
+        ]
+        lines.append("rooms: " + ", ".join(rooms))
     sync = "no uplink"
     if agent.uplink is not None:
         last = agent.uplink.last_sync_ms

@@ -135,6 +135,7 @@ class Agent:
                     audit=self._audit,
                     clock=self.clock,
                     overrides=await self._saved_overrides(),
+                    room_sensors=self.push_sources,  # BLE sensors keep their latest reading
                 )
             if cfg.energy is not None and cfg.energy.meters:
                 self.energy = EnergyLive(

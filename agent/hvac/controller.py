@@ -21,6 +21,10 @@ Each cycle (at every schedule boundary, and every `check_interval` between them)
    through a token bucket per device; read each write back, retry `verify_retries` times, then
    report a device fault (once, and once more when the device recovers).
 
+Each zone's room temperature (agent.hvac.room: its BLE room sensor while fresh, else its
+device's own point) is worked out every cycle, audited when its source changes, and carried by
+every write event; it is reported, not regulated on.
+
 Every write, refusal, clamp, local change, fault, clock step and command outcome is an audit
 event ``dict`` passed to the injected ``async def audit(event) -> None``; the sink must be local
 (e.g. the store), never wait on the uplink. A clamp is audited once per zone, source and value,
@@ -35,7 +39,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,6 +53,7 @@ from agent.hvac.commands import CommandHandler, command_id_of
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.policy import apply_policy, zone_limits
 from agent.hvac.program import HvacConfig, LocalChangeRule, Mode, Season, ZoneConfig
+from agent.hvac.room import LatestSource, RoomTemperature, choose_room
 from agent.hvac.state import (
     ScheduleContext,
     Wanted,
@@ -111,6 +116,16 @@ class _TokenBucket:
         return max(0.0, (1.0 - self._tokens) / self._rate)
 
 
+@dataclass(frozen=True, slots=True)
+class _RoomWiring:
+    """Where a zone's room temperature comes from: a room sensor's latest measurement (a push
+    source that keeps it), else the zone device's own temperature point."""
+
+    sensor: LatestSource | None
+    point: str
+    own: _Ref | None
+
+
 @dataclass
 class _ZoneRuntime:
     expected: dict[str, Value] = field(default_factory=dict)  # what the device last held
@@ -118,6 +133,9 @@ class _ZoneRuntime:
     respected: Wanted | None = None  # the wanted state when the local change was respected
     faults: dict[str, str] = field(default_factory=dict)  # role (or "read") -> reason
     refused: set[tuple[str, Value]] = field(default_factory=set)
+    last_toggle: float | None = None  # monotonic time the on/off point last changed
+    deferred: Value | None = None  # an on/off value waiting for min_interval (audited once)
+    deferred_until: float | None = None  # monotonic time it may be written
 
 
 class HvacController:
@@ -134,6 +152,7 @@ class HvacController:
         time_trusted: Callable[[], bool] | None = None,
         overrides: OverrideBook | None = None,
         calendar: HolidayCalendar | None = None,
+        room_sensors: Mapping[str, object] | None = None,
     ) -> None:
         self.hvac = hvac
         self.tz = ZoneInfo(tz)
@@ -147,6 +166,14 @@ class HvacController:
         self._refs: dict[str, dict[str, _Ref]] = {
             zone: self._zone_refs(zone, config, devices) for zone, config in hvac.zones.items()
         }
+        self._rooms_from = {
+            zone: self._room_wiring(zone, config, devices, room_sensors or {})
+            for zone, config in hvac.zones.items()
+            if config.temperature is not None or config.room_sensor is not None
+        }
+        self.rooms: dict[str, RoomTemperature] = {}
+        """Each zone's room temperature in the last cycle, with its source (zones that have
+        one)."""
         self._outdoor: _Ref | None = None
         if hvac.season.outdoor is not None:
             rule = hvac.season.outdoor
@@ -191,6 +218,28 @@ class HvacController:
             if point is not None:
                 refs[role] = self._ref(devices, config.device, point, f"zone {zone}")
         return refs
+
+    def _room_wiring(
+        self,
+        zone: str,
+        config: ZoneConfig,
+        devices: Mapping[str, PolledDevice],
+        room_sensors: Mapping[str, object],
+    ) -> _RoomWiring:
+        own = None
+        if config.temperature is not None:
+            own = self._ref(devices, config.device, config.temperature, f"zone {zone}")
+        room = config.room_sensor_point()
+        if room is None:
+            return _RoomWiring(None, "", own)
+        name, point = room
+        sensor = room_sensors.get(name)
+        if not isinstance(sensor, LatestSource):
+            raise TypeError(
+                f"zone {zone}: room_sensor {name!r} is not a room sensor that keeps its latest "
+                "reading (a BLE sensor)"
+            )
+        return _RoomWiring(sensor, point, own)
 
     def context(self) -> ScheduleContext:
         """The schedule context of this moment: overrides in force and the live season."""
@@ -307,6 +356,7 @@ class HvacController:
         await self._update_season()
         context = self.context()
         readings = await self._read_all()
+        await self._update_rooms()
         self._deferred.clear()
         for zone in self.hvac.zones:
             await self._cycle_zone(zone, now, context, readings)
@@ -325,6 +375,9 @@ class HvacController:
         mono = self._clock.monotonic()
         for device in self._limited:
             delay = min(delay, self._buckets[device].wait(mono))
+        for runtime in self._runtime.values():
+            if runtime.deferred_until is not None:
+                delay = min(delay, runtime.deferred_until - mono)
         return max(delay, MIN_DELAY_S)
 
     async def handle_command(
@@ -394,6 +447,85 @@ class HvacController:
                 }
             )
             self._season = season
+
+    # ---- room temperatures --------------------------------------------------------------------
+
+    async def _update_rooms(self) -> None:
+        """Each zone's room temperature: the room sensor's latest measurement while fresh, else
+        the device's own point (read only then); a change of source is audited and logged."""
+        mono = self._clock.monotonic()
+        sensed: dict[str, tuple[tuple[float, float] | None, float]] = {}
+        needed: list[_Ref] = []
+        for zone, wiring in self._rooms_from.items():
+            latest, stale_after = None, math.inf
+            if wiring.sensor is not None:
+                latest, stale_after = wiring.sensor.latest(wiring.point), wiring.sensor.stale_after
+            sensed[zone] = (latest, stale_after)
+            fresh = latest is not None and mono - latest[1] < stale_after
+            if wiring.own is not None and not fresh:
+                needed.append(wiring.own)
+        own = await self._read_optional(needed)
+        for zone, wiring in self._rooms_from.items():
+            latest, stale_after = sensed[zone]
+            value: float | str | None = None
+            if wiring.own is not None:
+                value = own.get((wiring.own.device.name, wiring.own.name))
+            room = choose_room(
+                self.hvac.zones[zone],
+                sensor=latest,
+                stale_after=stale_after,
+                now=mono,
+                own=value if isinstance(value, float) else None,
+                own_problem=value if isinstance(value, str) else "",
+            )
+            previous = self.rooms.get(zone)
+            self.rooms[zone] = room
+            if previous is not None and previous.source == room.source:
+                continue
+            note = f" ({room.note})" if room.note else ""
+            if previous is None:
+                log.info("zone %s: room temperature from %s%s", zone, room.source, note)
+            else:
+                # Falling back is worth a warning; coming back to the preferred source is not.
+                level = logging.WARNING if room.note else logging.INFO
+                log.log(
+                    level,
+                    "zone %s: room temperature now from %s, was %s%s",
+                    zone,
+                    room.source,
+                    previous.source,
+                    note,
+                )
+            await self._audit(
+                {
+                    "event": "room_source",
+                    "zone": zone,
+                    "previous": None if previous is None else previous.source,
+                    **room.to_dict(),
+                }
+            )
+
+    @staticmethod
+    async def _read_optional(refs: list[_Ref]) -> dict[tuple[str, str], float | str]:
+        """The values of ``refs`` by (device, point), one read per device; a point that could
+        not be read maps to the sentence that says why (it makes no zone fault)."""
+        by_device: dict[str, list[_Ref]] = {}
+        for ref in refs:
+            by_device.setdefault(ref.device.name, []).append(ref)
+        found: dict[tuple[str, str], float | str] = {}
+        for name, group in by_device.items():
+            try:
+                readings = await group[0].device.read([ref.name for ref in group])
+            except DriverError as exc:
+                found.update({(name, ref.name): str(exc) for ref in group})
+                continue
+            for reading in readings:
+                value = reading.value
+                if reading.quality is Quality.GOOD and isinstance(value, int | float):
+                    found[(name, reading.point)] = float(value)
+                else:
+                    found[(name, reading.point)] = f"could not be read ({reading.quality.label})"
+        return found
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -487,6 +619,8 @@ class HvacController:
                     ),
                 }
             )
+        if "on" in changed:
+            runtime.last_toggle = self._clock.monotonic()  # switched by hand: it counts too
         runtime.expected.update(current)
         if runtime.respect_until is not None and (
             now >= runtime.respect_until or not wanted.same_state(runtime.respected)
@@ -500,11 +634,30 @@ class HvacController:
             desired = self._desired(zone, wanted)
             source = "reassert" if changed else wanted.source
             reasons = wanted.reasons
+        await self._apply(zone, desired, current, source=source, reasons=reasons)
+
+    async def _apply(
+        self,
+        zone: str,
+        desired: Mapping[str, Value],
+        current: Mapping[str, Value],
+        *,
+        source: str,
+        reasons: list[str],
+    ) -> None:
+        """Write what differs, in order; the rest waits for the next cycle after the first
+        write that is not made (rate limit, fault, refusal, a toggle deferred)."""
+        if self._runtime[zone].deferred is not None and self._same(
+            self._refs[zone]["on"], current["on"], desired.get("on", current["on"])
+        ):
+            await self._drop_deferral(zone)
         for role in self._write_order(desired):
             value = desired[role]
             ref = self._refs[zone][role]
             if self._same(ref, current[role], value):
                 continue
+            if role == "on" and not await self._toggle_allowed(zone, value):
+                break
             written = await self._write(
                 zone, role, value, previous=current[role], source=source, reasons=reasons
             )
@@ -621,58 +774,34 @@ class HvacController:
         try:
             self._check_range(zone, role, value)
         except _Unwritable as exc:
-            if (role, value) not in runtime.refused:
-                runtime.refused.add((role, value))
-                log.warning("zone %s: refused to write %s: %s", zone, ref.name, exc)
-                await self._audit(
-                    {
-                        "event": "refused",
-                        "zone": zone,
-                        "device": device,
-                        "point": ref.name,
-                        "value": value,
-                        "reason": str(exc),
-                    }
-                )
+            await self._refuse(zone, role, value, str(exc))
             return False
         reason = ""
         readback: Value | None = None
         for attempt in range(1, self.hvac.verify_retries + 2):
-            if not self._buckets[device].take(self._clock.monotonic()):
-                self._deferred.add(device)
-                if device not in self._limited:
-                    self._limited.add(device)
-                    await self._audit(
-                        {
-                            "event": "rate_limited",
-                            "device": device,
-                            "writes_per_minute": self.hvac.writes_per_minute,
-                        }
-                    )
+            if not await self._take_token(device):
                 return False
             try:
                 await ref.device.write(ref.name, value)
+                if role == "on" and attempt == 1:
+                    runtime.last_toggle = self._clock.monotonic()
                 readback = await self._read_point(ref)
             except DriverError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                if role == "on" and isinstance(retry_after, int | float):
+                    # The device keeps a minimum interval of its own (a GPIO relay): a
+                    # deferral, not a fault.
+                    await self._defer(zone, value, float(retry_after), str(exc), by="device")
+                    return False
                 reason = str(exc)
             except ValueError as exc:  # the point cannot hold the value: nothing was written
-                if (role, value) not in runtime.refused:
-                    runtime.refused.add((role, value))
-                    log.warning("zone %s: refused to write %s: %s", zone, ref.name, exc)
-                    await self._audit(
-                        {
-                            "event": "refused",
-                            "zone": zone,
-                            "device": device,
-                            "point": ref.name,
-                            "value": value,
-                            "reason": str(exc),
-                        }
-                    )
+                await self._refuse(zone, role, value, str(exc))
                 return False
             else:
                 if self._same(ref, readback, value):
                     runtime.expected[role] = readback
+                    if role == "on":
+                        runtime.deferred = runtime.deferred_until = None
                     await self._audit(
                         {
                             "event": "write",
@@ -686,6 +815,7 @@ class HvacController:
                             "reasons": reasons,
                             "attempts": attempt,
                             "verified": True,
+                            **self._room_of(zone),
                         }
                     )
                     log.info("zone %s: wrote %s = %s (%s)", zone, ref.name, value, source)
@@ -698,6 +828,102 @@ class HvacController:
             runtime.expected[role] = readback  # so the next cycle does not see a local change
         await self._fault(zone, role, f"{ref.name}: {reason}")
         return False
+
+    async def _take_token(self, device: str) -> bool:
+        """A write token of ``device``; without one the write waits (reported once)."""
+        if self._buckets[device].take(self._clock.monotonic()):
+            return True
+        self._deferred.add(device)
+        if device not in self._limited:
+            self._limited.add(device)
+            await self._audit(
+                {
+                    "event": "rate_limited",
+                    "device": device,
+                    "writes_per_minute": self.hvac.writes_per_minute,
+                }
+            )
+        return False
+
+    # ---- minimum interval of the on/off point -------------------------------------------------
+
+    async def _toggle_allowed(self, zone: str, value: Value) -> bool:
+        """Whether the zone's on/off point may change now (its min_interval); a toggle asked
+        sooner is deferred and audited once."""
+        minimum = self.hvac.zones[zone].min_interval
+        last = self._runtime[zone].last_toggle
+        if last is None or minimum is None:
+            return True
+        since = self._clock.monotonic() - last
+        if since >= minimum:
+            return True
+        reason = f"switched {since:.0f} s ago; the zone's min_interval is {minimum:g} s"
+        await self._defer(zone, value, minimum - since, reason, by="zone")
+        return False
+
+    async def _defer(self, zone: str, value: Value, wait: float, reason: str, *, by: str) -> None:
+        runtime = self._runtime[zone]
+        runtime.deferred_until = self._clock.monotonic() + wait
+        if runtime.deferred is not None and runtime.deferred == value:
+            return  # the same toggle, still waiting: audited when first deferred
+        runtime.deferred = value
+        ref = self._refs[zone]["on"]
+        until = None if self.now is None else self.now + timedelta(seconds=wait)
+        log.info("zone %s: switching %s deferred by %.0f s: %s", zone, ref.name, wait, reason)
+        await self._audit(
+            {
+                "event": "toggle_deferred",
+                "zone": zone,
+                "device": ref.device.name,
+                "point": ref.name,
+                "value": bool(value),
+                "by": by,  # zone: the zone's min_interval; device: the device refused
+                "wait_s": round(wait, 1),
+                "until": None if until is None else until.astimezone(self.tz).isoformat(),
+                "reason": reason,
+            }
+        )
+
+    async def _drop_deferral(self, zone: str) -> None:
+        """The wanted state went back before a deferred toggle could be made: it never is."""
+        runtime = self._runtime[zone]
+        value, runtime.deferred, runtime.deferred_until = runtime.deferred, None, None
+        ref = self._refs[zone]["on"]
+        await self._audit(
+            {
+                "event": "toggle_dropped",
+                "zone": zone,
+                "device": ref.device.name,
+                "point": ref.name,
+                "value": None if value is None else bool(value),
+                "reason": "the wanted state went back before the toggle was allowed",
+            }
+        )
+
+    def _room_of(self, zone: str) -> dict[str, Any]:
+        """The zone's room temperature and its source, for an audit event (zones that have
+        one): the state of the room when the schedule acted on it."""
+        room = self.rooms.get(zone)
+        return {} if room is None else {"room": room.to_dict()}
+
+    async def _refuse(self, zone: str, role: str, value: Value, reason: str) -> None:
+        """A value the controller will not write: audited once per zone, role and value."""
+        runtime = self._runtime[zone]
+        if (role, value) in runtime.refused:
+            return
+        runtime.refused.add((role, value))
+        ref = self._refs[zone][role]
+        log.warning("zone %s: refused to write %s: %s", zone, ref.name, reason)
+        await self._audit(
+            {
+                "event": "refused",
+                "zone": zone,
+                "device": ref.device.name,
+                "point": ref.name,
+                "value": value,
+                "reason": reason,
+            }
+        )
 
     def _check_range(self, zone: str, role: str, value: Value) -> None:
         config = self.hvac.zones[zone]

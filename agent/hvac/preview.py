@@ -3,7 +3,9 @@
     edge-agent schedule preview --config site.yaml [--from 2026-01-01] [--days 7] [--json]
 
 Each row is one zone over one interval with a constant wanted state: mode, setpoint, on, and
-the reasons (kind of day — holiday, make-up workday —, period, season, override, clamp).
+the reasons (kind of day — holiday, make-up workday —, period, season, override, clamp), and
+where the zone's room temperature comes from (its room sensor while fresh, else its device's
+own point: agent.hvac.room), as the controller's audit events name it.
 A season decided by outdoor temperature is shown by its date spans, the fallback the
 controller also uses without a reading.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from agent.hvac.overrides import Override
 from agent.hvac.program import HvacConfig
+from agent.hvac.room import room_sources
 from agent.hvac.state import ScheduleContext, next_boundary, wanted_state
 
 __all__ = ["EX_CONFIG", "PreviewRow", "format_rows", "preview_rows", "to_json"]
@@ -37,9 +40,10 @@ class PreviewRow:
     setpoint: float | None
     on: bool
     reasons: list[str]
+    room: tuple[str, ...] = ()  # the zone's room temperature sources, preferred first
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "zone": self.zone,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -48,6 +52,9 @@ class PreviewRow:
             "on": self.on,
             "reasons": self.reasons,
         }
+        if self.room:  # only zones with a room temperature source carry the key
+            found["room_temperature"] = list(self.room)
+        return found
 
 
 def preview_rows(
@@ -70,12 +77,16 @@ def preview_rows(
     last = datetime.combine(start + timedelta(days=days), time(0), tzinfo=context.tz)
     rows: list[PreviewRow] = []
     for zone in hvac.zones:
+        room = tuple(room_sources(hvac.zones[zone]))
         at = first
         while at < last:
             wanted = wanted_state(zone, at, context)
             end = min(next_boundary(zone, at, context), last)
             setpoint = wanted.setpoint
-            row = PreviewRow(zone, at, end, wanted.mode.value, setpoint, wanted.on, wanted.reasons)
+            mode = wanted.mode.value
+            if hvac.zones[zone].kind == "switch":
+                mode = "on" if wanted.on else "off"  # a switch has no mode: on or off
+            row = PreviewRow(zone, at, end, mode, setpoint, wanted.on, wanted.reasons, room)
             previous = rows[-1] if rows else None
             if (
                 previous is not None
@@ -85,7 +96,7 @@ def preview_rows(
                 == (row.mode, row.setpoint, row.on, row.reasons)
             ):
                 rows[-1] = PreviewRow(
-                    zone, previous.start, end, row.mode, setpoint, row.on, row.reasons
+                    zone, previous.start, end, row.mode, setpoint, row.on, row.reasons, room
                 )
             else:
                 rows.append(row)
@@ -120,7 +131,8 @@ def format_rows(rows: list[PreviewRow], warnings: list[str] | None = None) -> st
     for row in rows:
         if row.zone != zone:
             zone = row.zone
-            lines.append(f"{zone}:")
+            room = ", else ".join(row.room)
+            lines.append(f"{zone}:" + (f" (room temperature: {room})" if room else ""))
         span = f"{_when(row.start)} - {_when(row.end, after=row.start)}"
         lines.append(f"  {span:<34} {_state(row):<14} {'; '.join(row.reasons)}")
     return "\n".join(lines) + "\n"

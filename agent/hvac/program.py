@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, time, timedelta
 from typing import Annotated, Literal
 
@@ -27,6 +27,7 @@ from agent.core.suggest import did_you_mean
 __all__ = [
     "NATIONAL_COOLING_MIN_C",
     "NATIONAL_HEATING_MAX_C",
+    "ROOM_POINT",
     "CalendarConfig",
     "DaySpan",
     "Exemption",
@@ -54,6 +55,9 @@ NATIONAL_HEATING_MAX_C = 20.0  # ... and winter not above 20 °C
 
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ROOM_POINT = "temperature"  # a room sensor's point when `room_sensor` names only the device
+ROOM_SENSOR_PROTOCOLS = ("ble",)  # push sources that keep their latest measurement
+_ROOM_SENSOR = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[A-Za-z0-9_]+)?$")
 _MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -279,14 +283,23 @@ class Exemption(ConfigModel):
 
 
 class ZoneConfig(ConfigModel):
-    """One controlled zone: which device points hold its setpoint, mode and on/off."""
+    """One controlled zone: which device points hold its setpoint, mode and on/off; or, of
+    `kind: switch`, one on/off output (a relay, a contactor's coil) run on the same schedule."""
 
+    kind: Literal["hvac", "switch"] = "hvac"
+    """hvac: a unit with a setpoint (and mode) run by the season; switch: an on/off output (a
+    water heater, corridor lighting) that is on in every period that is not off, whatever the
+    season, and off otherwise. An override with mode off switches it off, any other on."""
     device: str
     """Name of the device (under `devices`) that controls the zone."""
-    setpoint: str
-    """The device's setpoint point (°C, declared writable)."""
+    setpoint: str | None = None
+    """The device's setpoint point (°C, declared writable); required for kind hvac."""
     on: str
-    """The device's on/off point (a coil or a 0/1 register, declared writable)."""
+    """The device's on/off point (a coil, a 0/1 register or a relay, declared writable)."""
+    min_interval: Duration | None = None
+    """The on/off point is never switched more often than this (a contactor's life, a
+    compressor's short-cycling): a switch asked sooner is deferred, and audited. Default: no
+    minimum here (a relay device's own min_interval applies regardless)."""
     mode: str | None = None
     """The device's mode point; without it the unit's own mode stands and is not written."""
     mode_values: ModeValues = ModeValues()
@@ -302,12 +315,51 @@ class ZoneConfig(ConfigModel):
     local_change: LocalChangeRule = LocalChangeRule.RESPECT
     """A change made at the thermostat: respect_until_boundary (keep it until the next schedule
     boundary) or reassert (write the schedule back at once). Policy limits apply to both."""
+    temperature: str | None = None
+    """The device's own room temperature point (°C), e.g. the thermostat's built-in sensor:
+    the zone's room temperature when it has no room_sensor, or while that one is stale."""
+    room_sensor: str | None = None
+    """A room sensor that measures the zone (e.g. a BLE thermometer under `devices`): its name,
+    or name.point (default point: temperature). Its latest reading is the zone's room
+    temperature while it is fresh (heard within the sensor's timeout); audit events and the
+    schedule preview name the source used."""
 
     @model_validator(mode="after")
     def _range(self) -> ZoneConfig:
         if self.setpoint_min >= self.setpoint_max:
             raise ValueError("setpoint_min must be below setpoint_max")
+        if self.kind == "hvac" and self.setpoint is None:
+            raise ValueError(
+                "an hvac zone needs its `setpoint` point; an on/off output is `kind: switch`"
+            )
+        if self.kind == "switch":
+            extra = [
+                key
+                for key in ("setpoint", "mode", "temperature", "room_sensor", "exemption")
+                if getattr(self, key) is not None
+            ]
+            if extra:
+                raise ValueError(
+                    f"a switch zone is only on or off: remove {', '.join(extra)}"
+                )
         return self
+
+    @field_validator("room_sensor")
+    @classmethod
+    def _room_sensor(cls, value: str | None) -> str | None:
+        if value is not None and not _ROOM_SENSOR.match(value):
+            raise ValueError(
+                f"{value!r} is not a device name or device.point, e.g. zone1_room or "
+                "zone1_room.temperature"
+            )
+        return value
+
+    def room_sensor_point(self) -> tuple[str, str] | None:
+        """The room sensor's device and point, or None."""
+        if self.room_sensor is None:
+            return None
+        device, _, point = self.room_sensor.partition(".")
+        return device, point or ROOM_POINT
 
 
 class PolicyConfig(ConfigModel):
@@ -620,6 +672,10 @@ def hvac_problems(
             problems.append(((*base, "device"), f"no device is named {zone.device!r}{hint}"))
         for role in ("setpoint", "mode", "on"):
             point_check((*base, role), zone.device, getattr(zone, role), write=True)
+        point_check((*base, "temperature"), zone.device, zone.temperature, write=False)
+        problems.extend(_room_sensor_problems(name, zone, by_name, point_check))
+        if zone.kind == "switch":
+            continue  # on or off: no setpoint to fit the dial
         setpoints = hvac.level_setpoints(name)
         programme = hvac.zone_programme(name)
         values = [
@@ -647,4 +703,42 @@ def hvac_problems(
             hint = did_you_mean(outdoor.device, by_name)
             problems.append(((*loc, "device"), f"no device is named {outdoor.device!r}{hint}"))
         point_check((*loc, "point"), outdoor.device, outdoor.point, write=False)
+    return problems
+
+
+def _room_sensor_problems(
+    name: str,
+    zone: ZoneConfig,
+    by_name: Mapping[str, DeviceConfigBase],
+    point_check: Callable[..., None],
+) -> list[tuple[Loc, str]]:
+    """Problems of a zone's room_sensor: a BLE sensor of this zone with the point."""
+    room = zone.room_sensor_point()
+    if room is None:
+        return []
+    sensor, point = room
+    base: Loc = ("hvac", "zones", name)
+    problems: list[tuple[Loc, str]] = []
+    if sensor not in by_name:
+        hint = did_you_mean(sensor, by_name)
+        problems.append(((*base, "room_sensor"), f"no device is named {sensor!r}{hint}"))
+    elif by_name[sensor].protocol not in ROOM_SENSOR_PROTOCOLS:
+        problems.append(
+            (
+                (*base, "room_sensor"),
+                f"device {sensor!r} is not a room sensor that keeps its latest reading "
+                f"(protocol {', '.join(ROOM_SENSOR_PROTOCOLS)}); a thermostat's own "
+                "sensor goes under `temperature`",
+            )
+        )
+    elif getattr(by_name[sensor], "zone", None) not in (None, name):
+        problems.append(
+            (
+                (*base, "room_sensor"),
+                f"device {sensor!r} says it measures zone "
+                f"{getattr(by_name[sensor], 'zone', None)!r}, not {name!r}",
+            )
+        )
+    else:
+        point_check((*base, "room_sensor"), sensor, point, write=False)
     return problems

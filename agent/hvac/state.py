@@ -8,7 +8,8 @@ The wanted state comes from, in order: the calendar (what kind of day), the zone
 policy clamp last, whatever the source. Levels by season: comfort runs the season's mode at the
 level's setpoint; setback does the same at the setback setpoint, except in the ventilation season
 where it is off; off is off. A day's periods start at their start times; before the day's first
-period the zone is off.
+period the zone is off. A zone of kind switch (a relay, a coil) ignores the season: it is on in
+every period that is not off; an override with mode off switches it off, any other on.
 """
 
 from __future__ import annotations
@@ -150,16 +151,14 @@ def wanted_state(zone: str, at: datetime, context: ScheduleContext) -> Wanted:
     info = context.calendar.day(local.date())
     key, periods = select_day(hvac.zone_programme(zone), info)
     period = _period_at(periods, local.time())
+    if hvac.zones[zone].kind == "switch":
+        return _switch_state(
+            zone, at, context, key=key, periods=periods, period=period, day_reason=info.reason
+        )
     season, season_reason = context.season_on(local.date())
     mode, setpoint, from_season = _scheduled(period, season, hvac.level_setpoints(zone))
 
-    reasons = [info.reason]
-    if period is not None:
-        reasons.append(f"period: {key} {period.label()}")
-    elif periods:
-        reasons.append(f"period: {key} before its first period (off)")
-    else:
-        reasons.append(f"period: {key} has no periods (off)")
+    reasons = _day_reasons(info.reason, key, periods, period)
     if from_season:
         reasons.append(season_reason)
 
@@ -180,6 +179,45 @@ def wanted_state(zone: str, at: datetime, context: ScheduleContext) -> Wanted:
     if clamp is not None:
         reasons.append(clamp.reason)
     return Wanted(mode, applied, True, reasons, clamp, source, override_id)
+
+
+def _day_reasons(
+    day_reason: str, key: str, periods: list[Period], period: Period | None
+) -> list[str]:
+    reasons = [day_reason]
+    if period is not None:
+        reasons.append(f"period: {key} {period.label()}")
+    elif periods:
+        reasons.append(f"period: {key} before its first period (off)")
+    else:
+        reasons.append(f"period: {key} has no periods (off)")
+    return reasons
+
+
+def _switch_state(
+    zone: str,
+    at: datetime,
+    context: ScheduleContext,
+    *,
+    key: str,
+    periods: list[Period],
+    period: Period | None,
+    day_reason: str,
+) -> Wanted:
+    """A switch zone: on in every period that is not off, whatever the season; an override
+    with mode off switches it off, any other override on."""
+    on = period is not None and period.level is not Level.OFF and period.mode is not Mode.OFF
+    reasons = _day_reasons(day_reason, key, periods, period)
+    source, override_id = "schedule", None
+    override = context.overrides.get(zone)
+    if override is not None and override.active(at):
+        source, override_id = "override", override.id
+        on = override.mode is not Mode.OFF
+        reasons.append(
+            f"override {override.id} until {override.until.astimezone(context.tz):%Y-%m-%d %H:%M}"
+        )
+    # FAN stands for "running without a setpoint": the controller then writes only `on`.
+    return Wanted(Mode.FAN if on else Mode.OFF, None, on, reasons, None, source, override_id)
 
 
 def _overridden(

@@ -48,6 +48,7 @@ REGISTRY: tuple[Registration, ...] = (
                  "drivers.cjt188.profiles:profile_names"),
     Registration("ble", "drivers.ble.spec:BleSensorConfig", "drivers.ble.driver:DRIVER"),
     Registration("gpio", "drivers.gpio.spec:PulseMeterConfig", "drivers.gpio.driver:DRIVER"),
+    Registration("relay", "drivers.gpio.spec:RelayConfig", "drivers.gpio.driver:RELAY_DRIVER"),
 )
 
 

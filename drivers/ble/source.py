@@ -210,6 +210,7 @@ class BleSensor:
             {p: PointInfo(unit=u, interval=config.interval) for p, u in self._units.items()}
         )
         self._window: dict[str, _Window] = {}
+        self._latest: dict[str, tuple[float, float]] = {}  # point -> (value, monotonic time)
         self._running = False
         self._last_packet: int | None = None
         self._since: float | None = None
@@ -243,6 +244,18 @@ class BleSensor:
     @property
     def points(self) -> Mapping[str, PointInfo]:
         return self._points
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds of silence after which the sensor's readings are stale (its ``timeout``)."""
+        return self.config.timeout
+
+    def latest(self, point: str) -> tuple[float, float] | None:
+        """The latest measurement of ``point`` (temperature, humidity, battery) as ``(value,
+        monotonic time it was heard)``, or None before the first: what an HVAC zone whose
+        ``room_sensor`` this is reads, at once rather than at the end of the interval. The
+        caller judges its age against `stale_after`."""
+        return self._latest.get(point)
 
     async def run(self, sink: Sink) -> None:
         """Hand this sensor's readings to ``sink`` until cancelled (see the module docstring)."""
@@ -280,7 +293,7 @@ class BleSensor:
             log.info("BLE sensor %s: its adverts can be read again", self.name)
         self.decoding = True
         self.last_problem = None
-        self.last_heard = self._clock.monotonic()
+        heard = self.last_heard = self._clock.monotonic()
         if self.is_stale:
             self.is_stale = False
             log.info("BLE sensor %s is heard again", self.name)
@@ -295,6 +308,7 @@ class BleSensor:
         for point in _MEASURED:
             value = decoded.values.get(point)
             if value is not None:
+                self._latest[point] = (float(value), heard)
                 self._add(point, value)
 
     def _add(self, point: str, value: float) -> None:

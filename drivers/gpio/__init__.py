@@ -1,17 +1,21 @@
-"""The gateway's own GPIO pins, through gpiozero: pulse meters and the status LED.
+"""The gateway's own GPIO pins, through gpiozero: pulse meters, relays and the status LED.
 
 - `drivers.gpio.spec`: the pulse meter's config model (`PulseMeterConfig`, ``protocol: gpio``);
 - `drivers.gpio.pulses`: the pin backend of a ``kind: gpio`` link (gpiozero's pin factory;
   ``mock`` drives gpiozero's `MockFactory` pins), the edge filter (debounce, plausibility) and
   the pulse counter;
 - `drivers.gpio.source`: one pulse meter as a push source, its count kept across restarts;
+- `drivers.gpio.relay`: a relay output as a polled device with a writable point, never
+  toggled sooner than its ``min_interval`` (`RelayConfig` in `drivers.gpio.spec`, ``protocol:
+  relay``);
 - `drivers.gpio.led`: the status LED and its patterns;
-- `drivers.gpio.driver`: ``DRIVER``, what the registry maps ``protocol: gpio`` to.
+- `drivers.gpio.driver`: ``DRIVER`` and ``RELAY_DRIVER``, what the registry maps ``protocol:
+  gpio`` and ``protocol: relay`` to.
 """
 
 from __future__ import annotations
 
-from drivers.gpio.driver import DRIVER, GpioDriver
+from drivers.gpio.driver import DRIVER, RELAY_DRIVER, GpioDriver, RelayDriver
 from drivers.gpio.led import PATTERNS, LedState, StatusLed, pattern
 from drivers.gpio.pulses import (
     EdgeFilter,
@@ -21,8 +25,15 @@ from drivers.gpio.pulses import (
     Verdict,
     pin_backend,
 )
+from drivers.gpio.relay import RelayDevice, ToggleTooSoonError
 from drivers.gpio.source import MIN_GAP, PulseMeterSource
-from drivers.gpio.spec import NOISE_POINT, PULSES_POINT, PulseMeterConfig, profile_names
+from drivers.gpio.spec import (
+    NOISE_POINT,
+    PULSES_POINT,
+    PulseMeterConfig,
+    RelayConfig,
+    profile_names,
+)
 
 __all__ = [
     "DRIVER",
@@ -30,6 +41,7 @@ __all__ = [
     "NOISE_POINT",
     "PATTERNS",
     "PULSES_POINT",
+    "RELAY_DRIVER",
     "EdgeFilter",
     "GpioDriver",
     "LedState",
@@ -38,7 +50,11 @@ __all__ = [
     "PulseCounter",
     "PulseMeterConfig",
     "PulseMeterSource",
+    "RelayConfig",
+    "RelayDevice",
+    "RelayDriver",
     "StatusLed",
+    "ToggleTooSoonError",
     "Verdict",
     "pattern",
     "pin_backend",

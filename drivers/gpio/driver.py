@@ -1,4 +1,6 @@
-"""The GPIO driver as the agent's registry sees it: a pulse meter on a ``kind: gpio`` link."""
+"""The GPIO drivers as the agent's registry sees them, on a ``kind: gpio`` link: ``DRIVER``
+(``protocol: gpio``) opens a pulse meter as a push source, ``RELAY_DRIVER`` (``protocol:
+relay``) a relay output as a polled device with a writable point."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from agent.core.clock import Clock
 from agent.core.configbase import DeviceConfigBase
 from agent.core.errors import AgentError
 from agent.core.links import Link
-from agent.core.source import PushSource, SavedState
+from agent.core.source import PolledDevice, PushSource, SavedState
 from drivers.gpio.pulses import pin_backend
+from drivers.gpio.relay import RelayDevice
 from drivers.gpio.source import PulseMeterSource
-from drivers.gpio.spec import PulseMeterConfig
+from drivers.gpio.spec import PulseMeterConfig, RelayConfig
 
-__all__ = ["DRIVER", "FINAL_SAVE_TIMEOUT", "GpioDriver"]
+__all__ = ["DRIVER", "FINAL_SAVE_TIMEOUT", "RELAY_DRIVER", "GpioDriver", "RelayDriver"]
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +69,28 @@ async def _final_save(source: PulseMeterSource) -> None:
 
 
 DRIVER = GpioDriver()
+
+
+class RelayDriver:
+    """Relay outputs on the gateway's own pins (agent.core.source.Driver)."""
+
+    protocol = "relay"
+
+    @contextlib.asynccontextmanager
+    async def open_device(
+        self, config: DeviceConfigBase, *, link: Link, state: SavedState, clock: Clock
+    ) -> AsyncIterator[PolledDevice]:
+        """The relay of ``config`` on ``link``, the time of its last toggle restored; its pins
+        open at the first read or write and are released on exit."""
+        if not isinstance(config, RelayConfig):
+            raise TypeError(f"not a GPIO relay config: {config!r}")
+        device = RelayDevice(
+            config, backend=pin_backend(link), state=state, clock=clock, saved=await state.load()
+        )
+        try:
+            yield device
+        finally:
+            device.close()
+
+
+RELAY_DRIVER = RelayDriver()
