@@ -94,7 +94,10 @@ class Agent:
                     "bus": d.bus,
                     "protocol": d.protocol,
                     "profile": getattr(d, "profile", None),
-                    "points": {n: {"unit": p.unit} for n, p in self._points_of(d.name).items()},
+                    "points": {
+                        n: {"unit": p.unit}
+                        for n, p in self._points_of(d.name).items()
+                    },
                 }
                 for d in self.config.devices
             ],

@@ -174,7 +174,9 @@ class HvacController:
     # ---- wiring -------------------------------------------------------------------------------
 
     @staticmethod
-    def _ref(devices: Mapping[str, PolledDevice], device_name: str, point: str, where: str) -> _Ref:
+    def _ref(
+        devices: Mapping[str, PolledDevice], device_name: str, point: str, where: str
+    ) -> _Ref:
         device = devices.get(device_name)
         if device is None:
             raise ValueError(f"{where}: no device {device_name!r}")
