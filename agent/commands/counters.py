@@ -122,11 +122,10 @@ class CounterKind:
 
 
 def set_counter_command(
-    device: str, value: float, *, command_id: str, expires: datetime
+    device: str, value: float, *, command_id: str, expires: datetime, unit: str | None = None
 ) -> dict[str, Any]:
     """A ``set_counter`` command as the CLI sends it."""
-    return {
-        "id": command_id,
-        "expires": expires.isoformat(),
-        FIELD: {"device": device, "value": value},
-    }
+    body: dict[str, Any] = {"device": device, "value": value}
+    if unit is not None:
+        body["unit"] = unit
+    return {"id": command_id, "expires": expires.isoformat(), FIELD: body}
