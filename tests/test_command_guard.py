@@ -22,7 +22,7 @@ from agent.commands.signature import canonical, sign
 from agent.config.loader import load_config_text
 from agent.core.clock import system_clock
 from agent.service import Agent
-from agent.store import read_events
+from agent.store import Store, read_events
 from drivers.gpio.pulses import pin_backend
 from drivers.gpio.source import PulseMeterSource
 
@@ -81,23 +81,37 @@ def _signed(command: dict[str, Any], secret: bytes = SECRET) -> dict[str, Any]:
 # ---- quotas ------------------------------------------------------------------------------------
 
 
-async def test_junk_from_one_sender_does_not_lock_out_another() -> None:
+async def test_junk_from_one_sender_does_not_lock_out_another(tmp_path: Path) -> None:
     path = _path(per_sender=100)
-    # 1,100 commands with valid, fresh ids from one sender (more than the whole memory holds).
-    junk = [
-        await path.handle(_command(f"junk-{n}", -1), now=NOW, sender="junk") for n in range(1100)
-    ]
+    async with Store(tmp_path / "readings.db") as store:
+
+        async def record(kind: str, event: dict[str, Any], memory: str | None) -> None:
+            await store.add_events([(kind, event)], meta={"m": memory} if memory else None)
+
+        path = CommandPath(path.kinds, memory=path.memory, ttl_max=600, record=record)
+        # 1,100 commands with valid, fresh ids from one sender (more than the memory holds).
+        junk = [
+            await path.handle(_command(f"junk-{n}", -1), now=NOW, sender="junk")
+            for n in range(1100)
+        ]
+        real = await path.handle(_command("real-1"), now=NOW, sender="platform")
+        # The window moves on: the junk sender may send again.
+        later = NOW + timedelta(minutes=10, seconds=1)
+        again = await path.handle(_command("junk-again", now=later), now=later, sender="junk")
     assert all(not r["ok"] for r in junk)
     assert junk[0]["reason"] == "`set_counter.value` must be a finite number >= 0, not -1"
     quota = "too many commands from sender 'junk': at most 100 in 10 min; try again in 600 s"
     assert [r["reason"] for r in junk[100:]] == [quota] * 1000
-    real = await path.handle(_command("real-1"), now=NOW, sender="platform")
     assert real["ok"], real
-    assert len(path.memory) == 101  # the junk spent only its own quota
-    # The window moves on: the junk sender may send again, and its earliest ids are forgotten.
-    later = NOW + timedelta(minutes=10, seconds=1)
-    again = await path.handle(_command("junk-again", now=later), now=later, sender="junk")
     assert again["ok"], again
+    # Recorded: the 100 commands that spent an id, the first refusal over the quota, the real
+    # command, and the junk sender's next one, which carries the count of the refusals not
+    # recorded one by one (the store is not written 1,000 times for junk).
+    events = list(reversed(read_events(tmp_path / "readings.db", limit=2000)))
+    assert len(events) == 103
+    assert [e.detail["reason"] for e in events[100:101]] == [quota]
+    assert (events[101].detail["id"], events[101].detail["sender"]) == ("real-1", "platform")
+    assert events[102].detail["refused_over_quota"] == 999
 
 
 async def test_the_sender_comes_from_the_topic_or_the_command() -> None:

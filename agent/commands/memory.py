@@ -23,7 +23,15 @@ from typing import Any
 
 from agent.commands.envelope import Refused, duration_text
 
-__all__ = ["CommandMemory", "Spent"]
+__all__ = ["CommandMemory", "OverQuota", "Spent"]
+
+
+class OverQuota(Refused):
+    """A sender has used its quota (the command path records these sparingly)."""
+
+    def __init__(self, sender: str, reason: str) -> None:
+        self.sender = sender
+        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,8 @@ class CommandMemory:
         )
         if len(recent) >= quota:
             retry = (recent[len(recent) - quota] + self.window - now).total_seconds()
-            raise Refused(
+            raise OverQuota(
+                sender,
                 f"too many commands from sender {sender!r}: at most {quota} in "
                 f"{duration_text(self.window.total_seconds())}; try again in {max(retry, 1):.0f} s"
             )

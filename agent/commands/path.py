@@ -37,7 +37,7 @@ from agent.commands.envelope import (
     sender_problem,
     time_field,
 )
-from agent.commands.memory import CommandMemory
+from agent.commands.memory import CommandMemory, OverQuota
 from agent.commands.signature import SIG_FIELD, verify
 from agent.core.errors import StoreError
 from agent.core.suggest import did_you_mean
@@ -93,6 +93,7 @@ class _Outcome:
     kind: str  # the audit family: a kind's name, or "" before a kind claimed the command
     sender: str | None
     spent: bool  # the id went into the memory (undone when recording fails)
+    over_quota: bool = False
 
 
 class CommandPath:
@@ -113,6 +114,7 @@ class CommandPath:
         self.secret = secret
         self._record = record
         self._record_failing = False
+        self._over_quota: dict[str, int] = {}  # sender -> refusals not recorded one by one
 
     def add_kind(self, kind: CommandKind) -> None:
         self.kinds.append(kind)
@@ -154,6 +156,8 @@ class CommandPath:
                 **answer,
                 **decision.detail,
             }
+            if not self._worth_recording(outcome, event):
+                return answer
             family = f"{outcome.kind}.command" if outcome.kind else "command"
             memory = self.memory.to_json() if outcome.spent else None
             try:
@@ -171,6 +175,31 @@ class CommandPath:
             if pending is not None:
                 await pending
         return answer
+
+    def _worth_recording(self, outcome: _Outcome, event: dict[str, Any]) -> bool:
+        """A sender over its quota has its first refusal recorded; the next ones are counted,
+        and the count goes with that sender's next recorded command, so a flood of junk does not
+        become a flood of writes to the gateway's SD card."""
+        sender = outcome.sender or ""
+        if outcome.over_quota:
+            if sender in self._over_quota:
+                self._over_quota[sender] += 1
+                return False
+            self._over_quota[sender] = 0
+            log.warning(
+                "commands: sender %r is over its quota; its refusals are now counted, not "
+                "recorded one by one",
+                sender,
+            )
+        elif outcome.spent and sender in self._over_quota:
+            refused = self._over_quota.pop(sender)
+            event["refused_over_quota"] = refused
+            log.info(
+                "commands: sender %r is within its quota again (%d more refused meanwhile)",
+                sender,
+                refused,
+            )
+        return True
 
     def _recording(self, failure: StoreError | None) -> None:
         # One line when recording starts failing, one when it works again; not one a command.
@@ -200,15 +229,19 @@ class CommandPath:
         raw_id = data.get("id")
         command_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH else None
         kind = next((k for k in self.kinds if k.claims(data)), None)
+        family = "" if kind is None else kind.name
         spent = False
         try:
             command_id, sender, now = self._admit(data, kind, now=now, sender=sender, source=source)
             assert kind is not None  # _admit refuses a command no kind claims
             spent = True  # from here on the id is spent, whatever the outcome
             decision = kind.decide(data, command_id=command_id, now=now, source=source)
+        except OverQuota as refused:
+            decision = Decision(reply(command_id, False, refused.reason))
+            return _Outcome(decision, family, refused.sender, spent=False, over_quota=True)
         except Refused as refused:
             decision = Decision(reply(command_id, False, refused.reason))
-        return _Outcome(decision, "" if kind is None else kind.name, sender, spent)
+        return _Outcome(decision, family, sender, spent)
 
     def _admit(
         self,
