@@ -17,7 +17,7 @@ import pytest
 
 from agent.commands.counters import CounterKind, Meter
 from agent.commands.memory import CommandMemory
-from agent.commands.path import CommandPath
+from agent.commands.path import REFUSALS_RECORDED, CommandPath
 from agent.commands.signature import canonical, sign
 from agent.config.loader import load_config_text
 from agent.core.clock import system_clock
@@ -104,14 +104,16 @@ async def test_junk_from_one_sender_does_not_lock_out_another(tmp_path: Path) ->
     assert [r["reason"] for r in junk[100:]] == [quota] * 1000
     assert real["ok"], real
     assert again["ok"], again
-    # Recorded: the 100 commands that spent an id, the first refusal over the quota, the real
-    # command, and the junk sender's next one, which carries the count of the refusals not
-    # recorded one by one (the store is not written 1,000 times for junk).
+    # Recorded: the 100 commands that spent an id, 20 refusals over the quota (in a minute),
+    # the real command, which carries the count of the refusals not recorded one by one (the
+    # store is not written 1,000 times for junk), and the junk sender's next one.
     events = list(reversed(read_events(tmp_path / "readings.db", limit=2000)))
-    assert len(events) == 103
-    assert [e.detail["reason"] for e in events[100:101]] == [quota]
-    assert (events[101].detail["id"], events[101].detail["sender"]) == ("real-1", "platform")
-    assert events[102].detail["refused_over_quota"] == 999
+    assert len(events) == 100 + REFUSALS_RECORDED + 2
+    assert [e.detail["reason"] for e in events[100:120]] == [quota] * REFUSALS_RECORDED
+    real_event = events[120].detail
+    assert (real_event["id"], real_event["sender"]) == ("real-1", "platform")
+    assert real_event["unrecorded_refusals"] == 1000 - REFUSALS_RECORDED
+    assert "unrecorded_refusals" not in events[121].detail
 
 
 async def test_the_sender_comes_from_the_topic_or_the_command() -> None:

@@ -20,8 +20,10 @@ it takes beside the envelope's, ``claims(data)`` and ``decide(data, command_id=,
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +46,7 @@ from agent.core.suggest import did_you_mean
 
 __all__ = [
     "ENVELOPE_FIELDS",
+    "REFUSALS_RECORDED",
     "UNTRUSTED_CLOCK",
     "CommandKind",
     "CommandPath",
@@ -54,6 +57,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENVELOPE_FIELDS = ("id", "expires", "sender", SIG_FIELD)
+REFUSALS_RECORDED = 20
+"""Refusals that changed nothing recorded per minute at most; the others are counted."""
 UNTRUSTED_CLOCK = (
     "the gateway's clock is not synchronised yet: commands cannot be checked for expiry"
 )
@@ -93,7 +98,6 @@ class _Outcome:
     kind: str  # the audit family: a kind's name, or "" before a kind claimed the command
     sender: str | None
     spent: bool  # the id went into the memory (undone when recording fails)
-    over_quota: bool = False
 
 
 class CommandPath:
@@ -114,7 +118,9 @@ class CommandPath:
         self.secret = secret
         self._record = record
         self._record_failing = False
-        self._over_quota: dict[str, int] = {}  # sender -> refusals not recorded one by one
+        self._window_ends = -math.inf  # loop time: refusals recorded per minute
+        self._window_recorded = 0
+        self._unrecorded = 0  # refusals replied to but not recorded since the last record
 
     def add_kind(self, kind: CommandKind) -> None:
         self.kinds.append(kind)
@@ -177,28 +183,28 @@ class CommandPath:
         return answer
 
     def _worth_recording(self, outcome: _Outcome, event: dict[str, Any]) -> bool:
-        """A sender over its quota has its first refusal recorded; the next ones are counted,
-        and the count goes with that sender's next recorded command, so a flood of junk does not
-        become a flood of writes to the gateway's SD card."""
-        sender = outcome.sender or ""
-        if outcome.over_quota:
-            if sender in self._over_quota:
-                self._over_quota[sender] += 1
+        """Refusals that spent nothing (not JSON, unsigned, expired, replayed, over a quota)
+        are recorded at most REFUSALS_RECORDED a minute; beyond that they are replied to and
+        counted, and the count goes with the next recorded command (``unrecorded_refusals``),
+        so a flood of junk does not become a write to the SD card per message."""
+        if not outcome.spent:
+            now = asyncio.get_running_loop().time()
+            if now >= self._window_ends:
+                self._window_ends, self._window_recorded = now + 60.0, 0
+            if self._window_recorded >= REFUSALS_RECORDED:
+                if not self._unrecorded:
+                    log.warning(
+                        "commands: more than %d refused a minute; the rest are counted, not "
+                        "recorded one by one",
+                        REFUSALS_RECORDED,
+                    )
+                self._unrecorded += 1
                 return False
-            self._over_quota[sender] = 0
-            log.warning(
-                "commands: sender %r is over its quota; its refusals are now counted, not "
-                "recorded one by one",
-                sender,
-            )
-        elif outcome.spent and sender in self._over_quota:
-            refused = self._over_quota.pop(sender)
-            event["refused_over_quota"] = refused
-            log.info(
-                "commands: sender %r is within its quota again (%d more refused meanwhile)",
-                sender,
-                refused,
-            )
+            self._window_recorded += 1
+        if self._unrecorded:
+            event["unrecorded_refusals"] = self._unrecorded
+            log.info("commands: %d refused commands were counted, not recorded", self._unrecorded)
+            self._unrecorded = 0
         return True
 
     def _recording(self, failure: StoreError | None) -> None:
@@ -238,7 +244,7 @@ class CommandPath:
             decision = kind.decide(data, command_id=command_id, now=now, source=source)
         except OverQuota as refused:
             decision = Decision(reply(command_id, False, refused.reason))
-            return _Outcome(decision, family, refused.sender, spent=False, over_quota=True)
+            return _Outcome(decision, family, refused.sender, spent=False)
         except Refused as refused:
             decision = Decision(reply(command_id, False, refused.reason))
         return _Outcome(decision, family, sender, spent)
