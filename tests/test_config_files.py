@@ -54,6 +54,12 @@ def test_missing_and_unusable_secret_files_are_located(tmp_path: Path) -> None:
     ]
     config = load_config_text(SITE.format(password=secret, secret=secret), filename="site.yaml")
     assert config.commands.secret_file == secret
+    short = tmp_path / "short.secret"
+    short.write_text("hunter2\n")
+    assert _issues(SITE.format(password=secret, secret=short)) == [
+        f"site.yaml:6:16: commands.secret_file: the command secret in {short} is 7 bytes; use "
+        f"at least 16 (e.g. `openssl rand -hex 32 > {short}`)"
+    ]
 
 
 def _load_as(user: str, site: Path) -> list[str]:

@@ -26,6 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from agent.commands.signature import read_secret
 from agent.config.messages import describe, file_sentence, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig, cross_check
 from agent.core.errors import ConfigError, ConfigIssue
@@ -92,11 +93,23 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
     if config.hvac is not None:  # checked against the validated devices (profiles merged)
         for loc, message in hvac_problems(config.hvac, config.devices):
             issues.add(*tree.locate(loc), message)
-    for loc, message in _file_problems(config, ()):
+    for loc, message in _unusable_files(config):
         issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())
     return config
+
+
+def _unusable_files(config: SiteConfig) -> list[tuple[Loc, str]]:
+    """Files the config names that cannot be used: unreadable, or a command secret too short."""
+    problems = _file_problems(config, ())
+    secret = config.commands.secret_file
+    if secret is not None and not any(loc[:1] == ("commands",) for loc, _ in problems):
+        try:
+            read_secret(secret)
+        except (OSError, ValueError) as exc:
+            problems.append((("commands", "secret_file"), str(exc)))
+    return problems
 
 
 def _file_problems(model: BaseModel, loc: Loc) -> list[tuple[Loc, str]]:

@@ -1,4 +1,5 @@
-"""Override commands, from upstream MQTT or the local CLI: validated into a reply, never trusted.
+"""HVAC override commands, from upstream MQTT or the local CLI: validated into a reply, never
+trusted.
 
 A command is a JSON object::
 
@@ -6,10 +7,8 @@ A command is a JSON object::
      "zone": "zone1", "setpoint": 27, "mode": "cool", "for": "2h"}
     {"id": "c-43", "expires": "2026-07-01T10:06:00+08:00", "action": "clear", "zone": "zone1"}
 
-- `id` (text, up to 128 characters) is used once: a second command with a seen id is refused as
-  a replay, whatever the first one's outcome. Ids are remembered until their expiry.
-- `expires` (ISO 8601 with an offset) must be in the future and at most `command_ttl_max` ahead,
-  so the memory of ids covers every command that could still be accepted.
+- The envelope (`id` used once, `expires` at most `command_ttl_max` ahead, `sender`, `sig`) is
+  checked by the command path (agent.commands.path), the same for every kind of command.
 - `override`: `setpoint` (°C, within the zone's range) and/or `mode` (cool, heat, fan, off), and
   `until` (ISO 8601 with an offset) or `for` (a duration: seconds, or text like 90m or 2h), at
   most `override_max`; with neither, the override lasts until the next schedule boundary.
@@ -18,8 +17,9 @@ A command is a JSON object::
 - `clear`: ends the zone's override.
 
 Every command gets a reply ``{"id", "ok", "reason", "applied"}``; a refused or malformed one
-changes nothing (``applied`` is null). Accepted overrides reach the devices through the
-controller, whose writes are audited.
+changes nothing (``applied`` is null). An accepted one changes the override book only once the
+command path has recorded it; the overrides reach the devices through the controller, whose
+writes are audited.
 """
 
 from __future__ import annotations
