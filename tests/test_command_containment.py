@@ -5,8 +5,10 @@ and no exception of a command handler ends the uplink."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import resource
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import aiomqtt
 import pytest
 
 import agent.service
+from agent.config.loader import load_config_text
 from agent.config.model import SiteInfo, UplinkConfig
 from agent.core.clock import system_clock
 from agent.core.errors import StoreError
@@ -170,3 +173,66 @@ async def test_a_failing_command_handler_gets_a_reply_and_the_uplink_stays(
     refusals = [r for r in caplog.records if "a command was refused" in r.getMessage()]
     assert len(refusals) == 2
     assert all(r.exc_info is None for r in refusals)  # one line each, no traceback
+
+
+PULSES_SITE = """
+site: {{id: fsize-test, name: File size limit}}
+store: {{batch_window: 50ms}}
+uplink: {{url: "{url}"}}
+commands: {{trust_clock: true}}
+buses:
+  pins: {{kind: gpio, pin_factory: mock}}
+devices:
+  - {{name: canteen_hot_water, protocol: gpio, bus: pins, pin: 17, point: volume, unit: m3,
+     per_pulse: 0.001, bounce: 1ms, max_rate: 50, interval: 100ms}}
+"""
+
+
+@contextlib.contextmanager
+def _file_size_limit(limit: int) -> Iterator[None]:
+    """RLIMIT_FSIZE on this process: a write at or beyond ``limit`` bytes fails with EFBIG, as on
+    a card whose writes fail (Python ignores SIGXFSZ, so the write returns the error)."""
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+
+
+async def test_a_command_while_writes_fail_with_efbig_is_refused(
+    tmp_path: Path, mosquitto: Any, mqtt_subscribe: Any
+) -> None:
+    config = load_config_text(PULSES_SITE.format(url=mosquitto.url), filename="site.yaml")
+    service = Agent(config, data_dir=tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    topic = "bea/fsize-test/gw1"
+    expires = (system_clock().wall() + timedelta(minutes=5)).isoformat()
+    dial = {"device": "canteen_hot_water", "value": 42.0}
+    command = json.dumps({"id": "set-1", "expires": expires, "set_counter": dial})
+    async with mqtt_subscribe(mosquitto, f"{topic}/commands/reply") as sub:
+        async with asyncio.timeout(10):
+            await service.started.wait()
+        await _connected(service)
+        source = service.push_sources["canteen_hot_water"]
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as upstream:
+            with _file_size_limit(1):  # every write of the store's files fails now
+                await upstream.publish(f"{topic}/commands", command, qos=1)
+                await sub.wait_for(lambda m: len(m) == 1, within=10)
+                polled = service.readings_polled
+                async with asyncio.timeout(5):  # the source goes on meanwhile
+                    while service.readings_polled <= polled:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                assert not task.done()
+                value_during = source.value  # type: ignore[attr-defined]
+            await upstream.publish(f"{topic}/commands", command, qos=1)
+            await sub.wait_for(lambda m: len(m) == 2, within=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    refused, accepted = (json.loads(p) for p in sub.payloads())
+    assert (refused["id"], refused["ok"], refused["applied"]) == ("set-1", False, None)
+    assert refused["reason"].startswith("cannot record this command now: "), refused
+    assert "disk I/O error" in refused["reason"], refused  # how SQLite reports EFBIG
+    assert value_during == 0  # nothing was set while the command could not be recorded
+    assert accepted["ok"] is True, accepted  # the id was not spent by the refusal
