@@ -162,6 +162,8 @@ def test_the_check_leaves_late_and_partial_replies_to_pymodbus() -> None:
     rtu(True, bytes([1, 3, 0, 0, 0, 2, 0xC4, 0x0B]))
     seen: list[Any] = []
     rtu.on_problem = lambda: seen.append(rtu.problem)
-    assert rtu(False, bytes([2])) == bytes([2])  # one byte: nothing to judge yet
-    assert rtu(False, bytes([2, 3, 4])) == b""
-    assert seen == ["a reply from unit 2 to a request to unit 1"]
+    assert rtu(False, bytes([1])) == bytes([1])  # one byte: nothing to judge yet
+    late = bytes([2, 3, 4, 0, 1, 0, 2])  # another unit's: a late answer, skipped by pymodbus
+    assert rtu(False, late) == late
+    assert rtu(False, bytes([1, 4, 4])) == b""
+    assert seen == ["a reply with function code 4 to a function 3 request"]

@@ -24,8 +24,10 @@ problem is kept in ``problem`` and ``on_problem`` is called, so the bus can fail
 once with that sentence instead of waiting out its timeout. Replies to earlier requests (a
 late answer: another transaction id) are left to pymodbus, which skips them.
 
-Modbus RTU frames carry no length, so on a serial line only the unit id and the function code
-are judged (as soon as two bytes are there); the CRC and the frame's length are pymodbus's.
+Modbus RTU frames carry no length nor transaction id, so on a serial line only the function
+code of a frame from the unit asked is judged (as soon as two bytes are there); a frame from
+another unit may be a late answer or another device's, which pymodbus skips; the CRC and the
+frame's length are pymodbus's.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ class ReplyCheck:
 
     def _judge(self, request: _Request, data: bytes) -> str | None:
         if self.framing == "rtu":
-            if len(data) < 2:
+            if len(data) < 2 or data[0] != request.unit:
+                # Not judged: a late answer of another unit, or another device's frame on a
+                # shared line; pymodbus skips it, and the reply from our unit may still come.
                 return None
             return _unit_and_function(request, data[0], data[1])
         if len(data) < 8:
