@@ -25,6 +25,7 @@ from agent.energy.live import EnergyLive
 from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
+from agent.inbox import CommandInbox
 from agent.sdnotify import notify
 from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
@@ -63,6 +64,7 @@ class Agent:
         self.energy: EnergyLive | None = None
         self.store: Store | None = None
         self.uplink: Uplink | None = None
+        self.inbox: CommandInbox | None = None
         self.links: dict[str, Link] = {}
         self.devices: dict[str, PolledDevice] = {}
         self.push_sources: dict[str, PushSource] = {}
@@ -141,6 +143,15 @@ class Agent:
                 self.energy = EnergyLive(
                     cfg.energy, site=cfg.site, store=self.store, clock=self.clock
                 )
+            self.inbox = CommandInbox(
+                cfg.commands,
+                store=store,
+                clock=self.clock,
+                hvac=self.hvac,
+                devices=cfg.devices,
+                push_sources=self.push_sources,
+            )
+            await self.inbox.load()
             if cfg.uplink is not None:
                 self.uplink = Uplink(
                     cfg.uplink,
@@ -148,7 +159,7 @@ class Agent:
                     gateway_id=cfg.gateway.id,
                     store=self.store,
                     birth=self.birth(),
-                    on_command=self.handle_command if self.hvac is not None else None,
+                    on_command=self.handle_command if self.inbox.takes_commands else None,
                     clock=self.clock,
                 )
             # Parts that finish a last pass of their own (energy intervals, HVAC) stop on this
@@ -179,11 +190,12 @@ class Agent:
                         finishing.append(
                             group.create_task(self.hvac.run(finish), name="agent[hvac].control")
                         )
+                    if self.inbox.takes_commands:
                         group.create_task(
                             serve_spool(
                                 self.data_dir / SPOOL_DIR, self._local_command, stop=finish
                             ),
-                            name="agent[hvac].commands",
+                            name="agent[commands].spool",
                         )
                     group.create_task(
                         self._supervise(stop, sources, finish, finishing),
@@ -259,19 +271,16 @@ class Agent:
             await self._save_overrides()
 
     async def _local_command(self, raw: bytes) -> dict[str, Any]:
-        assert self.hvac is not None
-        return await self.hvac.handle_command(raw, source="cli")
+        """A command from the CLI's spool: the same path as an upstream one."""
+        assert self.inbox is not None
+        return await self.inbox.handle(raw, source="cli", sender="cli")
 
-    async def handle_command(self, raw: bytes) -> dict[str, Any]:
-        """An upstream command (MQTT): validated by the HVAC controller; the reply says why."""
-        if self.hvac is None:
-            return {
-                "id": None,
-                "ok": False,
-                "reason": "this gateway has no hvac section",
-                "applied": None,
-            }
-        return await self.hvac.handle_command(raw, source="mqtt")
+    async def handle_command(self, raw: bytes, sender: str | None = None) -> dict[str, Any]:
+        """An upstream command (MQTT; ``sender`` from its topic): checked, recorded, then
+        applied (agent.inbox); the reply says why when it is refused."""
+        if self.inbox is None:
+            return {"id": None, "ok": False, "reason": "the agent is not running", "applied": None}
+        return await self.inbox.handle(raw, source="mqtt", sender=sender)
 
     async def _saved_overrides(self) -> OverrideBook | None:
         assert self.store is not None

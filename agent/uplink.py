@@ -26,6 +26,7 @@ from typing import Any
 import aiomqtt
 
 from agent import __version__
+from agent.commands.envelope import command_id_of
 from agent.config.model import SiteInfo, UplinkConfig
 from agent.core.backoff import Backoff
 from agent.core.clock import Clock, system_clock
@@ -33,7 +34,8 @@ from agent.core.errors import StoreError, UplinkError
 from agent.core.record import StoredReading, ms_to_iso
 from agent.store import Store, StoreEvent
 
-CommandHandler = Callable[[bytes], Awaitable[dict[str, Any]]]
+CommandHandler = Callable[[bytes, str | None], Awaitable[dict[str, Any]]]
+"""``handler(payload, sender)``: the reply to a command (``sender`` from its topic, or None)."""
 
 __all__ = [
     "DEFAULT_BACKFILL_RATE",
@@ -294,17 +296,43 @@ class Uplink:
         waiting for new readings and would not notice)."""
         if self._on_command is not None:
             async with asyncio.timeout(self.config.timeout):
-                await client.subscribe(self.commands_topic, qos=1)
+                # commands/<sender>: a platform with a topic of its own (the broker's ACL says
+                # who may publish there) has a quota of its own.
+                await client.subscribe([(self.commands_topic, 1), (f"{self.commands_topic}/+", 1)])
         async for message in client.messages:
-            if self._on_command is None or not message.topic.matches(self.commands_topic):
+            if self._on_command is None:
+                continue
+            is_command, sender = self._command_sender(message.topic.value)
+            if not is_command:
                 continue
             payload = message.payload
             raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            # The handler validates everything (malformed input gets a reply that says why);
-            # an exception here would be a bug, and crashes loudly like any other.
-            reply = await self._on_command(raw)
+            reply = await self._command_reply(raw, sender)
             body = json.dumps(reply, ensure_ascii=False, default=str).encode()
             await self._publish(client, self.replies_topic, body, retain=False)
+
+    def _command_sender(self, topic: str) -> tuple[bool, str | None]:
+        """Whether ``topic`` carries commands (not our own replies), and the sender it names
+        (None for the plain commands topic)."""
+        if topic == self.commands_topic:
+            return True, None
+        head, _, sender = topic.rpartition("/")
+        return head == self.commands_topic and sender != "reply", sender
+
+    async def _command_reply(self, raw: bytes, sender: str | None) -> dict[str, Any]:
+        """The handler's reply; a handler that fails does not end the uplink (nor the agent):
+        the command is refused with the cause, in one log line."""
+        assert self._on_command is not None
+        try:
+            return await self._on_command(raw, sender)
+        except Exception as exc:  # any failure of one command is that command's, not the link's
+            if isinstance(exc, StoreError):
+                reason = f"cannot record this command now: {exc}"
+            else:
+                reason = f"the gateway failed to handle this command ({type(exc).__name__}: {exc})"
+            # One line, no traceback: the cause is in the line and in the reply.
+            log.error("uplink: a command was refused: %s", reason)  # noqa: TRY400
+            return {"id": command_id_of(raw), "ok": False, "reason": reason, "applied": None}
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Live readings as they are committed; between them, the backlog, paced.

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from agent.config.messages import describe, validation_sentence, yaml_sentence
+from agent.commands.signature import read_secret
+from agent.config.messages import describe, file_sentence, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig, cross_check
 from agent.core.errors import ConfigError, ConfigIssue
 from agent.hvac.program import hvac_problems
@@ -92,9 +93,46 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
     if config.hvac is not None:  # checked against the validated devices (profiles merged)
         for loc, message in hvac_problems(config.hvac, config.devices):
             issues.add(*tree.locate(loc), message)
+    for loc, message in _unusable_files(config):
+        issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())
     return config
+
+
+def _unusable_files(config: SiteConfig) -> list[tuple[Loc, str]]:
+    """Files the config names that cannot be used: unreadable, or a command secret too short."""
+    problems = _file_problems(config, ())
+    secret = config.commands.secret_file
+    if secret is not None and not any(loc[:1] == ("commands",) for loc, _ in problems):
+        try:
+            read_secret(secret)
+        except (OSError, ValueError) as exc:
+            problems.append((("commands", "secret_file"), str(exc)))
+    return problems
+
+
+def _file_problems(model: BaseModel, loc: Loc) -> list[tuple[Loc, str]]:
+    """Every ``*_file`` setting (uplink.password_file, the TLS files, commands.secret_file, a
+    sensor's key_file, ...) whose file cannot be read now: caught by `validate` and at start,
+    instead of by the first connection that needs it, over and over."""
+    problems: list[tuple[Loc, str]] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name.endswith("_file") and isinstance(value, Path):
+            if (message := file_sentence(value)) is not None:
+                problems.append(((*loc, name), message))
+        elif isinstance(value, BaseModel):
+            problems += _file_problems(value, (*loc, name))
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    problems += _file_problems(item, (*loc, name, index))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    problems += _file_problems(item, (*loc, name, key))
+    return problems
 
 
 # --- issues --------------------------------------------------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import enum
+import getpass
 import re
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -19,7 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from agent.core.suggest import did_you_mean
 
-__all__ = ["Sentence", "describe", "validation_sentence", "yaml_sentence"]
+__all__ = ["Sentence", "describe", "file_sentence", "validation_sentence", "yaml_sentence"]
 
 Loc = tuple[str | int, ...]
 
@@ -455,3 +457,25 @@ def yaml_sentence(error: MarkedYAMLError, lines: list[str]) -> tuple[tuple[int, 
     if context and opened:
         sentence += f" ({context} on line {opened[0]})"
     return at, sentence
+
+
+def file_sentence(path: Path) -> str | None:
+    """Why the file a ``*_file`` setting names (a password, a key, a certificate, a secret)
+    cannot be read by this process, or None when it can. Read as the agent will read it: a
+    relative path from the working directory."""
+    where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+    try:
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        return f"there is no file {path}{where}"
+    except IsADirectoryError:
+        return f"{path} is a directory, not a file"
+    except PermissionError:
+        return (
+            f"{path} cannot be read by this user ({getpass.getuser()}): give the service's user "
+            "read access (e.g. chmod 0640 and the service's group)"
+        )
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror or exc}{where}"
+    return None

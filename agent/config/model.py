@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.commands.config import CommandsConfig
 from agent.core.configbase import ConfigModel
 from agent.core.durations import Duration
 from agent.core.links import LINK_KINDS, LinkConfig
@@ -195,6 +196,8 @@ class SiteConfig(ConfigModel):
     """HVAC schedules, policy limits and overrides; without it the agent writes nothing."""
     energy: EnergyConfig | None = None
     """Energy accounting: meters and their sub-items, tce and CO2 factors, quotas, quality rules."""
+    commands: CommandsConfig = CommandsConfig()
+    """Commands from upstream and the CLI: signatures and per-sender quotas."""
 
     @field_validator("buses")
     @classmethod

@@ -12,7 +12,7 @@ Modules, each holding one thing:
 - ``clock``: the wall/monotonic clock pair, the monotone schedule clock, clock trust;
 - ``controller``: the async loop that reads, writes and verifies the zone controllers;
 - ``preview``: ``edge-agent schedule preview``;
-- ``spool``: the local command drop used by ``edge-agent override``.
+- ``spool``: the local command drop used by ``edge-agent override`` and ``edge-agent pulses set``.
 
 This package imports nothing eagerly: ``agent.config.model`` imports ``agent.hvac.program``.
 """

@@ -49,7 +49,7 @@ from agent.core.record import Quality, ms_to_iso
 from agent.core.source import PointInfo, PolledDevice
 from agent.hvac.calendar import HolidayCalendar
 from agent.hvac.clock import ClockStep, ScheduleClock, timesyncd_synchronized
-from agent.hvac.commands import CommandHandler, command_id_of
+from agent.hvac.commands import CommandHandler
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.policy import apply_policy, zone_limits
 from agent.hvac.program import HvacConfig, LocalChangeRule, Mode, Season, ZoneConfig
@@ -162,7 +162,9 @@ class HvacController:
         self._clock: Clock = clock if clock is not None else system_clock()
         self._time_trusted = time_trusted or (lambda: hvac.trust_clock or timesyncd_synchronized())
         self._schedule = ScheduleClock(hold_max=hvac.clock_hold_max)
-        self.commands = CommandHandler(hvac, overrides=self.overrides, audit=self._audit)
+        self.commands = CommandHandler(
+            hvac, overrides=self.overrides, audit=self._audit, context=self.context
+        )
         self._refs: dict[str, dict[str, _Ref]] = {
             zone: self._zone_refs(zone, config, devices) for zone, config in hvac.zones.items()
         }
@@ -380,26 +382,27 @@ class HvacController:
                 delay = min(delay, runtime.deferred_until - mono)
         return max(delay, MIN_DELAY_S)
 
+    async def command_time(self) -> datetime | None:
+        """The schedule time against which a command's expiry is checked; None while the clock
+        is not trusted (every command is then refused)."""
+        if not await self._is_trusted():
+            return None
+        return await self._advance()
+
+    def wake(self) -> None:
+        """Run a cycle now (an accepted command is applied at once)."""
+        self._wake.set()
+
     async def handle_command(
         self, raw: bytes | str | Mapping[str, Any], *, source: str = "mqtt"
     ) -> dict[str, Any]:
-        """Validate and apply one command; the reply goes back to the sender. A refused command
-        changes nothing; an accepted one wakes the loop so that it is applied at once."""
-        if not await self._is_trusted():
-            reply = {
-                "id": None,
-                "ok": False,
-                "reason": "the gateway's clock is not synchronised yet: commands cannot be "
-                "checked for expiry",
-                "applied": None,
-            }
-            reply["id"] = command_id_of(raw)
-            await self._audit({"event": "command", "source": source, **reply})
-            return reply
-        now = await self._advance()
+        """Validate, audit and apply one command; the reply goes back to the sender. A refused
+        command changes nothing; an accepted one wakes the loop so that it is applied at once.
+        (The agent sends commands through its own command path, agent.inbox, instead.)"""
+        now = await self.command_time()
         reply = await self.commands.handle(raw, now=now, context=self.context(), source=source)
         if reply["ok"]:
-            self._wake.set()
+            self.wake()
         return reply
 
     # ---- season and calendar ------------------------------------------------------------------

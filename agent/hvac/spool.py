@@ -1,4 +1,5 @@
-"""The local command drop behind ``edge-agent override``: JSON files in DATA_DIR/hvac-commands.
+"""The local command drop behind ``edge-agent override`` and ``edge-agent pulses set``: JSON
+files in DATA_DIR/hvac-commands (the name from when only HVAC commands used it).
 
 The CLI writes ``<id>.json`` (a temporary name, then an atomic rename), the service hands the
 bytes to the controller's command path — the same validation as a command from MQTT —, writes
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 from agent.core.clock import system_clock
 from agent.hvac.commands import make_command
 
-__all__ = ["SPOOL_DIR", "cli_override", "serve_spool", "submit", "wait_reply"]
+__all__ = ["SPOOL_DIR", "cli_command", "cli_override", "serve_spool", "submit", "wait_reply"]
 
 SPOOL_DIR = "hvac-commands"
 REPLY_SUFFIX = ".reply.json"
@@ -141,6 +142,14 @@ def cli_override(
         duration=duration,
         ttl=max(timeout * 2, 60.0),
     )
+    return cli_command(spool, command, timeout=timeout, out=out)
+
+
+def cli_command(
+    spool: Path, command: dict[str, Any], *, timeout: float, out: TextIO = sys.stdout
+) -> int:
+    """Drop ``command`` into the spool, wait for the agent's reply and print it: 0 when the
+    agent accepted the command, 1 otherwise (or when it did not answer in time)."""
     path = submit(spool, command)
     reply = wait_reply(spool, command["id"], timeout=timeout)
     if reply is None:

@@ -29,7 +29,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -37,7 +37,13 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from agent.core.backoff import Backoff
 from agent.core.links import Link, SerialLinkConfig, TcpLinkConfig
-from drivers.modbus.errors import DeviceUnavailableError, ModbusExceptionError, ShortReplyError
+from drivers.modbus.errors import (
+    DeviceUnavailableError,
+    MismatchedReplyError,
+    ModbusExceptionError,
+    ShortReplyError,
+)
+from drivers.modbus.replies import ReplyCheck
 from drivers.modbus.spec import Table
 
 __all__ = ["ModbusBusClient"]
@@ -70,6 +76,7 @@ class ModbusBusClient:
             )
         self.spec: TcpLinkConfig | SerialLinkConfig = config
         self._client: Client | None = None
+        self._replies = ReplyCheck("tcp" if isinstance(config, TcpLinkConfig) else "rtu")
         self._reconnect = Backoff(initial=RECONNECT_MIN_S, cap=RECONNECT_MAX_S, jitter=0.5)
         self._failures = 0  # failed connects in a row
         self._retry_at = 0.0  # loop time before which a TCP bus does not try to connect
@@ -104,6 +111,7 @@ class ModbusBusClient:
                 retries=0,
                 reconnect_delay=0,
                 name=f"bus:{self.name}",
+                trace_packet=self._replies,
             )
         return AsyncModbusSerialClient(
             self.spec.port,
@@ -115,6 +123,7 @@ class ModbusBusClient:
             retries=0,
             reconnect_delay=0,
             name=f"bus:{self.name}",
+            trace_packet=self._replies,
         )
 
     async def __aenter__(self) -> Self:
@@ -207,16 +216,27 @@ class ModbusBusClient:
     # ---- requests -----------------------------------------------------------------------------
 
     async def _transact(
-        self, device: str, call: Callable[[Client], Awaitable[ModbusPDU]]
+        self,
+        device: str,
+        call: Callable[[Client], Awaitable[ModbusPDU]],
+        *,
+        unit_id: int,
+        function: int,
     ) -> ModbusPDU:
-        """One request: connect if needed, keep the frame gap, wait at most the bus timeout."""
+        """One request: connect if needed, keep the frame gap, wait at most the bus timeout;
+        a reply that does not match the request fails it at once (drivers.modbus.replies)."""
         async with self.link.turn(self):
             client = await self._ensure_connected(device)
             self.requests += 1
+            loop = asyncio.get_running_loop()
+            self._replies.start()
             try:
-                async with asyncio.timeout(self.spec.timeout):
-                    return await call(client)
+                async with asyncio.timeout(self.spec.timeout) as deadline:
+                    self._replies.on_problem = lambda: deadline.reschedule(loop.time())
+                    reply = await call(client)
             except TimeoutError:
+                if self._replies.problem is not None:
+                    await self._mismatched(device, self._replies.problem)
                 reason = f"no answer within {self.spec.timeout:g} s"
                 if not client.connected:
                     reason += " (the connection closed)"
@@ -225,6 +245,17 @@ class ModbusBusClient:
                 # Garbage, or a broken link: start afresh on the next request.
                 await self.aclose()
                 raise DeviceUnavailableError(device, str(exc)) from exc
+            finally:
+                self._replies.on_problem = None
+            problem = self._replies.problem or _mismatch(reply, unit_id, function)
+            if problem is not None:
+                await self._mismatched(device, problem)
+            return reply
+
+    async def _mismatched(self, device: str, problem: str) -> NoReturn:
+        # What else the connection holds is not to be trusted: start afresh next time.
+        await self.aclose()
+        raise MismatchedReplyError(device, problem)
 
     async def read(
         self, *, device: str, unit_id: int, table: Table, address: int, count: int
@@ -240,7 +271,7 @@ class ModbusBusClient:
                 return await client.read_coils(address, count=count, device_id=unit_id)
             return await client.read_discrete_inputs(address, count=count, device_id=unit_id)
 
-        reply = await self._transact(device, call)
+        reply = await self._transact(device, call, unit_id=unit_id, function=table.read_function)
         if isinstance(reply, ExceptionResponse) or reply.isError():
             code = getattr(reply, "exception_code", 0)
             raise ModbusExceptionError(device, code, table.read_function, address, count)
@@ -285,7 +316,17 @@ class ModbusBusClient:
             else:
                 function, call = 16, lambda c: c.write_registers(address, regs, device_id=unit_id)
 
-        reply = await self._transact(device, call)
+        reply = await self._transact(device, call, unit_id=unit_id, function=function)
         if isinstance(reply, ExceptionResponse) or reply.isError():
             code = getattr(reply, "exception_code", 0)
             raise ModbusExceptionError(device, code, function, address, len(values))
+
+
+def _mismatch(reply: ModbusPDU, unit_id: int, function: int) -> str | None:
+    """What does not answer the request in a reply pymodbus decoded (the reply check judged
+    its bytes already; this holds where it could not, e.g. RTU frames it saw only in part)."""
+    if unit_id and reply.dev_id != unit_id:
+        return f"a reply from unit {reply.dev_id} to a request to unit {unit_id}"
+    if reply.function_code & 0x7F != function:
+        return f"a reply with function code {reply.function_code} to a function {function} request"
+    return None

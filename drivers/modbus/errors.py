@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from agent.core.errors import DeviceUnavailableError, DriverError
 
-__all__ = ["DeviceUnavailableError", "ModbusExceptionError", "ShortReplyError"]
+__all__ = [
+    "DeviceUnavailableError",
+    "MismatchedReplyError",
+    "ModbusExceptionError",
+    "ShortReplyError",
+]
 
 # Exception codes from the Modbus application protocol spec v1.1b3, section 7.
 EXCEPTION_NAMES = {
@@ -48,3 +53,13 @@ class ShortReplyError(DriverError):
             f"device {device!r} answered {got} of {count} values to function {function}"
             f" at address {address}"
         )
+
+
+class MismatchedReplyError(DeviceUnavailableError):
+    """The device (or something on the wire) answered, but not to this request: another unit
+    id or function code, or a byte count the frame does not hold. Nothing of it is a reading:
+    to the poller the device is unavailable, with this reason."""
+
+    def __init__(self, device: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(device, f"{problem} (the reply was discarded)")
