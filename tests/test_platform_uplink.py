@@ -1,0 +1,171 @@
+"""The platform uplink end to end: energy intervals in a SQLite store on disk, the real uplink,
+the reference platform (hil.platform_server) on a loopback port; the clock is virtual, so a day
+of 15-minute periods passes in seconds while every byte crosses a real TCP connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.core.backoff import Backoff
+from agent.core.clock import VirtualClock
+from agent.energy.config import EnergyConfig, MeterConfig
+from agent.platform.config import PlatformConfig, PlatformMeter
+from agent.platform.reports import LEDGER_KEY, Ledger
+from agent.platform.session import PlatformTime
+from agent.platform.uplink import RATE_EVENT, PlatformUplink
+from agent.store import Store
+from hil.platform_server import PlatformServer
+
+TZ = "Asia/Shanghai"
+DAY0 = datetime(2026, 3, 10, 0, 0, tzinfo=ZoneInfo(TZ))
+T0 = int(DAY0.timestamp() * 1000)
+PERIOD = 900_000
+KEY = "k3y-0f-the-pl4tf"  # 16 characters
+PER_PERIOD = {"main": 5.0, "light": 2.0, "hvac": 2.5}  # kWh in each 15 minutes
+
+ENERGY = EnergyConfig(
+    interval_minutes=15,
+    meters=[
+        MeterConfig(name="main", device="m", point="import_energy", role="main"),
+        MeterConfig(name="light", device="l", point="import_energy", sub_item="01A00"),
+        MeterConfig(name="hvac", device="h", point="import_energy", sub_item="01B00"),
+    ],
+)
+
+
+def rows(period: int, *, estimated: bool = False) -> list[dict[str, Any]]:
+    start = T0 + period * PERIOD
+    return [
+        {
+            "meter": name,
+            "start_ms": start,
+            "end_ms": start + PERIOD,
+            "value": value + period / 100,
+            "unit": "kWh",
+            "quality": "estimated" if estimated and name == "hvac" else "measured",
+            "flags": ["gap"] if estimated and name == "hvac" else [],
+            "energy_type": "electricity",
+            "sub_item": ENERGY.meter(name).code,
+            "role": ENERGY.meter(name).role.value,
+        }
+        for name, value in PER_PERIOD.items()
+    ]
+
+
+def platform_config(port: int, key_file: Path, **extra: Any) -> PlatformConfig:
+    return PlatformConfig(
+        host="127.0.0.1",
+        port=port,
+        building_id="421000A001",
+        gateway_id="01",
+        key_file=key_file,
+        timeout=2.0,
+        continuous_gap=0,
+        meters=[
+            PlatformMeter(meter="main", id=1),
+            PlatformMeter(meter="light", id=2),
+            PlatformMeter(meter="hvac", id=3),
+        ],
+        **extra,
+    )
+
+
+@dataclass
+class Rig:
+    store: Store
+    server: PlatformServer
+    clock: VirtualClock
+    config: PlatformConfig
+    times: list[PlatformTime]
+    task: asyncio.Task[None] | None = None
+    uplink: PlatformUplink | None = None
+
+    def start(self) -> PlatformUplink:
+        self.uplink = PlatformUplink(
+            self.config,
+            energy=ENERGY,
+            tz=TZ,
+            store=self.store,
+            clock=self.clock,
+            on_time=self.times.append,
+            backoff=Backoff(initial=1.0, cap=30.0, rand=lambda: 0.5),
+        )
+        self.task = asyncio.create_task(self.uplink.run(), name="test[platform].run")
+        return self.uplink
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def until(self, predicate: Callable[[], bool], *, step: float = 5.0) -> None:
+        """Let virtual time pass in small steps until ``predicate()`` (a few real seconds)."""
+        async with asyncio.timeout(10):
+            while not predicate():
+                await self.clock.advance(step)
+                await asyncio.sleep(0.002)  # the real network moves
+
+
+@contextlib.asynccontextmanager
+async def rig(tmp_path: Path, *, variant: str = "guideline-a", **extra: Any) -> AsyncIterator[Rig]:
+    key_file = tmp_path / "platform.key"
+    key_file.write_text(KEY + "\n", encoding="utf-8")
+    clock = VirtualClock(DAY0)
+    async with (
+        Store(tmp_path / "readings.db", clock=clock, max_bytes=None) as store,
+        PlatformServer(key=KEY.encode(), secret=KEY, variant=variant, clock=clock) as server,
+    ):
+        profile = {} if variant == "guideline-a" else {"profile": variant}
+        config = platform_config(server.port, key_file, **profile, **extra)
+        r = Rig(store, server, clock, config, [])
+        try:
+            yield r
+        finally:
+            await r.stop()
+
+
+async def test_one_period_is_reported_with_the_stored_values_and_acked(tmp_path: Path) -> None:
+    async with rig(tmp_path, trust_time=True) as r:
+        await r.store.add_events([], intervals=rows(0))
+        uplink = r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.clock.advance(PERIOD / 1000)
+        await r.until(lambda: len(r.server.accepted) == 1)
+        report = r.server.accepted[("421000A001", "20260310000000")]
+        assert report.operation == "report"
+        assert report.meters[1] == {1: ("01000", 5.0, "0"), 2: ("01000", 5.0, "0")}
+        assert report.meters[2][2] == ("01A00", 2.0, "0")
+        assert report.items == {"01000": (5.0, "0"), "01A00": (2.0, "0"), "01B00": (2.5, "0")}
+        await r.until(lambda: uplink.ledger is not None and uplink.ledger.frontier > T0)
+        saved = await r.store.get_meta(LEDGER_KEY)
+        assert saved is not None
+        assert Ledger.from_json(saved).frontier == T0 + PERIOD
+        assert r.times  # trust_time: the heartbeat's time was offered to the clock trust
+        assert abs(r.times[-1].offset_s) < 2
+
+
+@pytest.mark.parametrize("variant", ["guideline-a-java", "zhejiang-b"])
+async def test_the_other_shipped_profiles_report_to_their_platform(
+    tmp_path: Path, variant: str
+) -> None:
+    async with rig(tmp_path, variant=variant) as r:
+        await r.store.add_events([], intervals=rows(0, estimated=True))
+        r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.clock.advance(PERIOD / 1000)
+        await r.until(lambda: len(r.server.accepted) == 1)
+        (report,) = r.server.accepted.values()
+        assert report.meters[3][2] == ("01B00", 2.5, "1")  # estimated by the accounting
+        assert report.items["01B00"] == (2.5, "1")
+        assert report.items["01A00"] == (2.0, "0")
