@@ -154,6 +154,7 @@ class PlatformServer:
         self.faults = Faults()
         self.tally = _Tally()
         self.accepted: dict[tuple[str, str], ReceivedReport] = {}
+        self.arrivals: list[tuple[str, str]] = []  # (operation, time) of each report, in order
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -276,6 +277,7 @@ class PlatformServer:
         self, writer: asyncio.StreamWriter, ids: tuple[str, str], op: ET.Element
     ) -> bool:
         self.tally.reports_seen += 1
+        self.arrivals.append((op.get("operation", ""), op.findtext("time") or ""))
         if self.faults.drop_on_report > 0:
             self.faults.drop_on_report -= 1
             return False

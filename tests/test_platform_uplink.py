@@ -29,6 +29,7 @@ TZ = "Asia/Shanghai"
 DAY0 = datetime(2026, 3, 10, 0, 0, tzinfo=ZoneInfo(TZ))
 T0 = int(DAY0.timestamp() * 1000)
 PERIOD = 900_000
+STEP = 30.0  # the uplink looks at the store every 30 virtual seconds when idle
 KEY = "k3y-0f-the-pl4tf"  # 16 characters
 PER_PERIOD = {"main": 5.0, "light": 2.0, "hvac": 2.5}  # kWh in each 15 minutes
 
@@ -62,6 +63,7 @@ def rows(period: int, *, estimated: bool = False) -> list[dict[str, Any]]:
 
 
 def platform_config(port: int, key_file: Path, **extra: Any) -> PlatformConfig:
+    settings: dict[str, Any] = {"continuous_gap": 0, **extra}
     return PlatformConfig(
         host="127.0.0.1",
         port=port,
@@ -69,13 +71,12 @@ def platform_config(port: int, key_file: Path, **extra: Any) -> PlatformConfig:
         gateway_id="01",
         key_file=key_file,
         timeout=2.0,
-        continuous_gap=0,
         meters=[
             PlatformMeter(meter="main", id=1),
             PlatformMeter(meter="light", id=2),
             PlatformMeter(meter="hvac", id=3),
         ],
-        **extra,
+        **settings,
     )
 
 
@@ -98,6 +99,7 @@ class Rig:
             clock=self.clock,
             on_time=self.times.append,
             backoff=Backoff(initial=1.0, cap=30.0, rand=lambda: 0.5),
+            idle=STEP,
         )
         self.task = asyncio.create_task(self.uplink.run(), name="test[platform].run")
         return self.uplink
@@ -109,12 +111,27 @@ class Rig:
                 await self.task
             self.task = None
 
-    async def until(self, predicate: Callable[[], bool], *, step: float = 5.0) -> None:
+    async def idle(self) -> None:
+        """Until the uplink waits on the clock again (its network and store work is done)."""
+        async with asyncio.timeout(5):
+            # The clock offers no event for "someone sleeps on me": poll it.
+            while self.task is not None and not self.task.done() and not self.clock.sleepers:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+
+    async def run_for(self, seconds: float, *, step: float = STEP) -> None:
+        """Virtual time passes, in steps that each wait for the uplink's real I/O."""
+        target = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < target:
+            await self.idle()
+            await self.clock.advance(min(step, target - self.clock.monotonic()))
+
+    async def until(self, predicate: Callable[[], bool], *, step: float = STEP) -> None:
         """Let virtual time pass in small steps until ``predicate()`` (a few real seconds)."""
         async with asyncio.timeout(10):
             while not predicate():
+                await self.idle()
                 await self.clock.advance(step)
-                await asyncio.sleep(0.002)  # the real network moves
+                await asyncio.sleep(0.001)  # the real network moves
 
 
 @contextlib.asynccontextmanager
@@ -140,7 +157,7 @@ async def test_one_period_is_reported_with_the_stored_values_and_acked(tmp_path:
         await r.store.add_events([], intervals=rows(0))
         uplink = r.start()
         await r.until(lambda: r.server.tally.logins == 1)
-        await r.clock.advance(PERIOD / 1000)
+        await r.run_for(PERIOD / 1000)
         await r.until(lambda: len(r.server.accepted) == 1)
         report = r.server.accepted[("421000A001", "20260310000000")]
         assert report.operation == "report"
@@ -163,9 +180,71 @@ async def test_the_other_shipped_profiles_report_to_their_platform(
         await r.store.add_events([], intervals=rows(0, estimated=True))
         r.start()
         await r.until(lambda: r.server.tally.logins == 1)
-        await r.clock.advance(PERIOD / 1000)
+        await r.run_for(PERIOD / 1000)
         await r.until(lambda: len(r.server.accepted) == 1)
         (report,) = r.server.accepted.values()
         assert report.meters[3][2] == ("01B00", 2.5, "1")  # estimated by the accounting
         assert report.items["01B00"] == (2.5, "1")
         assert report.items["01A00"] == (2.0, "0")
+
+
+def stamp(period: int) -> str:
+    return datetime.fromtimestamp((T0 + period * PERIOD) / 1000, ZoneInfo(TZ)).strftime(
+        "%Y%m%d%H%M%S"
+    )
+
+
+async def test_a_day_with_two_outages_and_a_restart_arrives_complete_and_once(
+    tmp_path: Path,
+) -> None:
+    # The platform is down for periods 20-27 and 60-67 (two hours each); the uplink is
+    # restarted while the second backlog drains (one continuous report a minute).
+    down = {*range(20, 28), *range(60, 68)}
+    async with rig(tmp_path, continuous_gap=60, heartbeat=600) as r:
+        r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        for period in range(96):
+            await r.store.add_events([], intervals=rows(period))
+            r.server.faults.down = period in down
+            if period in down:
+                r.server.drop_connections()
+            if period == 68:  # the platform is back; restart while the backlog drains
+                await r.run_for(300)
+                resent = {t for (_, t) in r.server.accepted} & {stamp(p) for p in range(60, 68)}
+                assert 0 < len(resent) < 8
+                await r.stop()
+                r.start()
+                await r.run_for(PERIOD / 1000 - 300)
+            else:
+                await r.run_for(PERIOD / 1000)
+            if period not in down:
+                await r.until(lambda p=period: ("421000A001", stamp(p)) in r.server.accepted)
+        await r.until(lambda: len(r.server.accepted) == 96, step=STEP)
+        await r.clock.advance(120)  # past midnight: the day's figure is announced
+
+        assert r.server.tally.duplicates == 0
+        assert r.server.tally.reports_seen == 96  # nothing was sent twice
+        for period in range(96):
+            report = r.server.accepted[("421000A001", stamp(period))]
+            for meter_id, name in ((1, "main"), (2, "light"), (3, "hvac")):
+                value = PER_PERIOD[name] + period / 100
+                assert report.meters[meter_id][2][1] == pytest.approx(value)
+                cumulative = sum(PER_PERIOD[name] + p / 100 for p in range(period + 1))
+                assert report.meters[meter_id][1][1] == pytest.approx(cumulative)
+        arrivals = r.server.arrivals
+        # After each outage the current period goes first, as a report; the missed ones follow,
+        # oldest first, as continuous reports.
+        # After each outage the newest period goes first, as a report (on time); the missed
+        # ones follow, oldest first, as continuous reports, one a minute.
+        for first, newest in ((20, 27), (60, 67)):
+            back = arrivals.index(("report", stamp(newest)))
+            resent = [t for op, t in arrivals[back:] if op == "continuous"][: newest - first]
+            assert resent == [stamp(p) for p in range(first, newest)]
+        assert [op for op, _ in arrivals].count("continuous") == 14
+        events = await r.store.events_after(0, 100, kind=RATE_EVENT)
+        assert events[-1].detail == {
+            "day": "2026-03-10",
+            "delivered": 96,
+            "due": 96,
+            "rate_percent": 100.0,
+        }

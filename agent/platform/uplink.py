@@ -17,6 +17,7 @@ reads the store, so an unreachable platform never slows polling or the MQTT upli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 STATE_KEY = "platform:state"
 """Meta key: the link's state for ``edge-agent status`` (state, reason, offset, last ack...)."""
 RATE_EVENT = "platform.rate"
-_IDLE_S = 5.0  # longest sleep while nothing is due: how soon a stored interval is noticed
+IDLE_S = 5.0  # longest sleep while nothing is due: how soon a stored interval is noticed
 _LIVE_LAG_MS = 120_000  # the energy accounting stores intervals on a 60 s cycle
 
 
@@ -72,6 +73,7 @@ class PlatformUplink:
         clock: Clock | None = None,
         on_time: Callable[[PlatformTime], None] | None = None,
         backoff: Backoff | None = None,
+        idle: float = IDLE_S,
     ) -> None:
         self.config = config
         self.tz = ZoneInfo(tz)
@@ -80,6 +82,7 @@ class PlatformUplink:
         self._clock = clock if clock is not None else system_clock()
         self._on_time = on_time
         self._backoff = backoff if backoff is not None else Backoff(initial=2.0, cap=300.0)
+        self._idle = idle
         self.builder = ReportBuilder(config, energy, tz=self.tz)
         self.period_ms = config.period_ms
         # A period with a meter still silent is reported once this long has passed its end.
@@ -147,12 +150,29 @@ class PlatformUplink:
                 wait = next_beat - self._clock.monotonic()
                 if gap_left > 0:
                     wait = min(wait, gap_left)
-                await self._clock.sleep(max(0.0, min(wait, _IDLE_S)))
+                await self._clock.sleep(max(0.0, min(wait, self._idle)))
                 continue
-            await session.send_report(job.payload, time=job.time)
-            await self._delivered(job)
+            await self._exchange(session, job)
             if job.operation == "continuous":
                 last_continuous = self._clock.monotonic()
+
+    async def _exchange(self, session: PlatformSession, job: BuiltReport) -> None:
+        """Send a report and record its ack. A stop (cancellation) lets an exchange under way
+        finish, bounded by the timeout: the platform may already hold the report, and recording
+        its ack is what keeps a restart from sending it twice."""
+
+        async def exchange() -> None:
+            await session.send_report(job.payload, time=job.time)
+            await self._delivered(job)
+
+        task = asyncio.ensure_future(exchange())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.config.timeout * 2):
+                    await task
+            raise
 
     async def _heartbeat(self, session: PlatformSession) -> None:
         reading = await session.heartbeat()
