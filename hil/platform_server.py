@@ -375,6 +375,8 @@ class PlatformServer:
         data: bool = False,
     ) -> None:
         bad, self.faults.bad_reply = self.faults.bad_reply, None
+        if bad == "wrong-ack-time" and not data:  # it waits for a report's ack
+            bad, self.faults.bad_reply = None, bad
         if bad == "unknown":
             element, operation, fields = "surprise", "whatever", []
         if bad == "wrong-ack-time":

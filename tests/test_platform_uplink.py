@@ -63,14 +63,13 @@ def rows(period: int, *, estimated: bool = False) -> list[dict[str, Any]]:
 
 
 def platform_config(port: int, key_file: Path, **extra: Any) -> PlatformConfig:
-    settings: dict[str, Any] = {"continuous_gap": 0, **extra}
+    settings: dict[str, Any] = {"continuous_gap": 0, "timeout": 2.0, **extra}
     return PlatformConfig(
         host="127.0.0.1",
         port=port,
         building_id="421000A001",
         gateway_id="01",
         key_file=key_file,
-        timeout=2.0,
         meters=[
             PlatformMeter(meter="main", id=1),
             PlatformMeter(meter="light", id=2),
@@ -248,3 +247,92 @@ async def test_a_day_with_two_outages_and_a_restart_arrives_complete_and_once(
             "due": 96,
             "rate_percent": 100.0,
         }
+
+
+@pytest.mark.parametrize(
+    ("fault", "logged"),
+    [
+        ("bad-crc", "CRC mismatch"),
+        ("not-xml", "not well-formed XML"),
+        ("unknown", '<surprise operation="whatever">'),
+        ("huge", "more than the 1048576 this profile accepts"),
+        ("wrong-ack-time", "acknowledged the report of 20000101000000"),
+    ],
+)
+async def test_bad_input_from_the_platform_gets_a_log_line_and_a_clean_reconnect(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fault: str, logged: str
+) -> None:
+    async with rig(tmp_path) as r:
+        uplink = r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.store.add_events([], intervals=rows(0))
+        # The next reply is bad: the heartbeat's, or (for a wrong ack) the report's ack.
+        r.server.faults.bad_reply = fault  # type: ignore[assignment]
+        await r.run_for(PERIOD / 1000)
+        await r.until(lambda: len(r.server.accepted) == 1 and r.server.tally.logins >= 2)
+        assert logged in caplog.text
+        assert r.task is not None
+        assert not r.task.done()
+        if fault == "wrong-ack-time":
+            # The first ack named another period: not taken as delivery; the report went again.
+            assert r.server.tally.reports_seen == 2
+        assert uplink.ledger is not None
+        assert uplink.ledger.days == {"2026-03-10": 1}
+
+
+async def test_a_replayed_challenge_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with rig(tmp_path) as r:
+        r.server.faults.challenge = "12345678"
+        r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        r.server.drop_connections()
+        await r.until(lambda: "repeated an earlier challenge" in caplog.text)
+        assert r.server.tally.logins == 1  # the replay was not answered
+        r.server.faults.challenge = None
+        await r.until(lambda: r.server.tally.logins == 2)
+
+
+async def test_a_refused_identity_check_is_named_and_retried_with_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with rig(tmp_path) as r:
+        r.server.faults.refuse_auth = True
+        uplink = r.start()
+        await r.until(lambda: r.server.tally.refused >= 3)
+        assert "refused the identity check of building 421000A001 gateway 01" in caplog.text
+        assert uplink.state["state"] == "refused"
+        r.server.faults.refuse_auth = False
+        await r.until(lambda: uplink.state["state"] == "online", step=STEP)
+
+
+@pytest.mark.parametrize("fault", ["never_ack", "drop_on_report", "nack", "ack_delay"])
+async def test_a_report_is_delivered_only_when_acked(tmp_path: Path, fault: str) -> None:
+    async with rig(tmp_path, timeout=0.4) as r:
+        uplink = r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.store.add_events([], intervals=rows(0))
+        if fault == "drop_on_report":
+            r.server.faults.drop_on_report = 2
+        elif fault == "ack_delay":
+            r.server.faults.ack_delay = 0.6  # real seconds, beyond the timeout
+        else:
+            setattr(r.server.faults, fault, True)
+        await r.run_for(PERIOD / 1000)
+        await r.until(lambda: r.server.tally.reports_seen >= 2)
+        assert uplink.ledger is not None
+        assert uplink.ledger.frontier == T0  # not delivered
+        setattr(r.server.faults, fault, 0 if fault in ("drop_on_report", "ack_delay") else False)
+        await r.until(lambda: uplink.ledger is not None and uplink.ledger.frontier > T0)
+        assert len(r.server.accepted) == 1
+
+
+async def test_a_slow_link_still_delivers(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        r.server.faults.slow_link = 0.01  # 10 ms per 64 bytes: a GPRS-class link
+        r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.store.add_events([], intervals=rows(0))
+        await r.run_for(PERIOD / 1000)
+        await r.until(lambda: len(r.server.accepted) == 1)
