@@ -20,6 +20,7 @@ from agent.core.links import LINK_KINDS, LinkConfig
 from agent.core.suggest import did_you_mean
 from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
+from agent.platform.config import PlatformConfig, cross_check_platform
 from agent.sources.registry import DEFAULT_PROTOCOL, config_model, device_config_type
 
 if TYPE_CHECKING:
@@ -195,6 +196,8 @@ class SiteConfig(ConfigModel):
     """HVAC schedules, policy limits and overrides; without it the agent writes nothing."""
     energy: EnergyConfig | None = None
     """Energy accounting: meters and their sub-items, tce and CO2 factors, quotas, quality rules."""
+    platform: PlatformConfig | None = None
+    """The government energy-monitoring platform this gateway reports to as its data collector."""
 
     @field_validator("buses")
     @classmethod
@@ -215,7 +218,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     together with the field errors rather than only once those are fixed. Entries whose
     shape is wrong are skipped here: validation reports them.
     """
-    problems: list[tuple[Loc, str]] = cross_check_energy(data)
+    problems: list[tuple[Loc, str]] = cross_check_energy(data) + cross_check_platform(data)
     buses = data.get("buses")
     bus_names = [str(b) for b in buses] if isinstance(buses, Mapping) else []
     kinds = {

@@ -116,6 +116,12 @@ class ProfileSettings(ConfigModel):
     max_frame_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
     """Longest frame accepted from the platform; a longer length field drops the connection."""
 
+    @field_validator("header", "tail", mode="before")
+    @classmethod
+    def _digits(cls, value: object) -> object:
+        # YAML reads an unquoted 68681616 as a number; the bytes are what was written.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("header", "tail")
     @classmethod
     def _lower(cls, value: str) -> str:

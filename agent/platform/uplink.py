@@ -47,14 +47,13 @@ from agent.platform.reports import (
     period_start,
 )
 from agent.platform.session import PlatformSession, PlatformTime
+from agent.platform.summary import STATE_KEY
 from agent.store import Store
 
 __all__ = ["RATE_EVENT", "STATE_KEY", "PlatformUplink"]
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "platform:state"
-"""Meta key: the link's state for ``edge-agent status`` (state, reason, offset, last ack...)."""
 RATE_EVENT = "platform.rate"
 IDLE_S = 5.0  # longest sleep while nothing is due: how soon a stored interval is noticed
 _LIVE_LAG_MS = 120_000  # the energy accounting stores intervals on a 60 s cycle
@@ -88,7 +87,7 @@ class PlatformUplink:
         # A period with a meter still silent is reported once this long has passed its end.
         self.settle_ms = self.builder.base_ms + round(energy.max_step * 1000) + _LIVE_LAG_MS
         self.ledger: Ledger | None = None
-        self.state: dict[str, Any] = {"state": "starting"}
+        self.state: dict[str, Any] = {"state": "starting", "period_ms": self.period_ms, "tz": tz}
         self._challenges: set[str] = set()
         self._sequence = 0
         self._failing: str | None = None
@@ -252,7 +251,9 @@ class PlatformUplink:
         since = now - round((self.config.backfill or 0) * 1000)
         origin = period_start(since, self.period_ms, self.tz)
         log.info("platform: reporting periods from %s", ms_to_iso(origin))
-        return Ledger(origin=origin, frontier=origin)
+        self.ledger = Ledger(origin=origin, frontier=origin)
+        await self._save()  # the origin is kept: a restart does not move the periods due
+        return self.ledger
 
     async def _delivered(self, job: BuiltReport) -> None:
         ledger = self._ledger

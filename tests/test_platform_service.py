@@ -1,0 +1,93 @@
+"""The platform uplink in the running agent, beside the pollers: it logs in and beats against
+the reference platform; a platform that never answers slows neither polling nor a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from agent.config.model import SiteConfig
+from agent.demo import _retarget, demo_config
+from agent.platform.config import PlatformConfig, PlatformMeter
+from agent.service import Agent
+from agent.status import print_status
+from hil.platform_server import PlatformServer
+from hil.server import SimulatedBuilding
+
+KEY = "0123456789abcdef"
+
+
+def with_platform(config: SiteConfig, port: int, key_file: Path) -> SiteConfig:
+    platform = PlatformConfig(
+        host="127.0.0.1",
+        port=port,
+        building_id="421000A001",
+        gateway_id="01",
+        key_file=key_file,
+        timeout=0.5,
+        meters=[PlatformMeter(meter="main_import", id=1), PlatformMeter(meter="hvac", id=2)],
+    )
+    return config.model_copy(update={"platform": platform})
+
+
+@contextlib.asynccontextmanager
+async def silent_platform() -> AsyncIterator[int]:
+    """A port that accepts connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def run(agent: Agent, seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    async with asyncio.timeout(10):
+        await agent.started.wait()
+    await asyncio.sleep(seconds)
+    stop.set()
+    async with asyncio.timeout(5):
+        await task
+
+
+async def test_the_agent_logs_in_and_shows_the_link_in_status(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(KEY, encoding="utf-8")
+    async with (
+        SimulatedBuilding() as sim,
+        PlatformServer(key=KEY.encode(), secret=KEY, time_offset_s=-42) as platform,
+    ):
+        config = with_platform(_retarget(demo_config(), sim, None), platform.port, tmp_path / "key")
+        agent = Agent(config, data_dir=tmp_path)
+        await run(agent, 1.0)
+    assert platform.tally.logins == 1
+    assert platform.tally.heartbeats >= 1
+    out = io.StringIO()
+    print_status(tmp_path / "readings.db", as_json=False, out=out)
+    text = out.getvalue()
+    assert "platform:      online" in text
+    assert "platform time: -42" in text or "platform time: -41" in text
+    assert "reporting rate" in text
+
+
+async def test_a_platform_that_never_answers_slows_nothing(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(KEY, encoding="utf-8")
+    async with SimulatedBuilding() as sim, silent_platform() as port:
+        config = with_platform(_retarget(demo_config(), sim, None), port, tmp_path / "key")
+        agent = Agent(config, data_dir=tmp_path)
+        await run(agent, 1.5)  # the clean stop inside is bounded: it does not wait on the link
+    assert agent.readings_polled > 0
+    assert all(p.health.online for p in agent.pollers if p.device.name != "pv_inverter")
+    assert agent.platform is not None
+    assert agent.platform.state["state"] == "offline"
+    assert "no answer from the platform" in agent.platform.state["reason"]
