@@ -145,7 +145,15 @@ def _parser() -> argparse.ArgumentParser:
     from agent.schedule_cli import add_commands as add_hvac_commands
 
     add_hvac_commands(sub)
+    _platform_commands(sub)
     return parser
+
+
+def _platform_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agent.config.loader import load_config
+    from agent.platform.check import add_commands
+
+    add_commands(sub, load=load_config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,7 +271,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.commission import dispatch
 
         return asyncio.run(dispatch(args))
-    raise AssertionError(command)
+    # `edge-agent platform ...` (agent.platform.check) brings its own handler.
+    handler = getattr(args, "handler", None)
+    assert handler is not None, command
+    return int(handler(args))
 
 
 def _db_path(args: argparse.Namespace) -> Path:
