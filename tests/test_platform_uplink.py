@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from agent.platform.session import PlatformTime
 from agent.platform.uplink import RATE_EVENT, PlatformUplink
 from agent.store import Store
 from hil.platform_server import PlatformServer
+from tests.helpers import ROOT
 
 TZ = "Asia/Shanghai"
 DAY0 = datetime(2026, 3, 10, 0, 0, tzinfo=ZoneInfo(TZ))
@@ -336,3 +338,49 @@ async def test_a_slow_link_still_delivers(tmp_path: Path) -> None:
         await r.store.add_events([], intervals=rows(0))
         await r.run_for(PERIOD / 1000)
         await r.until(lambda: len(r.server.accepted) == 1)
+
+
+async def _spawn(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
+    start = (DAY0 + timedelta(days=1, minutes=10)).isoformat()
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.platform_child",
+        str(tmp_path / "readings.db"),
+        str(port),
+        str(tmp_path / "platform.key"),
+        start,
+        cwd=ROOT,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def test_a_kill_9_mid_backlog_neither_loses_nor_repeats(tmp_path: Path) -> None:
+    (tmp_path / "platform.key").write_text(KEY, encoding="utf-8")
+    async with Store(tmp_path / "readings.db", max_bytes=None) as store:
+        for period in range(96):
+            await store.add_events([], intervals=rows(period))
+    async with PlatformServer(key=KEY.encode(), secret=KEY) as server:
+        child = await _spawn(tmp_path, server.port)
+        try:
+            await server.wait_for(lambda: len(server.accepted) >= 30, within=20)
+            # Kill it with a report on the wire that the platform has not acknowledged.
+            server.faults.never_ack = True
+            seen = server.tally.reports_seen
+            await server.wait_for(lambda: server.tally.reports_seen > seen, within=5)
+            child.kill()  # SIGKILL: no cleanup of any kind
+            await child.wait()
+            assert 30 <= len(server.accepted) < 96
+            server.faults.never_ack = False
+            child = await _spawn(tmp_path, server.port)
+            await server.wait_for(lambda: len(server.accepted) == 96, within=20)
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+    assert server.tally.duplicates == 0
+    for period in range(96):
+        report = server.accepted[("421000A001", stamp(period))]
+        assert report.meters[2][2][1] == pytest.approx(PER_PERIOD["light"] + period / 100)
+        cumulative = sum(PER_PERIOD["light"] + p / 100 for p in range(period + 1))
+        assert report.meters[2][1][1] == pytest.approx(cumulative)
