@@ -16,6 +16,7 @@ challenge).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -311,6 +312,15 @@ class PlatformServer:
             if (ids[0], stamp) in self.accepted:
                 self.tally.duplicates += 1
             self.accepted[(ids[0], stamp)] = report
+            log.info(
+                "platform server: %s %s of %s/%s: %d meters, items %s",
+                report.operation,
+                stamp,
+                ids[0],
+                ids[1],
+                len(report.meters),
+                {code: value for code, (value, _) in report.items.items()},
+            )
         if self.variant.ack == "report_ack":
             fields = [("report_ack", "fail" if self.faults.nack else "pass")]
             await self._reply(writer, ids, "report_config", "report_ack", fields, data=True)
@@ -417,3 +427,33 @@ class PlatformServer:
                 await writer.drain()
                 await asyncio.sleep(self.faults.slow_link)
         await writer.drain()
+
+
+async def _serve_until_stopped(server: PlatformServer) -> None:
+    async with server:
+        log.info("platform server: listening on %s:%d", server.host, server.port)
+        await asyncio.Event().wait()  # until Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hil.platform_server --key-file F [--port 6001] [--variant NAME]``: the
+    reference platform on its own, for the demo or a trial of a gateway's `platform:` section."""
+    parser = argparse.ArgumentParser(prog="python -m hil.platform_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=6001)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="guideline-a")
+    parser.add_argument("--key-file", required=True, help="16-character AES key (and secret)")
+    args = parser.parse_args(argv)
+    with open(args.key_file, encoding="utf-8") as handle:
+        key = handle.read().strip()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server = PlatformServer(
+        key=key.encode(), secret=key, variant=args.variant, host=args.host, port=args.port
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_until_stopped(server))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

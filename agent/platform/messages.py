@@ -74,7 +74,9 @@ def _serialise(root: ET.Element, encoding: str) -> bytes:
     # quotes and lowercase; the platforms' samples use double quotes.
     declared = "GB2312" if encoding == "gb2312" else "UTF-8"
     text = f'<?xml version="1.0" encoding="{declared}"?>' + ET.tostring(root, encoding="unicode")
-    return text.encode(encoding)
+    # A name GB2312 cannot spell (a rare character, an emoji) goes as a character reference,
+    # which is still well-formed XML, rather than failing the report.
+    return text.encode(encoding, errors="xmlcharrefreplace")
 
 
 def build_message(

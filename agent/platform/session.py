@@ -124,7 +124,9 @@ class PlatformSession:
         received = self._clock.time()
         platform = self._aware(parse_time(reply.fields.get("time", "")))
         midpoint = (sent + received) / 2
-        return PlatformTime(platform, platform.timestamp() - midpoint)
+        # The stamp has whole seconds, cut off: the platform's clock stood half a second later
+        # on average, which keeps the offset unbiased (its resolution stays one second).
+        return PlatformTime(platform, platform.timestamp() + 0.5 - midpoint)
 
     async def send_report(self, payload: bytes, *, time: str) -> None:
         """Send one report (XML built by agent.platform.reports); return once it is acked."""
