@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -50,7 +51,9 @@ async def test_a_working_link_passes_every_step(key_file: Path) -> None:
         code, text = await check(config(server.port, key_file))
     assert code == 0, text
     assert "identity check   passed" in text
-    assert "+30.0 s from this gateway's clock" in text or "+29." in text
+    offset = re.search(r"([+-][\d.]+) s from this gateway's clock", text)
+    assert offset is not None, text
+    assert abs(float(offset.group(1)) - 30) <= 1  # the stamp has whole seconds
     assert server.tally.heartbeats == 1
 
 
