@@ -145,15 +145,21 @@ def _parser() -> argparse.ArgumentParser:
     from agent.schedule_cli import add_commands as add_hvac_commands
 
     add_hvac_commands(sub)
-    _platform_commands(sub)
+    _platform_commands(sub, demo)
     return parser
 
 
-def _platform_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _platform_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], demo: argparse.ArgumentParser
+) -> None:
+    """`edge-agent platform ...`, and the demo's reference platform."""
     from agent.config.loader import load_config
     from agent.platform.check import add_commands
 
     add_commands(sub, load=load_config)
+    demo.add_argument(
+        "--platform", action="store_true", help="also report to the reference energy platform"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,6 +227,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 mqtt_url=args.mqtt,
                 duration=duration,
                 speed=args.speed,
+                platform=args.platform,
             )
         )
     if command == "export":

@@ -10,6 +10,8 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from agent.config.model import SiteConfig
 from agent.demo import _retarget, demo_config
 from agent.platform.config import PlatformConfig, PlatformMeter
@@ -76,14 +78,16 @@ async def test_the_agent_logs_in_and_shows_the_link_in_status(tmp_path: Path) ->
     out = io.StringIO()
     print_status(tmp_path / "readings.db", as_json=False, out=out)
     text = out.getvalue()
-    assert "platform:      online" in text
+    assert "platform:      stopped" in text  # online until the clean stop
     offset = re.search(r"platform time: ([+-][\d.]+) s", text)
     assert offset is not None, text
     assert abs(float(offset.group(1)) + 42) <= 1  # the stamp has whole seconds
     assert "reporting rate" in text
 
 
-async def test_a_platform_that_never_answers_slows_nothing(tmp_path: Path) -> None:
+async def test_a_platform_that_never_answers_slows_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "key").write_text(KEY, encoding="utf-8")
     async with SimulatedBuilding() as sim, silent_platform() as port:
         config = with_platform(_retarget(demo_config(), sim, None), port, tmp_path / "key")
@@ -92,5 +96,22 @@ async def test_a_platform_that_never_answers_slows_nothing(tmp_path: Path) -> No
     assert agent.readings_polled > 0
     assert all(p.health.online for p in agent.pollers if p.device.name != "pv_inverter")
     assert agent.platform is not None
-    assert agent.platform.state["state"] == "offline"
-    assert "no answer from the platform" in agent.platform.state["reason"]
+    assert agent.platform.reports_sent == 0
+    assert "link to 127.0.0.1" in caplog.text
+    assert "no answer from the platform within 0.5 s" in caplog.text
+
+
+async def test_the_demo_reports_to_the_reference_platform(tmp_path: Path) -> None:
+    from agent.demo import run_demo
+
+    out = io.StringIO()
+    stop = asyncio.Event()
+    async with asyncio.timeout(20):
+        await run_demo(
+            stop, data_dir=tmp_path, mqtt_url=None, duration=2.0, speed=1.0, platform=True, out=out
+        )
+    assert "reference platform on 127.0.0.1:" in out.getvalue()
+    status = io.StringIO()
+    print_status(tmp_path / "readings.db", as_json=False, out=status)
+    assert "platform:      stopped" in status.getvalue()  # it was online, then stopped cleanly
+    assert "platform time: " in status.getvalue()

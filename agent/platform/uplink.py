@@ -97,6 +97,16 @@ class PlatformUplink:
     # ---- the loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            # A clean stop: say so in the store (bounded; the store may be closing).
+            with contextlib.suppress(StoreError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(self._set_state("stopped"))
+            raise
+
+    async def _run(self) -> None:
         while True:
             try:
                 if self.ledger is None:
