@@ -246,7 +246,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.energy.command import print_energy_report
 
         config = load_config(args.config)
-        return print_energy_report(
+        code = print_energy_report(
             config.energy,
             site=config.site,
             db=_db_path(args),
@@ -256,6 +256,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             as_csv=args.csv,
             out=sys.stdout,
         )
+        _platform_rates(args)
+        return code
     if command == "comfort":
         from agent.comfort import comfort_command
 
@@ -282,6 +284,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     handler = getattr(args, "handler", None)
     assert handler is not None, command
     return int(handler(args))
+
+
+def _platform_rates(args: argparse.Namespace) -> None:
+    """After `edge-agent energy` (not in CSV): the platform's reporting rate, if there is one."""
+    from agent.core.clock import system_clock
+    from agent.platform.summary import print_platform_rates
+
+    if not args.csv:
+        print_platform_rates(_db_path(args), out=sys.stdout, now_ms=system_clock().now_ms())
 
 
 def _db_path(args: argparse.Namespace) -> Path:

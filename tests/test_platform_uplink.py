@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from agent.energy.config import EnergyConfig, MeterConfig
 from agent.platform.config import PlatformConfig, PlatformMeter
 from agent.platform.reports import LEDGER_KEY, Ledger
 from agent.platform.session import PlatformTime
+from agent.platform.summary import print_platform_rates
 from agent.platform.uplink import RATE_EVENT, PlatformUplink
 from agent.store import Store
 from hil.platform_server import PlatformServer
@@ -249,6 +251,10 @@ async def test_a_day_with_two_outages_and_a_restart_arrives_complete_and_once(
             "due": 96,
             "rate_percent": 100.0,
         }
+        shown = io.StringIO()  # as `edge-agent energy` prints it
+        print_platform_rates(tmp_path / "readings.db", out=shown, now_ms=r.clock.now_ms())
+        day_line = next(line for line in shown.getvalue().splitlines() if "2026-03-10" in line)
+        assert day_line.split() == ["2026-03-10", "96/96", "100.0", "%"]
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from agent.core.record import ms_to_iso
 from agent.energy.periods import day_of
 from agent.platform.reports import LEDGER_KEY, Ledger, day_rate
+from agent.store import read_meta
 
-__all__ = ["LEDGER_KEY", "STATE_KEY", "platform_summary"]
+__all__ = ["LEDGER_KEY", "STATE_KEY", "platform_summary", "print_platform_rates"]
 
 STATE_KEY = "platform:state"
 """Meta key: the link's state (state, reason, since, offset, last heartbeat and ack, backlog,
@@ -65,3 +67,20 @@ def platform_summary(
 
 def _iso(ms: object) -> str | None:
     return ms_to_iso(ms) if isinstance(ms, int) and ms else None
+
+
+def print_platform_rates(db: Path, *, out: TextIO, now_ms: int, days: int = 7) -> None:
+    """The reporting rate of the last ``days`` days, for ``edge-agent energy``; nothing when
+    this store never had a platform link."""
+    if not db.is_file():
+        return
+    link = platform_summary(
+        read_meta(db, STATE_KEY), read_meta(db, LEDGER_KEY), now_ms=now_ms, days=days
+    )
+    if link is None or not link["rates"]:
+        return
+    out.write("reporting rate to the energy-monitoring platform (periods delivered / due):\n")
+    for rate in link["rates"]:
+        pct = rate["rate_percent"]
+        shown = "-" if pct is None else f"{pct:.1f} %"
+        out.write(f"  {rate['day']}  {rate['delivered']:>4}/{rate['due']:<4} {shown}\n")
