@@ -390,3 +390,22 @@ async def test_a_kill_9_mid_backlog_neither_loses_nor_repeats(tmp_path: Path) ->
         assert report.meters[2][2][1] == pytest.approx(PER_PERIOD["light"] + period / 100)
         cumulative = sum(PER_PERIOD["light"] + p / 100 for p in range(period + 1))
         assert report.meters[2][1][1] == pytest.approx(cumulative)
+
+
+async def test_a_new_report_period_goes_on_from_what_was_delivered(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        await r.store.add_events([], intervals=[x for p in range(4) for x in rows(p)])
+        r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.run_for(2 * PERIOD / 1000)
+        await r.until(lambda: len(r.server.accepted) == 2)
+        await r.stop()
+        r.config = platform_config(r.server.port, tmp_path / "platform.key", period=1800)
+        r.start()
+        await r.run_for(2 * PERIOD / 1000)
+        await r.until(lambda: len(r.server.accepted) == 3)
+        half_hour = r.server.accepted[("421000A001", stamp(2))]
+        light = [PER_PERIOD["light"] + p / 100 for p in range(4)]
+        assert half_hour.meters[2][2][1] == pytest.approx(light[2] + light[3])
+        assert half_hour.meters[2][1][1] == pytest.approx(sum(light))
+        assert r.server.tally.duplicates == 0

@@ -61,6 +61,7 @@ class Ledger:
 
     origin: int
     frontier: int
+    period_ms: int = 900_000
     settled: dict[int, str] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)
     days: dict[str, int] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class Ledger:
             {
                 "origin": self.origin,
                 "frontier": self.frontier,
+                "period_ms": self.period_ms,
                 "settled": {str(k): v for k, v in sorted(self.settled.items())},
                 "totals": self.totals,
                 "days": self.days,
@@ -94,6 +96,7 @@ class Ledger:
             return cls(
                 origin=int(data["origin"]),
                 frontier=int(data["frontier"]),
+                period_ms=int(data.get("period_ms", 900_000)),
                 settled={int(k): str(v) for k, v in dict(data.get("settled", {})).items()},
                 totals={str(k): float(v) for k, v in dict(data.get("totals", {})).items()},
                 days={str(k): int(v) for k, v in dict(data.get("days", {})).items()},

@@ -252,16 +252,38 @@ class PlatformUplink:
 
     async def _load_ledger(self) -> Ledger:
         text = await self.store.get_meta(LEDGER_KEY)
+        saved: Ledger | None = None
         if text is not None:
             try:
-                return Ledger.from_json(text)
+                saved = Ledger.from_json(text)
             except ValueError as exc:
                 log.error("platform: %s; starting a new ledger", exc)  # noqa: TRY400
-        now = self._clock.now_ms()
-        since = now - round((self.config.backfill or 0) * 1000)
+        if saved is not None and saved.period_ms == self.period_ms:
+            return saved
+        if saved is not None:
+            # Periods of another length do not line up with the settled ones: go on from the
+            # first new period that starts after everything settled, keeping the totals.
+            origin = period_start(saved.frontier - 1, self.period_ms, self.tz) + self.period_ms
+            self.ledger = Ledger(
+                origin=origin,
+                frontier=saved.frontier,
+                period_ms=self.period_ms,
+                totals=saved.totals,
+                days=saved.days,
+                announced=saved.announced,
+            )
+            log.warning(
+                "platform: the report period changed from %d to %d min; reporting from %s",
+                saved.period_ms // 60_000,
+                self.period_ms // 60_000,
+                ms_to_iso(origin),
+            )
+            await self._advance(to=origin)
+            return self.ledger
+        since = self._clock.now_ms() - round((self.config.backfill or 0) * 1000)
         origin = period_start(since, self.period_ms, self.tz)
         log.info("platform: reporting periods from %s", ms_to_iso(origin))
-        self.ledger = Ledger(origin=origin, frontier=origin)
+        self.ledger = Ledger(origin=origin, frontier=origin, period_ms=self.period_ms)
         await self._save()  # the origin is kept: a restart does not move the periods due
         return self.ledger
 
@@ -279,11 +301,11 @@ class PlatformUplink:
         self.state["last_period"] = ms_to_iso(job.start)
         await self._advance()
 
-    async def _advance(self) -> None:
-        """Move the frontier over settled periods (adding their consumption to the totals),
-        then save the ledger."""
+    async def _advance(self, *, to: int | None = None) -> None:
+        """Move the frontier over settled periods (or ``to``), adding their consumption to the
+        totals, then save the ledger."""
         ledger = self._ledger
-        new = ledger.frontier
+        new = ledger.frontier if to is None else to
         while new in ledger.settled:
             del ledger.settled[new]
             new += self.period_ms
