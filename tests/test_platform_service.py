@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,26 @@ async def test_a_platform_that_never_answers_slows_nothing(
     assert agent.platform.reports_sent == 0
     assert "link to 127.0.0.1" in caplog.text
     assert "no answer from the platform within 0.5 s" in caplog.text
+
+
+async def test_a_silent_platform_does_not_hold_the_mqtt_uplink_back(
+    tmp_path: Path, mosquitto: Any, mqtt_subscribe: Any
+) -> None:
+    (tmp_path / "key").write_text(KEY, encoding="utf-8")
+    async with SimulatedBuilding() as sim, silent_platform() as port:
+        config = _retarget(demo_config(), sim, mosquitto.url)
+        agent = Agent(with_platform(config, port, tmp_path / "key"), data_dir=tmp_path)
+        async with mqtt_subscribe(mosquitto, "bea/+/+/readings") as sub:
+            await sub.wait_for(lambda _: True, within=1)
+            stop = asyncio.Event()
+            task = asyncio.create_task(agent.run(stop))
+            # Readings reach the broker while the platform never answers.
+            await sub.wait_for(lambda m: len(m) >= 2, within=10)
+            stop.set()
+            async with asyncio.timeout(10):
+                await task
+    assert agent.platform is not None
+    assert agent.platform.reports_sent == 0
 
 
 async def test_the_demo_reports_to_the_reference_platform(tmp_path: Path) -> None:
