@@ -409,3 +409,27 @@ async def test_a_new_report_period_goes_on_from_what_was_delivered(tmp_path: Pat
         assert half_hour.meters[2][2][1] == pytest.approx(light[2] + light[3])
         assert half_hour.meters[2][1][1] == pytest.approx(sum(light))
         assert r.server.tally.duplicates == 0
+
+
+async def test_missing_data_is_never_invented_and_lowers_the_rate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with rig(tmp_path) as r:
+        # Period 0 has every meter; period 1 lacks hvac (silent meter); period 2 has nothing.
+        period1 = [x for x in rows(1) if x["meter"] != "hvac"]
+        await r.store.add_events([], intervals=rows(0) + period1 + rows(3))
+        uplink = r.start()
+        await r.until(lambda: r.server.tally.logins == 1)
+        await r.run_for(4 * PERIOD / 1000 + 600)  # past the settling time of period 3
+        await r.until(lambda: len(r.server.accepted) == 3)
+        assert set(r.server.accepted) == {("421000A001", stamp(p)) for p in (0, 1, 3)}
+        partial = r.server.accepted[("421000A001", stamp(1))]
+        assert set(partial.meters) == {1, 2}  # hvac is left out, not reported as zero
+        assert "01B00" not in partial.items
+        assert "no meter has data from 2026-03-09T16:30:00.000Z on" in caplog.text
+        assert uplink.ledger is not None
+        assert uplink.ledger.meters_missing == 1
+        out = io.StringIO()
+        print_platform_rates(tmp_path / "readings.db", out=out, now_ms=r.clock.now_ms())
+        assert "3/4" in out.getvalue()
+        assert "75.0 %" in out.getvalue()

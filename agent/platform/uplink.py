@@ -91,6 +91,7 @@ class PlatformUplink:
         self._challenges: set[str] = set()
         self._sequence = 0
         self._failing: str | None = None
+        self._last_empty: int | None = None
         self.reports_sent = 0
         self.continuous_sent = 0
 
@@ -178,7 +179,8 @@ class PlatformUplink:
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
+            # Its failure is the link's, logged by the next connection: the stop goes on.
+            with contextlib.suppress(PlatformError, OSError, StoreError, TimeoutError):
                 async with asyncio.timeout(self.config.timeout * 2):
                     await task
             raise
@@ -228,7 +230,12 @@ class PlatformUplink:
         if built is None:
             ledger.settled[start] = EMPTY
             await self._advance()
-            log.warning("platform: no meter has data for %s; not reported", ms_to_iso(start))
+            if self._last_empty != start - self.period_ms:  # once per run of empty periods
+                log.warning(
+                    "platform: no meter has data from %s on; such periods are not reported",
+                    ms_to_iso(start),
+                )
+            self._last_empty = start
         return built
 
     async def _totals_at(self, start: int) -> dict[str, float]:
