@@ -50,7 +50,10 @@ def test_a_platform_section_loads_with_the_guideline_defaults(tmp_path: Path) ->
     [
         (("421000A001", "42100A001"), "platform.building_id: "),
         (("{meter: main, id: 1}", "{meter: mian, id: 1}"), "no energy meter is named 'mian'"),
-        (("port: 6001", "port: 6001\n  profile: zhejiang"), "no platform profile is named"),
+        (
+            ("port: 6001", "port: 6001\n  profile: zhejiang"),
+            "platform.profile: no platform profile is named 'zhejiang' (did you mean",
+        ),
         (("port: 6001", "port: 6001\n  profile: custom"), "profile custom needs `settings`"),
         (("port: 6001", "port: 6001\n  period: 7m"), "whole minutes that divide a day"),
         (("port: 6001", "port: 6001\n  period: 10m"), "a multiple of the energy interval"),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.core.configbase import ConfigModel
 from agent.core.durations import Duration
@@ -94,10 +94,16 @@ class PlatformConfig(ConfigModel):
     meters: list[PlatformMeter] = Field(min_length=1)
     """The meters to report, each with its platform id and function codes."""
 
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value != CUSTOM:
+            shipped_profile(value)  # ValueError naming the profiles there are
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> PlatformConfig:
         if self.profile != CUSTOM:
-            shipped_profile(self.profile)  # ValueError naming the profiles there are
             if self.settings is not None:
                 raise ValueError(
                     f"settings go with profile custom; profile {self.profile} fixes them"
