@@ -153,7 +153,21 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a flat list of subc
     from agent.pulses_cli import add_commands as add_pulse_commands
 
     add_pulse_commands(sub)
+    _platform_commands(sub, demo)
     return parser
+
+
+def _platform_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], demo: argparse.ArgumentParser
+) -> None:
+    """`edge-agent platform ...`, and the demo's reference platform."""
+    from agent.config.loader import load_config
+    from agent.platform.check import add_commands
+
+    add_commands(sub, load=load_config)
+    demo.add_argument(
+        "--platform", action="store_true", help="also report to the reference energy platform"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,6 +235,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch pe
                 mqtt_url=args.mqtt,
                 duration=duration,
                 speed=args.speed,
+                platform=args.platform,
             )
         )
     if command == "export":
@@ -239,7 +254,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch pe
         from agent.energy.command import print_energy_report
 
         config = load_config(args.config)
-        return print_energy_report(
+        code = print_energy_report(
             config.energy,
             site=config.site,
             db=_db_path(args),
@@ -250,6 +265,8 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch pe
             intervals=args.intervals,
             out=sys.stdout,
         )
+        _platform_rates(args)
+        return code
     if command == "comfort":
         from agent.comfort import comfort_command
 
@@ -276,7 +293,19 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch pe
         from agent.pulses_cli import dispatch as pulses_dispatch
 
         return pulses_dispatch(args)
-    raise AssertionError(command)
+    # `edge-agent platform ...` (agent.platform.check) brings its own handler.
+    handler = getattr(args, "handler", None)
+    assert handler is not None, command
+    return int(handler(args))
+
+
+def _platform_rates(args: argparse.Namespace) -> None:
+    """After `edge-agent energy` (not in CSV): the platform's reporting rate, if there is one."""
+    from agent.core.clock import system_clock
+    from agent.platform.summary import print_platform_rates
+
+    if not args.csv:
+        print_platform_rates(_db_path(args), out=sys.stdout, now_ms=system_clock().now_ms())
 
 
 def _db_path(args: argparse.Namespace) -> Path:

@@ -90,6 +90,7 @@ async def run_demo(
     mqtt_url: str | None,
     duration: float | None,
     speed: float,
+    platform: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
     config = demo_config()
@@ -97,8 +98,13 @@ async def run_demo(
         UplinkConfig(url=mqtt_url)  # a bad URL is reported before anything starts
     # With schedules in the config the agent runs the units; otherwise they follow office hours.
     building = Building(speed=speed, zones_follow_office_hours=config.hvac is None)
-    async with SimulatedBuilding(building=building) as sim:
+    async with (
+        SimulatedBuilding(building=building) as sim,
+        contextlib.AsyncExitStack() as stack,
+    ):
         config = _retarget(config, sim, mqtt_url, push_sources=True)
+        if platform:
+            config = await _with_platform(config, data_dir, stack, out)
         adverts = FakeBackend()
         agent = Agent(
             config,
@@ -265,6 +271,38 @@ def _fmt(reading: StoredReading) -> str:
     else:
         text = str(value)
     return f"{reading.point}={text}{(' ' + reading.unit) if reading.unit else ''}"
+
+
+DEMO_PLATFORM_KEY = "demo-platform-16"  # 16 characters; the reference platform knows it
+
+
+async def _with_platform(
+    config: SiteConfig, data_dir: Path, stack: contextlib.AsyncExitStack, out: TextIO
+) -> SiteConfig:
+    """The reference energy-monitoring platform (hil.platform_server) on loopback, and the
+    config's `platform:` section pointing at it (docs/platform.md)."""
+    from agent.platform.config import PlatformConfig, PlatformMeter
+    from hil.platform_server import PlatformServer
+
+    key_file, key = data_dir / "platform.key", DEMO_PLATFORM_KEY
+
+    def write_key() -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n", encoding="utf-8")
+
+    await asyncio.to_thread(write_key)
+    server = await stack.enter_async_context(PlatformServer(key=key.encode(), secret=key))
+    meters = ["main_import", "lighting", "hvac", "power"]
+    section = PlatformConfig(
+        host="127.0.0.1",
+        port=server.port,
+        building_id="421000A001",
+        gateway_id="01",
+        key_file=key_file,
+        meters=[PlatformMeter(meter=name, id=i) for i, name in enumerate(meters, start=1)],
+    )
+    print(f"reference platform on 127.0.0.1:{server.port} (reports every 15 min)", file=out)
+    return config.model_copy(update={"platform": section})
 
 
 async def _summary(agent: Agent, out: TextIO) -> None:

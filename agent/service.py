@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
 from agent.inbox import CommandInbox
+from agent.platform.session import PlatformTime
+from agent.platform.uplink import PlatformUplink
 from agent.sdnotify import notify
 from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
@@ -65,12 +67,19 @@ class Agent:
         self.store: Store | None = None
         self.uplink: Uplink | None = None
         self.inbox: CommandInbox | None = None
+        self.platform: PlatformUplink | None = None
+        # The clock-trust logic sets this to hear the platform's heartbeat time (trust_time).
+        self.on_platform_time: Callable[[PlatformTime], None] | None = None
         self.links: dict[str, Link] = {}
         self.devices: dict[str, PolledDevice] = {}
         self.push_sources: dict[str, PushSource] = {}
         self.pollers: list[IntervalPoller] = []
         self.started = asyncio.Event()
         self.readings_polled = 0  # handed to the store; at a clean stop all of them are committed
+
+    def _platform_time(self, reading: PlatformTime) -> None:
+        if self.on_platform_time is not None:
+            self.on_platform_time(reading)
 
     @property
     def db_path(self) -> Path:
@@ -162,6 +171,15 @@ class Agent:
                     on_command=self.handle_command if self.inbox.takes_commands else None,
                     clock=self.clock,
                 )
+            if cfg.platform is not None and cfg.energy is not None:
+                self.platform = PlatformUplink(
+                    cfg.platform,
+                    energy=cfg.energy,
+                    tz=cfg.site.timezone,
+                    store=self.store,
+                    clock=self.clock,
+                    on_time=self._platform_time,
+                )
             # Parts that finish a last pass of their own (energy intervals, HVAC) stop on this
             # event, which the supervisor sets only once every source has stopped.
             finish = asyncio.Event()
@@ -181,6 +199,8 @@ class Agent:
                     ]
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
+                    if self.platform is not None:
+                        group.create_task(self.platform.run(), name="agent[platform].run")
                     finishing = []
                     if self.energy is not None:
                         finishing.append(

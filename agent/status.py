@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import AgentError
 from agent.core.record import Quality, ms_to_iso
+from agent.platform.summary import LEDGER_KEY, STATE_KEY, platform_summary
 from agent.store import read_events, read_latest, read_meta, read_stats
 
 __all__ = ["print_status", "status_report"]
@@ -19,7 +20,7 @@ __all__ = ["print_status", "status_report"]
 ALERT_KINDS = ("readings_dropped", "readings_lost", "energy.alert")
 
 
-def status_report(db: Path) -> dict[str, Any]:
+def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the agent's --data-dir (or --db)")
     stats = read_stats(db)
@@ -55,6 +56,11 @@ def status_report(db: Path) -> dict[str, Any]:
         "alerts": [e.to_record() for e in read_events(db, limit=5, kinds=ALERT_KINDS)],
         "last_sync": iso(stats.last_sync_ms),
         "energy_quality": _energy_quality(db),
+        "platform": platform_summary(
+            read_meta(db, STATE_KEY),
+            read_meta(db, LEDGER_KEY),
+            now_ms=(clock if clock is not None else system_clock()).now_ms(),
+        ),
         "devices": {
             name: {
                 "points": d["points"],
@@ -111,10 +117,8 @@ def _age(iso: str | None, now_s: float) -> str:
     return f"{iso} ({seconds:.0f}s ago)"
 
 
-def print_status(
-    db: Path, *, as_json: bool, out: TextIO, clock: Clock | None = None
-) -> int:
-    report = status_report(db)
+def print_status(db: Path, *, as_json: bool, out: TextIO, clock: Clock | None = None) -> int:
+    report = status_report(db, clock=clock)
     if as_json:
         out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return 0
@@ -143,6 +147,8 @@ def print_status(
         out.write(f"energy data {quality['day']}: {meters or 'no meters'}\n")
         if quality["balance_failed"]:
             out.write(f"  balance failed: {', '.join(quality['balance_failed'])}\n")
+    if report["platform"] is not None:
+        _print_platform(report["platform"], out, now_s)
     for alert in report["alerts"]:
         out.write(f"  alert {alert['time']} {alert['kind']}: {alert['detail']}\n")
     for name, dev in report["devices"].items():
@@ -151,3 +157,25 @@ def print_status(
             f"last good reading {_age(dev['last_good_reading'], now_s)}\n"
         )
     return 0
+
+
+def _print_platform(link: dict[str, Any], out: TextIO, now_s: float) -> None:
+    """The energy-monitoring platform link: state, clock offset, backlog, reporting rate."""
+    reason = f" ({link['reason']})" if link["reason"] else ""
+    offset = link["clock_offset_s"]
+    out.write(
+        f"platform:      {link['state']}{reason} since {_age(link['since'], now_s)}; "
+        f"last ack {_age(link['last_ack'], now_s)}; backlog {link['backlog']} periods\n"
+    )
+    out.write(
+        "platform time: "
+        + ("no heartbeat yet" if offset is None else f"{offset:+.1f} s from this gateway's clock")
+        + "\n"
+    )
+    for rate in link["rates"]:
+        pct = rate["rate_percent"]
+        out.write(
+            f"  reporting rate {rate['day']}: {rate['delivered']}/{rate['due']} periods"
+            + ("" if pct is None else f" ({pct:.1f} %)")
+            + "\n"
+        )

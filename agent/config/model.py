@@ -21,6 +21,7 @@ from agent.core.links import LINK_KINDS, LinkConfig
 from agent.core.suggest import did_you_mean
 from agent.energy.config import EnergyConfig, cross_check_energy
 from agent.hvac.program import HvacConfig
+from agent.platform.config import PlatformConfig, cross_check_platform
 from agent.sources.registry import DEFAULT_PROTOCOL, config_model, device_config_type
 
 if TYPE_CHECKING:
@@ -198,6 +199,8 @@ class SiteConfig(ConfigModel):
     """Energy accounting: meters and their sub-items, tce and CO2 factors, quotas, quality rules."""
     commands: CommandsConfig = CommandsConfig()
     """Commands from upstream and the CLI: signatures and per-sender quotas."""
+    platform: PlatformConfig | None = None
+    """The government energy-monitoring platform this gateway reports to as its data collector."""
 
     @field_validator("buses")
     @classmethod
@@ -218,7 +221,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     together with the field errors rather than only once those are fixed. Entries whose
     shape is wrong are skipped here: validation reports them.
     """
-    problems: list[tuple[Loc, str]] = cross_check_energy(data)
+    problems: list[tuple[Loc, str]] = cross_check_energy(data) + cross_check_platform(data)
     buses = data.get("buses")
     bus_names = [str(b) for b in buses] if isinstance(buses, Mapping) else []
     kinds = {
