@@ -195,8 +195,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "run":
         from agent.config.loader import load_config
 
-        config = load_config(args.config)
-        return _run_until_signal(_run_service(config, args.data_dir or _default_data_dir()))
+        config = load_config(args.config)  # a config error exits 78 from the main process
+        return _run_until_signal(
+            _run_service(config, args.config, args.data_dir or _default_data_dir()),
+            reload=True,
+        )
     if command == "demo":
         from agent.core.durations import parse_duration
         from agent.demo import run_demo
@@ -272,21 +275,31 @@ def _db_path(args: argparse.Namespace) -> Path:
     return (args.data_dir or _default_data_dir()) / "readings.db"
 
 
-def _run_service(config, data_dir: Path):  # type: ignore[no-untyped-def]
-    from agent.service import Agent
+def _run_service(config, config_path: Path, data_dir: Path):  # type: ignore[no-untyped-def]
+    import faulthandler
 
-    return lambda stop: Agent(config, data_dir=data_dir).run(stop)
+    from agent.daemon import run_service
+
+    # systemd's watchdog kills a hung agent with SIGABRT: the journal then shows every
+    # thread's stack, i.e. where the event loop was stuck.
+    faulthandler.enable()
+    return lambda stop, reload: run_service(
+        config, config_path=config_path, data_dir=data_dir, stop=stop, reload=reload
+    )
 
 
-def _run_until_signal(start) -> int:  # type: ignore[no-untyped-def]
-    """Run ``start(stop_event)`` until it returns or SIGINT/SIGTERM asks it to stop cleanly."""
+def _run_until_signal(start, *, reload: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Run ``start(stop_event)`` until it returns or SIGINT/SIGTERM asks it to stop cleanly;
+    with ``reload``, ``start(stop_event, reload_event)`` and SIGHUP sets the second."""
 
     async def runner() -> int:
-        stop = asyncio.Event()
+        stop, reloading = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        result = await start(stop)
+        if reload:
+            loop.add_signal_handler(signal.SIGHUP, reloading.set)
+        result = await (start(stop, reloading) if reload else start(stop))
         return int(result or 0)
 
     return asyncio.run(runner())

@@ -69,6 +69,10 @@ class Agent:
         self.pollers: list[IntervalPoller] = []
         self.started = asyncio.Event()
         self.readings_polled = 0  # handed to the store; at a clean stop all of them are committed
+        # The running poller and push-source tasks (the watchdog checks they are alive).
+        self.source_tasks: list[asyncio.Task[None]] = []
+        # Set by agent.daemon before a reload's stop: systemd hears RELOADING=1, not STOPPING=1.
+        self.reloading = False
 
     @property
     def db_path(self) -> Path:
@@ -167,6 +171,7 @@ class Agent:
                         )
                         for source in self.push_sources.values()
                     ]
+                    self.source_tasks = sources
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
                     finishing = []
@@ -219,7 +224,8 @@ class Agent:
         5. everything else is cancelled, and the store is closed by the exit stack.
         """
         await stop.wait()
-        notify("STOPPING=1")
+        if not self.reloading:
+            notify("STOPPING=1")
         log.info("agent stopping: sources first, then the store, then the uplink")
         for task in sources:
             task.cancel()

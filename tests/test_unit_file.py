@@ -178,3 +178,24 @@ def test_the_agent_runs_with_memory_that_is_never_writable_and_executable(tmp_pa
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"stopped cleanly: [1-9]\d* readings polled", out.stdout), out.stdout[-1000:]
+
+
+def test_run_on_a_broken_config_exits_78_with_the_located_sentence(tmp_path: Path) -> None:
+    """What the unit relies on: the main process itself exits EX_CONFIG (78), which
+    RestartPreventExitStatus=78 turns into "stopped for good", and says what is wrong where."""
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        "site: {id: x, name: X}\nbuses:\n  b: {kind: modbus_tcp, host: 127.0.0.1, prot: 502}\n",
+        encoding="utf-8",
+    )
+    data = tmp_path / "data"
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(config), "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 78
+    assert f"{config}:3:42: buses.b.prot: unknown key 'prot' (did you mean 'port'?)" in out.stderr
+    assert not data.exists(), "a refused config creates nothing"
