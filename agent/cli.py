@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -139,12 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--config", type=Path, default=None, metavar="FILE", help="site config with the uplink"
     )
-    from agent.commission import add_commands
-
-    add_commands(sub)
-    from agent.schedule_cli import add_commands as add_hvac_commands
-
-    add_hvac_commands(sub)
+    # Commands that live with their own module, which adds them here.
+    for module in ("agent.commission", "agent.schedule_cli", "agent.install"):
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 
@@ -258,15 +256,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.status import print_status
 
         return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
-    if command in ("schedule", "override"):
-        from agent.schedule_cli import dispatch as hvac_dispatch
-
-        return hvac_dispatch(args)
+    if command in _DISPATCHERS:  # commands whose module parses and runs them
+        run_module: Callable[[argparse.Namespace], int] = importlib.import_module(
+            _DISPATCHERS[command]
+        ).dispatch
+        return run_module(args)
     if command in ("read", "scan"):
         from agent.commission import dispatch
 
         return asyncio.run(dispatch(args))
     raise AssertionError(command)
+
+
+_DISPATCHERS = {
+    "schedule": "agent.schedule_cli",
+    "override": "agent.schedule_cli",
+    "install": "agent.install",
+    "uninstall": "agent.install",
+}
 
 
 def _db_path(args: argparse.Namespace) -> Path:
