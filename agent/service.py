@@ -29,6 +29,7 @@ from agent.sdnotify import notify
 from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
+from agent.status_led import run_status_led
 from agent.store import Store
 from agent.uplink import Uplink
 
@@ -188,6 +189,11 @@ class Agent:
                                 self.data_dir / SPOOL_DIR, self._local_command, stop=finish
                             ),
                             name="agent[hvac].commands",
+                        )
+                    if cfg.gateway.status_led is not None:
+                        group.create_task(
+                            run_status_led(self, cfg.gateway.status_led, stop),
+                            name="agent[gateway].status-led",
                         )
                     group.create_task(
                         self._supervise(stop, sources, finish, finishing),
