@@ -118,6 +118,8 @@ class AgentService:
                     self._extend_start(agent, running), name="agent[service].start-timeout"
                 )
                 probe = await self._watch_when_started(agent, running, group)
+                if self.generation > 1:
+                    await self._record(agent, "config.reloaded", {"file": str(self.config_path)})
                 new_config = await self._next_config(agent, config, running)
                 # Stop watching first: the agent's own stop ends its sources on purpose.
                 if self.watchdog is not None:
@@ -190,13 +192,17 @@ class AgentService:
             "" if len(problems) == 1 else "s",
             "; ".join(problems),
         )
-        if agent.store is not None:
-            with contextlib.suppress(StoreError):  # the log line above still says it
-                await agent.store.add_event(
-                    "config.reload_refused",
-                    {"file": str(self.config_path), "problems": problems},
-                )
+        await self._record(
+            agent, "config.reload_refused", {"file": str(self.config_path), "problems": problems}
+        )
         return None
+
+    @staticmethod
+    async def _record(agent: Agent, kind: str, detail: dict[str, object]) -> None:
+        """An event for upstream (published from the store like every event)."""
+        if agent.store is not None and agent.store.is_open:
+            with contextlib.suppress(StoreError):  # the log line still says it
+                await agent.store.add_event(kind, detail)
 
 
 async def _first(awaitable: Awaitable[object], running: asyncio.Task[None]) -> None:

@@ -121,6 +121,8 @@ async def test_a_valid_change_is_applied_and_no_reading_is_lost(tmp_path: Path) 
         assert {info.interval for info in meter.device.points.values()} == {0.25}
         await asyncio.sleep(1.5)
     db = second.db_path
+    (event,) = read_events(db, kinds=["config.reloaded", "config.reload_refused"])
+    assert (event.kind, event.detail) == ("config.reloaded", {"file": str(config_path)})
     seqs = [r.seq for r in export_readings(db)]
     assert len(seqs) == first.readings_polled + second.readings_polled, "every reading stored"
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "one continuous sequence"

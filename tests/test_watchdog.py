@@ -27,7 +27,16 @@ from agent.core.record import Reading
 from agent.core.source import PointInfo
 from agent.daemon import AgentService
 from agent.sources.poller import IntervalPoller
-from agent.watchdog import POLLER_GRACE_S, PollerProgress, TaskAlive, Watchdog, watchdog_interval
+from agent.store import Store
+from agent.watchdog import (
+    POLLER_GRACE_S,
+    STORE_STALL_S,
+    PollerProgress,
+    StoreProbe,
+    TaskAlive,
+    Watchdog,
+    watchdog_interval,
+)
 from hil.server import SimulatedBuilding
 
 
@@ -132,6 +141,9 @@ async def test_pings_while_healthy_none_while_the_loop_is_blocked(
     caplog.set_level(logging.INFO)
     async with running_service(tmp_path) as service:
         await notify_socket.wait_for("READY=1")
+        states = [state for _, state in notify_socket.received]
+        # The start-up timeout was extended while the store opened, before the agent was ready.
+        assert states.index("EXTEND_TIMEOUT_USEC=60000000") < states.index("READY=1")
         start = time.monotonic()
         await asyncio.sleep(1.6)
         assert service.agent is not None
@@ -238,3 +250,35 @@ async def test_a_poller_that_never_completes_a_cycle_stops_the_pings_a_silent_de
 
 async def _discard(readings: Sequence[Reading]) -> None:
     pass
+
+
+async def test_a_store_writer_that_stops_answering_stops_the_pings(tmp_path: Path) -> None:
+    """The writer thread held up in one job (as by I/O that never returns on a dying card): the
+    probe's query waits behind it, and after STORE_STALL_S on the injected clock that is a
+    stall; once the writer moves again, the next answer clears it."""
+    clock = ManualClock(START)
+    released = threading.Event()
+    async with Store(tmp_path / "readings.db", clock=clock) as store:
+        probe = StoreProbe(store, clock=clock, every=15.0)
+        dog = Watchdog(15.0, clock=clock, send=lambda state: True)
+        dog.watch([probe])
+        # Stand-in for a write that hangs: the only way into the writer thread is a job.
+        held = asyncio.ensure_future(store._call("a hung write", lambda _w: released.wait(30)))
+        probing = asyncio.create_task(probe.run(), name="test[probe]")
+        try:
+            await asyncio.sleep(0.05)
+            assert dog.tick()
+            clock.advance(STORE_STALL_S + 1)
+            stalled = f"the store's writer has not answered for {STORE_STALL_S + 1:.0f} s"
+            assert dog.stalls() == [stalled]
+            assert not dog.tick()
+        finally:
+            released.set()
+            await held
+        async with asyncio.timeout(5):
+            while dog.stalls():  # noqa: ASYNC110 - the probe's answer has no event
+                await asyncio.sleep(0.01)
+        assert dog.tick()
+        probing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # we cancelled it ourselves
+            await probing
