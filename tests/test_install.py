@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from tests.helpers import ROOT
 
 UNIT = ROOT / "systemd" / "edge-agent.service"
 
-pytestmark = pytest.mark.skipif(
+as_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="useradd --prefix needs root, even on a tree in tmp_path"
 )
 
@@ -65,6 +67,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, bytes | str]]:
     }
 
 
+@as_root
 def test_install_sets_up_the_gateway_and_a_second_run_changes_nothing(tree: Path) -> None:
     first, said = _install(tree)
     assert [c[0] for c in first.commands] == ["useradd", "usermod", "systemctl"]
@@ -92,6 +95,7 @@ def test_install_sets_up_the_gateway_and_a_second_run_changes_nothing(tree: Path
     assert _snapshot(tree) == before
 
 
+@as_root
 def test_a_technicians_config_is_kept_and_an_older_unit_is_replaced(tree: Path) -> None:
     _install(tree)
     config = tree / "etc/edge-agent/site.yaml"
@@ -117,6 +121,7 @@ def test_a_dry_run_says_what_it_would_do_and_does_nothing(tree: Path) -> None:
     assert "would install /etc/edge-agent/site.yaml from the demo config" in lines
 
 
+@as_root
 def test_uninstall_removes_the_unit_and_the_venv_and_keeps_data_config_and_user(
     tree: Path,
 ) -> None:
@@ -140,3 +145,17 @@ def test_uninstall_removes_the_unit_and_the_venv_and_keeps_data_config_and_user(
     again = io.StringIO()
     assert uninstall_command(root=tree, dry_run=False, run=recorder, out=again) == 0
     assert "nothing to remove" in again.getvalue()
+
+
+def test_the_command_line_dry_run(tree: Path) -> None:
+    """`edge-agent install --root DIR --dry-run`, as a technician would preview it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "install", "--root", str(tree), "--dry-run",
+         "--unit", str(UNIT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == (
+        f"would enable the service at boot: systemctl --root={tree} enable edge-agent.service"
+    )
+    assert not (tree / "etc/edge-agent").exists()
