@@ -173,6 +173,8 @@ class AgentService:
             self.reload.clear()
             notify("RELOADING=1")
             new_config = await self._load(agent)
+            if self.stop.is_set():  # asked to stop while the file was read: stop, do not apply
+                return None
             if new_config is not None and new_config != config:
                 return new_config
             if new_config is not None:
