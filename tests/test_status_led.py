@@ -49,11 +49,13 @@ def phases(pin: Any) -> list[tuple[bool, float]]:
 
 
 def find(held: list[tuple[bool, float]], pattern: list[tuple[bool, float]], start: int) -> int:
-    """The index from ``start`` on where ``pattern`` occurs (durations within 0.12 s), or -1."""
+    """The index from ``start`` on where ``pattern`` occurs, or -1. Durations may be 0.25 s off
+    (a loaded machine's event loop runs late); each sequence searched below still fits no
+    other pattern."""
     for index in range(start, len(held) - len(pattern) + 1):
         window = held[index : index + len(pattern)]
         if all(
-            level == want and abs(duration - seconds) < 0.12
+            level == want and abs(duration - seconds) < 0.25
             for (level, duration), (want, seconds) in zip(window, pattern, strict=True)
         ):
             return index
