@@ -118,6 +118,11 @@ def test_watchdog_reload_and_clock_ordering() -> None:
     allowed = {entry.split()[0] for entry in service["DeviceAllow"]}
     assert {"char-ttyUSB", "char-ttyAMA", "char-ttyS", "char-gpiochip"} <= allowed
     assert service["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
+    # gpiozero tells which Pi it runs on from /proc/device-tree or /proc/cpuinfo.
+    assert "ProcSubset" not in service
+    # lgpio makes its notification pipe in the working directory: it must be writable.
+    assert service["WorkingDirectory"] == ["/run/edge-agent"]
+    assert service["RuntimeDirectory"] == ["edge-agent"]
 
 
 def test_every_directive_says_why() -> None:
