@@ -2,8 +2,8 @@
 
 The state, most urgent first (the LED shows one):
 
-- ``fault``: a polled device does not answer: the technician's next step is at the device
-  (wiring, power, address), and it is local;
+- ``fault``: a polled device does not answer, or a room sensor has gone silent (stale): the
+  technician's next step is at the device (wiring, power, address, battery), and it is local;
 - ``buffering``: the site has an uplink and it is not connected: readings wait in the store;
 - ``ok``: otherwise;
 - ``error`` (dark): the agent is not running (stopped, crashed, a config error, no power). The
@@ -23,6 +23,7 @@ from typing import Protocol
 from agent.config.model import SiteConfig, StatusLedConfig
 from agent.core.clock import Clock
 from agent.core.links import GpioConfig, Link
+from agent.core.source import PushSource
 from agent.sources.poller import IntervalPoller
 from agent.uplink import Uplink
 from drivers.gpio.led import LedState, StatusLed
@@ -46,11 +47,17 @@ class RunningAgent(Protocol):
     def uplink(self) -> Uplink | None: ...
     @property
     def links(self) -> Mapping[str, Link]: ...
+    @property
+    def push_sources(self) -> Mapping[str, PushSource]: ...
 
 
 def led_state(agent: RunningAgent) -> LedState:
     """What the LED shows for the agent as it is now."""
     if any(poller.health.online is False for poller in agent.pollers):
+        return "fault"
+    # Push sources that can tell a silent device say so with `is_stale` (BLE room sensors); the
+    # source interface has no health of its own.
+    if any(getattr(source, "is_stale", False) is True for source in agent.push_sources.values()):
         return "fault"
     if agent.config.uplink is not None and (agent.uplink is None or not agent.uplink.connected):
         return "buffering"

@@ -22,6 +22,8 @@ from agent.config.loader import load_config_text
 from agent.core.errors import ConfigError
 from agent.service import Agent
 from agent.status_led import led_state
+from drivers.ble.backend import FakeBackend
+from drivers.ble.driver import BleDriver
 from drivers.gpio.pulses import pin_backend
 from hil.server import SimulatedBuilding
 from tests.conftest import MosquittoBroker
@@ -120,3 +122,35 @@ def test_a_status_led_on_a_bus_that_is_not_gpio_is_one_located_sentence() -> Non
         "site.yaml:4:30: gateway.status_led.bus: bus 'board' is of kind modbus_tcp; "
         "the status LED needs a gpio bus"
     ]
+
+
+async def test_a_silent_room_sensor_is_a_fault(tmp_path: Path) -> None:
+    """A BLE room sensor never heard goes stale after its timeout: the LED blinks fast."""
+    text = """
+site: {id: led-ble, name: Status LED}
+gateway: {status_led: {pin: 27}}
+store: {batch_window: 100ms}
+buses:
+  bt: {kind: ble, adapter: hci0}
+  pins: {kind: gpio, pin_factory: mock}
+devices:
+  - {name: room1, protocol: ble, bus: bt, mac: "A4:C1:38:00:00:01", interval: 200ms, timeout: 500ms}
+"""
+    config = load_config_text(text, filename="site.yaml")
+    backend = FakeBackend()
+    agent = Agent(
+        config, data_dir=tmp_path, drivers={"ble": BleDriver(backend_factory=lambda _: backend)}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    async with asyncio.timeout(10):
+        await agent.started.wait()
+    pin = pin_backend(agent.links["pins"]).factory.pin(PIN)
+    assert led_state(agent) == "ok", "not silent for its timeout yet"
+    await _until(agent, "fault")
+    await asyncio.sleep(0.6)
+    stop.set()
+    async with asyncio.timeout(10):
+        await task
+    held = phases(pin)
+    assert find(held, [(True, 0.2), (False, 0.2), (True, 0.2), (False, 0.2)], 0) >= 0, held
