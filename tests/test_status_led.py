@@ -148,7 +148,7 @@ devices:
     pin = pin_backend(agent.links["pins"]).factory.pin(PIN)
     assert led_state(agent) == "ok", "not silent for its timeout yet"
     await _until(agent, "fault")
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(1.0)  # two whole fast blinks after the switch
     stop.set()
     async with asyncio.timeout(10):
         await task
