@@ -88,14 +88,16 @@ async def test_the_led_shows_ok_buffering_fault_and_goes_dark_at_stop(
         pin = pin_backend(agent.links["pins"]).factory.pin(PIN)
 
         # Each state is held long enough for its pattern's signature to show.
+        # `_until` returns 0.1-0.6 s after the LED switched: the waits below make each
+        # pattern's signature whole even when the switch came late.
         await _until(agent, "ok")
-        await asyncio.sleep(1.6)  # an ok flash, then 1.9 s dark
+        await asyncio.sleep(1.9)  # an ok flash, then 1.9 s dark
         mosquitto.stop()
         await _until(agent, "buffering")
         await asyncio.sleep(0.9)  # a whole 1 s on
         sim.set_offline("switchboard")
         await _until(agent, "fault")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.8)  # two whole fast blinks
         stop.set()
         async with asyncio.timeout(10):
             await task
@@ -148,7 +150,7 @@ devices:
     pin = pin_backend(agent.links["pins"]).factory.pin(PIN)
     assert led_state(agent) == "ok", "not silent for its timeout yet"
     await _until(agent, "fault")
-    await asyncio.sleep(1.0)  # two whole fast blinks after the switch
+    await asyncio.sleep(0.8)  # two whole fast blinks after the switch (see above)
     stop.set()
     async with asyncio.timeout(10):
         await task
