@@ -231,6 +231,13 @@ def install_command(
 ) -> int:
     """``edge-agent install``: 0 done (or nothing to do), 1 a step failed (one sentence)."""
     installer = Installer(root=root, unit_source=unit)
+    if installer.live and not dry_run and not (root / VENV / "bin" / "edge-agent").exists():
+        print(
+            f"edge-agent: install: the unit runs /{VENV}/bin/edge-agent, which is not there: "
+            "run scripts/install.sh from the source tree (it makes that environment first)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         steps = installer.install_steps()
         if dry_run:
