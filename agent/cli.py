@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def _default_data_dir() -> Path:
     return Path(state.split(":")[0]) if state else DEFAULT_DATA_DIR
 
 
-def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a flat list of subcommands
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Building Edge Agent: Modbus meters, HVAC and PV to a durable buffer and MQTT.",
@@ -144,15 +145,9 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a flat list of subc
     sync.add_argument(
         "--config", type=Path, default=None, metavar="FILE", help="site config with the uplink"
     )
-    from agent.commission import add_commands
-
-    add_commands(sub)
-    from agent.schedule_cli import add_commands as add_hvac_commands
-
-    add_hvac_commands(sub)
-    from agent.pulses_cli import add_commands as add_pulse_commands
-
-    add_pulse_commands(sub)
+    # Commands that live with their own module, which adds them here.
+    for module in ("agent.commission", "agent.schedule_cli", "agent.install", "agent.pulses_cli"):
+        importlib.import_module(module).add_commands(sub)
     _platform_commands(sub, demo)
     return parser
 
@@ -195,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per subcommand
+def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "validate":
         from agent.config.loader import load_config
@@ -217,8 +212,11 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch pe
     if command == "run":
         from agent.config.loader import load_config
 
-        config = load_config(args.config)
-        return _run_until_signal(_run_service(config, args.data_dir or _default_data_dir()))
+        config = load_config(args.config)  # a config error exits 78 from the main process
+        return _run_until_signal(
+            _run_service(config, args.config, args.data_dir or _default_data_dir()),
+            reload=True,
+        )
     if command == "demo":
         from agent.core.durations import parse_duration
         from agent.demo import run_demo
@@ -281,18 +279,15 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch pe
         from agent.status import print_status
 
         return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
-    if command in ("schedule", "override"):
-        from agent.schedule_cli import dispatch as hvac_dispatch
-
-        return hvac_dispatch(args)
+    if command in _DISPATCHERS:  # commands whose module parses and runs them
+        run_module: Callable[[argparse.Namespace], int] = importlib.import_module(
+            _DISPATCHERS[command]
+        ).dispatch
+        return run_module(args)
     if command in ("read", "scan"):
         from agent.commission import dispatch
 
         return asyncio.run(dispatch(args))
-    if command == "pulses":
-        from agent.pulses_cli import dispatch as pulses_dispatch
-
-        return pulses_dispatch(args)
     # `edge-agent platform ...` (agent.platform.check) brings its own handler.
     handler = getattr(args, "handler", None)
     assert handler is not None, command
@@ -308,27 +303,46 @@ def _platform_rates(args: argparse.Namespace) -> None:
         print_platform_rates(_db_path(args), out=sys.stdout, now_ms=system_clock().now_ms())
 
 
+_DISPATCHERS = {
+    "schedule": "agent.schedule_cli",
+    "override": "agent.schedule_cli",
+    "install": "agent.install",
+    "uninstall": "agent.install",
+    "pulses": "agent.pulses_cli",
+}
+
+
 def _db_path(args: argparse.Namespace) -> Path:
     if args.db is not None:
         return Path(args.db)
     return (args.data_dir or _default_data_dir()) / "readings.db"
 
 
-def _run_service(config, data_dir: Path):  # type: ignore[no-untyped-def]
-    from agent.service import Agent
+def _run_service(config, config_path: Path, data_dir: Path):  # type: ignore[no-untyped-def]
+    import faulthandler
 
-    return lambda stop: Agent(config, data_dir=data_dir).run(stop)
+    from agent.daemon import run_service
+
+    # systemd's watchdog kills a hung agent with SIGABRT: the journal then shows every
+    # thread's stack, i.e. where the event loop was stuck.
+    faulthandler.enable()
+    return lambda stop, reload: run_service(
+        config, config_path=config_path, data_dir=data_dir, stop=stop, reload=reload
+    )
 
 
-def _run_until_signal(start) -> int:  # type: ignore[no-untyped-def]
-    """Run ``start(stop_event)`` until it returns or SIGINT/SIGTERM asks it to stop cleanly."""
+def _run_until_signal(start, *, reload: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Run ``start(stop_event)`` until it returns or SIGINT/SIGTERM asks it to stop cleanly;
+    with ``reload``, ``start(stop_event, reload_event)`` and SIGHUP sets the second."""
 
     async def runner() -> int:
-        stop = asyncio.Event()
+        stop, reloading = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        result = await start(stop)
+        if reload:
+            loop.add_signal_handler(signal.SIGHUP, reloading.set)
+        result = await (start(stop, reloading) if reload else start(stop))
         return int(result or 0)
 
     return asyncio.run(runner())

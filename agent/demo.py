@@ -30,14 +30,19 @@ __all__ = ["demo_config", "run_demo"]
 REFRESH = 2.0  # seconds between live-view frames
 
 
-def demo_config() -> SiteConfig:
-    """The shipped demo site config (installed with the package as agent.site_configs)."""
+def demo_config_text() -> str:
+    """The shipped demo site config's text (installed with the package as agent.site_configs;
+    also the file `edge-agent install` starts a gateway's config from)."""
     try:
-        text = (resources.files("agent.site_configs") / "demo.yaml").read_text("utf-8")
+        return (resources.files("agent.site_configs") / "demo.yaml").read_text("utf-8")
     except ModuleNotFoundError:
         # Run from a source checkout (not installed): config/ sits beside agent/.
-        text = (Path(__file__).resolve().parents[1] / "config" / "demo.yaml").read_text("utf-8")
-    return load_config_text(text, filename="demo.yaml")
+        return (Path(__file__).resolve().parents[1] / "config" / "demo.yaml").read_text("utf-8")
+
+
+def demo_config() -> SiteConfig:
+    """The shipped demo site config."""
+    return load_config_text(demo_config_text(), filename="demo.yaml")
 
 
 def _retarget(

@@ -32,6 +32,7 @@ from agent.sdnotify import notify
 from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
+from agent.status_led import run_status_led
 from agent.store import Store
 from agent.uplink import Uplink
 
@@ -76,6 +77,10 @@ class Agent:
         self.pollers: list[IntervalPoller] = []
         self.started = asyncio.Event()
         self.readings_polled = 0  # handed to the store; at a clean stop all of them are committed
+        # The running poller and push-source tasks (the watchdog checks they are alive).
+        self.source_tasks: list[asyncio.Task[None]] = []
+        # Set by agent.daemon before a reload's stop: systemd hears RELOADING=1, not STOPPING=1.
+        self.reloading = False
 
     def _platform_time(self, reading: PlatformTime) -> None:
         if self.on_platform_time is not None:
@@ -197,6 +202,7 @@ class Agent:
                         )
                         for source in self.push_sources.values()
                     ]
+                    self.source_tasks = sources
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
                     if self.platform is not None:
@@ -216,6 +222,11 @@ class Agent:
                                 self.data_dir / SPOOL_DIR, self._local_command, stop=finish
                             ),
                             name="agent[commands].spool",
+                        )
+                    if cfg.gateway.status_led is not None:
+                        group.create_task(
+                            run_status_led(self, cfg.gateway.status_led, stop),
+                            name="agent[gateway].status-led",
                         )
                     group.create_task(
                         self._supervise(stop, sources, finish, finishing),
@@ -252,7 +263,8 @@ class Agent:
         5. everything else is cancelled, and the store is closed by the exit stack.
         """
         await stop.wait()
-        notify("STOPPING=1")
+        if not self.reloading:
+            notify("STOPPING=1")
         log.info("agent stopping: sources first, then the store, then the uplink")
         for task in sources:
             task.cancel()

@@ -66,4 +66,5 @@ def test_override_without_a_running_agent(
     monkeypatch.setattr("agent.hvac.spool.DEFAULT_REPLY_TIMEOUT_S", 0.2)
     args = parser().parse_args(["override", "clear", "--zone", "z", "--data-dir", str(tmp_path)])
     assert dispatch(args) == 1
-    assert "did not answer" in capsys.readouterr().err
+    # No agent ever ran there: no spool (the CLI does not make one), and the sentence says so.
+    assert "is the agent running with this data directory?" in capsys.readouterr().err

@@ -34,6 +34,7 @@ __all__ = [
     "GatewayConfig",
     "SiteConfig",
     "SiteInfo",
+    "StatusLedConfig",
     "StoreConfig",
     "TlsConfig",
     "UplinkConfig",
@@ -65,11 +66,28 @@ class SiteInfo(ConfigModel):
         return value
 
 
+class StatusLedConfig(ConfigModel):
+    """The gateway's status LED: a short flash every 2 s when all is well, a slow blink while
+    the uplink is down, a fast blink on a device fault, dark when the agent is not running
+    (the README's table)."""
+
+    pin: int | str
+    """The LED's pin: its BCM number (e.g. 27), or a gpiozero pin name (GPIO27, BOARD13)."""
+    bus: str | None = None
+    """The `kind: gpio` bus whose pin library drives it; default: the config's only gpio bus,
+    else gpiozero's default library."""
+    active_high: bool = True
+    """True when the pin lights the LED by going high (LED and resistor from the pin to
+    ground); false for an LED wired from 3.3 V to the pin."""
+
+
 class GatewayConfig(ConfigModel):
     """This gateway."""
 
     id: str = Field(default="gw1", pattern=SLUG, max_length=64)
     """Gateway id, unique within the site; used in MQTT topics and the client id."""
+    status_led: StatusLedConfig | None = None
+    """The status LED on one of the gateway's pins, if it has one."""
 
 
 class StoreConfig(ConfigModel):
@@ -229,6 +247,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         for name, bus in (buses.items() if isinstance(buses, Mapping) else ())
         if isinstance(bus, Mapping)
     }
+    problems += _check_status_led(data.get("gateway"), kinds)
     devices = data.get("devices")
     if not isinstance(devices, list):
         return problems
@@ -274,6 +293,19 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                 (("devices", index), "the device has no points: add `points` or a `profile`")
             )
     return problems
+
+
+def _check_status_led(gateway: Any, kinds: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    led = gateway.get("status_led") if isinstance(gateway, Mapping) else None
+    bus = led.get("bus") if isinstance(led, Mapping) else None
+    if not isinstance(bus, str):
+        return []
+    where: Loc = ("gateway", "status_led", "bus")
+    if bus not in kinds:
+        return [(where, _unknown_bus(bus, list(kinds)))]
+    if kinds[bus] != "gpio":
+        return [(where, f"bus {bus!r} is of kind {kinds[bus]}; the status LED needs a gpio bus")]
+    return []
 
 
 def _unknown_bus(bus: str, bus_names: list[str]) -> str:

@@ -3,8 +3,13 @@ files in DATA_DIR/hvac-commands (the name from when only HVAC commands used it).
 
 The CLI writes ``<id>.json`` (a temporary name, then an atomic rename), the service hands the
 bytes to the controller's command path — the same validation as a command from MQTT —, writes
-``<id>.reply.json`` and removes the command; the CLI waits for the reply and prints it. The
-directory is the service's: the CLI must run as the service's user (or root).
+``<id>.reply.json`` and removes the command; the CLI waits for the reply and prints it.
+
+The directory is the service's: the service creates it, group-writable and setgid (2770), so
+that its own user, root, and members of its group (``sudo usermod -aG edge-agent tech``) may drop
+commands, and every file in it belongs to the service's group whoever wrote it. The CLI never
+creates it (a spool made by ``sudo`` would belong to root, and the service could not read it);
+it explains in one sentence when the spool is missing or not writable.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -21,30 +27,72 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.core.clock import system_clock
+from agent.core.errors import AgentError
 from agent.hvac.commands import make_command
 
-__all__ = ["SPOOL_DIR", "cli_command", "cli_override", "serve_spool", "submit", "wait_reply"]
+__all__ = [
+    "SPOOL_DIR",
+    "SpoolError",
+    "cli_command",
+    "cli_override",
+    "prepare_spool",
+    "serve_spool",
+    "submit",
+    "wait_reply",
+]
+
+log = logging.getLogger(__name__)
 
 SPOOL_DIR = "hvac-commands"
 REPLY_SUFFIX = ".reply.json"
 REPLY_KEEP_S = 3600.0
 MAX_FILE_BYTES = 8192
 DEFAULT_REPLY_TIMEOUT_S = 10.0
+SPOOL_MODE = 0o2770  # setgid, group-writable: see the module's docstring
+FILE_MODE = 0o660  # the other side (service or CLI) reads it through the group, and removes it
 
 Handler = Callable[[bytes], Awaitable[dict[str, Any]]]
+
+
+class SpoolError(AgentError, PermissionError):
+    """The command spool cannot be used from here; the message says what to do."""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_bytes(data)
+    # Whatever the writer's umask: the other side reads it through the shared group.
+    temporary.chmod(FILE_MODE)
     os.replace(temporary, path)
 
 
-def submit(spool: Path, command: dict[str, Any]) -> Path:
-    """Drop ``command`` into the spool; returns its file."""
+def prepare_spool(spool: Path) -> None:
+    """The service's side: create the spool (or fix its mode) as the module docstring says."""
     spool.mkdir(parents=True, exist_ok=True)
+    spool.chmod(SPOOL_MODE)
+
+
+def submit(spool: Path, command: dict[str, Any]) -> Path:
+    """Drop ``command`` into the spool; returns its file. SpoolError when there is no spool
+    (no agent ran with this data directory) or it is not writable by this user."""
     path = spool / f"{command['id']}.json"
-    _write_atomic(path, json.dumps(command, ensure_ascii=False).encode("utf-8"))
+    try:
+        # Looking needs the data directory's group too (it is 0750): a PermissionError here is
+        # the same problem as one on writing.
+        present = spool.is_dir()
+        if present:
+            _write_atomic(path, json.dumps(command, ensure_ascii=False).encode("utf-8"))
+    except PermissionError:
+        raise SpoolError(
+            f"this user may not write to the agent's command spool {spool}: run the command "
+            f"as the service's user (sudo -u edge-agent edge-agent override ...) or as a "
+            f"member of its group (sudo usermod -aG edge-agent $USER, then log in again)"
+        ) from None
+    if not present:
+        raise SpoolError(
+            f"there is no command spool at {spool}: is the agent running with this data "
+            f"directory? (give it with --data-dir; the service's is /var/lib/edge-agent)"
+        )
     return path
 
 
@@ -95,6 +143,20 @@ async def serve_spool(
     spool: Path, handle: Handler, *, stop: asyncio.Event, interval: float = 0.5
 ) -> None:
     """Hand every dropped command to ``handle`` and write its reply, until ``stop`` is set."""
+    try:
+        await asyncio.to_thread(prepare_spool, spool)
+    except OSError as exc:
+        # E.g. a spool made by root before the service made its own: the rest of the agent runs
+        # on; only local commands are not heard.
+        log.warning(
+            "local commands are off: the command spool %s cannot be made the service's (%s); "
+            "remove it (sudo rm -r %s) and restart the service",
+            spool,
+            exc.strerror or exc,
+            spool,
+        )
+        await stop.wait()
+        return
     while not stop.is_set():
         for path in await asyncio.to_thread(_pending, spool):
             try:
@@ -150,7 +212,11 @@ def cli_command(
 ) -> int:
     """Drop ``command`` into the spool, wait for the agent's reply and print it: 0 when the
     agent accepted the command, 1 otherwise (or when it did not answer in time)."""
-    path = submit(spool, command)
+    try:
+        path = submit(spool, command)
+    except SpoolError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
     reply = wait_reply(spool, command["id"], timeout=timeout)
     if reply is None:
         path.unlink(missing_ok=True)  # so that it cannot apply later, unexpectedly
