@@ -24,6 +24,14 @@ __all__ = ["main"]
 
 EX_CONFIG = 78
 DEFAULT_DATA_DIR = Path("./data")
+# The commands that agent.commission and agent.schedule_cli add. Importing those modules costs
+# about a quarter of a second (pymodbus, every device driver, the HVAC models), so they are
+# registered only when the command line may name one of them (or names no command: --help).
+_COMMISSION_COMMANDS = frozenset({"read", "scan"})
+_HVAC_COMMANDS = frozenset({"schedule", "override"})
+_CORE_COMMANDS = frozenset(
+    {"run", "validate", "schema", "demo", "export", "energy", "comfort", "status", "sync"}
+)
 
 
 def _default_data_dir() -> Path:
@@ -32,7 +40,7 @@ def _default_data_dir() -> Path:
     return Path(state.split(":")[0]) if state else DEFAULT_DATA_DIR
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Building Edge Agent: Modbus meters, HVAC and PV to a durable buffer and MQTT.",
@@ -139,17 +147,27 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--config", type=Path, default=None, metavar="FILE", help="site config with the uplink"
     )
-    from agent.commission import add_commands
-
-    add_commands(sub)
-    from agent.schedule_cli import add_commands as add_hvac_commands
-
-    add_hvac_commands(sub)
+    _add_heavy_commands(sub, argv)
     return parser
 
 
+def _add_heavy_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: Sequence[str] | None
+) -> None:
+    """The commissioning and HVAC commands, unless ``argv`` names another command only."""
+    words = set(argv) if argv is not None else set()  # None: every command
+    if words & _CORE_COMMANDS and not words & (_COMMISSION_COMMANDS | _HVAC_COMMANDS):
+        return
+    from agent.commission import add_commands
+    from agent.schedule_cli import add_commands as add_hvac_commands
+
+    add_commands(sub)
+    add_hvac_commands(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,

@@ -7,6 +7,7 @@ as for bench/reference_poller.py. Meters are spread evenly over ``lines`` Modbus
 (one per line, unit ids 1, 2, ...), all polled every ``interval``.
 
     python bench/make_site.py --meters 200 --lines 4 > /tmp/site-200.yaml
+    python bench/make_site.py --meters 200 --profile eastron-sdm630 > /tmp/site-200-sdm.yaml
     edge-agent validate /tmp/site-200.yaml
 
 Without ``--ports`` the endpoints are 127.0.0.1:15020, 15021, ... (validate does not connect).
@@ -51,8 +52,9 @@ def site_yaml(
     interval: str = "1s",
     batch_window: str | None = None,
     timeout: str = "1s",
+    profile: str | None = None,
 ) -> str:
-    """The YAML text of the site (explicit points on every meter: no profile)."""
+    """The YAML text of the site: explicit points on every meter, or a shipped ``profile``."""
     if len(ports) != lines:
         raise ValueError(f"{lines} lines need {lines} ports, not {len(ports)}")
     text = ["site:", "  id: bench-site", "  name: Benchmark building", "gateway:", "  id: gw1"]
@@ -78,8 +80,11 @@ def site_yaml(
             f"    bus: line{line}",
             f"    unit_id: {unit}",
             f"    interval: {interval}",
-            "    points:",
         ]
+        if profile is not None:
+            text.append(f"    profile: {profile}")
+            continue
+        text.append("    points:")
         text += [f"      {p}: {{register: {r}, type: float32, unit: W}}" for p, r in registers]
     return "\n".join(text) + "\n"
 
@@ -90,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=4)
     parser.add_argument("--ports", type=int, nargs="*", default=None)
     parser.add_argument("--mqtt", default=None, metavar="URL")
+    parser.add_argument("--profile", default=None, help="a shipped profile instead of points")
     args = parser.parse_args(argv)
     ports = args.ports or [15020 + i for i in range(args.lines)]
-    sys.stdout.write(site_yaml(args.meters, args.lines, ports, mqtt_url=args.mqtt))
+    sys.stdout.write(
+        site_yaml(args.meters, args.lines, ports, mqtt_url=args.mqtt, profile=args.profile)
+    )
     return 0
 
 
