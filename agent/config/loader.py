@@ -28,6 +28,7 @@ from ruamel.yaml.reader import ReaderError
 
 from agent.config.messages import describe, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig, cross_check
+from agent.config.quick_yaml import quick_data
 from agent.core.errors import ConfigError, ConfigIssue
 from agent.hvac.program import hvac_problems
 
@@ -65,6 +66,9 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
     issues = _Issues(filename)
     if isinstance(text, bytes):
         text = _decode(text, issues)
+    config = _quick(text)
+    if config is not None:
+        return config
     root = _parse(text, issues)
     if root is None:
         raise ConfigError(issues.sorted())
@@ -94,6 +98,26 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
             issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())
+    return config
+
+
+def _quick(text: str) -> SiteConfig | None:
+    """The config, when the quick path reads it and it has nothing to report; else None (the
+    located path then reads the text again, to find and place every problem)."""
+    data = quick_data(
+        text.removeprefix("\ufeff"),
+        max_values=_MAX_VALUES,
+        max_depth=_MAX_DEPTH,
+        max_number=_MAX_NUMBER,
+    )
+    if not isinstance(data, dict) or cross_check(data):
+        return None
+    try:
+        config = SiteConfig.model_validate(data)
+    except ValidationError:
+        return None
+    if config.hvac is not None and hvac_problems(config.hvac, config.devices):
+        return None
     return config
 
 
