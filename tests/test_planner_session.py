@@ -135,3 +135,23 @@ async def test_a_point_refused_alone_is_given_up_and_costs_only_itself() -> None
     assert per_cycle[0] <= len(device.points)
     settled = plan_reads(list(device.points.items()), cost=TCP, quirks=quirks).requests
     assert per_cycle[1:] == [len(settled)] * 2, per_cycle
+
+
+def test_a_device_plan_is_made_once_until_the_device_teaches_something() -> None:
+    device = ModbusDevice(name="dut", bus="dut", profile="eastron-sdm630")
+    points = list(device.points.items())
+    quirks = DeviceQuirks()
+    first = plan_reads(points, cost=TCP, quirks=quirks)
+    assert plan_reads(points, cost=TCP, quirks=quirks) is first  # kept, not planned again
+    assert plan_reads(points[:5], cost=TCP, quirks=quirks) is not first  # other points due
+    longest = max(first.requests, key=lambda r: r.count)
+    quirks.learn_refusal(
+        longest.table, longest.address, longest.count, 3, points=[p for _, p in longest.points]
+    )
+    again = plan_reads(points, cost=TCP, quirks=quirks)
+    assert again is not first
+    assert max(r.count for r in again.requests) < longest.count  # the lesson is applied
+    assert (
+        again.requests
+        == plan_reads(points, cost=TCP, quirks=DeviceQuirks.from_json(quirks.to_json())).requests
+    )
