@@ -17,9 +17,10 @@ and, after a warm-up, measures over the window, from this process (the subscribe
 - pts/s: readings delivered per second, and the nominal rate (meters x 35 / interval);
 - first data: seconds from starting the process to its first delivered reading.
 
-Run it from the checkout, with the agent installed in the venv (``pip install .``), niced on a
-shared machine; short windows give indicative figures only, 60 s and two runs per case are
-what the issue's table used:
+Run it from the checkout, in the agent's venv, niced on a shared machine. The agent runs this
+checkout's code (``--code DIR`` runs another copy of agent/ and drivers/, e.g. a `git archive`
+of an older commit, to compare two versions in turn). Short windows give indicative figures
+only; 60 s and two runs per case are what the issue's table used:
 
     nice -n 10 .venv/bin/python -m bench.bench_agent                 # 10, 50, 200 meters
     nice -n 10 .venv/bin/python -m bench.bench_agent --meters 10 --latency-ms 5 --window 30
@@ -264,7 +265,9 @@ def _command(
             "--data-dir", str(work / "data")]  # fmt: skip
 
 
-async def run_case(case: Case, *, warmup: float, window: float, batch: str | None) -> Result:
+async def run_case(
+    case: Case, *, warmup: float, window: float, batch: str | None, code: Path = ROOT
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         work = Path(tmp)
         meters = Meters(case.meters, case.lines, case.latency)
@@ -274,7 +277,7 @@ async def run_case(case: Case, *, warmup: float, window: float, batch: str | Non
                 async with subscribed(mqtt_port, sub):
                     cmd = _command(case, work, meters.ports, mqtt_port, batch)
                     started = time.monotonic()
-                    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+                    env = {**os.environ, "PYTHONPATH": str(code if case.which == "agent" else ROOT)}
                     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)  # noqa: ASYNC220 - /proc needs its pid
                     try:
                         await asyncio.sleep(warmup)
@@ -335,7 +338,11 @@ async def main_async(args: argparse.Namespace) -> None:
         for which in args.which:
             case = Case(meters, lines, args.latency_ms / 1e3, which)
             result = await run_case(
-                case, warmup=args.warmup, window=args.window, batch=args.batch_window
+                case,
+                warmup=args.warmup,
+                window=args.window,
+                batch=args.batch_window,
+                code=args.code,
             )
             print(_row(result), flush=True)
 
@@ -350,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--which", nargs="+", choices=["agent", "reference"],
                         default=["agent", "reference"])  # fmt: skip
     parser.add_argument("--batch-window", default=None, help="the agent's store.batch_window")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="the directory the agent's packages are imported from (default: this checkout)",
+    )
     parser.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_meters:
