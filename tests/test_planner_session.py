@@ -155,3 +155,26 @@ def test_a_device_plan_is_made_once_until_the_device_teaches_something() -> None
         again.requests
         == plan_reads(points, cost=TCP, quirks=DeviceQuirks.from_json(quirks.to_json())).requests
     )
+
+
+def test_a_device_that_merges_nothing_costs_at_most_a_bisection_more() -> None:
+    # 40 one-register points side by side; every read longer than one register is refused.
+    points = [
+        (f"r{a}", ModbusDevice.model_validate(
+            {"name": "d", "bus": "b", "points": {"x": {"register": a, "type": "uint16"}}}
+        ).points["x"])
+        for a in range(40)
+    ]  # fmt: skip
+    quirks = DeviceQuirks()
+    for cycle in range(3):
+        session = ReadSession(points, cost=TCP, quirks=quirks)
+        read: list[str] = []
+        while (request := session.next()) is not None:
+            if request.count > 1:
+                session.refused(request, 3)
+                continue
+            session.answered(request)
+            read += [name for name, _ in request.points]
+        assert sorted(read) == sorted(n for n, _ in points), "each point once, none lost"
+        bound = len(points) + (8 if cycle == 0 else 0)  # naive, plus the refusals of a bisection
+        assert session.sent <= bound, (cycle, session.sent)

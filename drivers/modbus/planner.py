@@ -861,7 +861,12 @@ class ReadSession:
         for name, _ in request.points:
             self._pending.pop(name, None)
         news = self.quirks.learn_success(request.table, request.address, request.count)
-        if news and self._pending and self.quirks.refused_length(request.table) is not None:
+        if (
+            news
+            and self._pending
+            and self.replans <= _MAX_REPLANS
+            and self.quirks.refused_length(request.table) is not None
+        ):
             self._replan()  # a longer read worked: the next probe may be longer still
         return news
 
