@@ -25,6 +25,12 @@ __all__ = ["main"]
 
 EX_CONFIG = 78
 DEFAULT_DATA_DIR = Path("./data")
+# The commands that agent.commission and agent.schedule_cli add. Importing those modules costs
+# about a quarter of a second (pymodbus, every device driver, the HVAC models), so they are
+# registered only when the command line may name one of them (or names no command: --help).
+_CORE_COMMANDS = frozenset(
+    {"run", "validate", "schema", "demo", "export", "energy", "comfort", "status", "sync"}
+)
 
 
 def _default_data_dir() -> Path:
@@ -33,7 +39,7 @@ def _default_data_dir() -> Path:
     return Path(state.split(":")[0]) if state else DEFAULT_DATA_DIR
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Building Edge Agent: Modbus meters, HVAC and PV to a durable buffer and MQTT.",
@@ -145,28 +151,45 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--config", type=Path, default=None, metavar="FILE", help="site config with the uplink"
     )
-    # Commands that live with their own module, which adds them here.
-    for module in ("agent.commission", "agent.schedule_cli", "agent.install", "agent.pulses_cli"):
-        importlib.import_module(module).add_commands(sub)
-    _platform_commands(sub, demo)
-    return parser
-
-
-def _platform_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], demo: argparse.ArgumentParser
-) -> None:
-    """`edge-agent platform ...`, and the demo's reference platform."""
-    from agent.config.loader import load_config
-    from agent.platform.check import add_commands
-
-    add_commands(sub, load=load_config)
     demo.add_argument(
         "--platform", action="store_true", help="also report to the reference energy platform"
     )
+    _add_module_commands(sub, argv)
+    return parser
+
+
+# Commands that live with their own module, which adds them to the parser: imported only when
+# the command line may name one of them, so `run` and `validate` start without them.
+_MODULE_COMMANDS = {
+    "agent.commission": frozenset({"read", "scan"}),
+    "agent.schedule_cli": frozenset({"schedule", "override"}),
+    "agent.install": frozenset({"install", "uninstall"}),
+    "agent.pulses_cli": frozenset({"pulses"}),
+    "agent.platform.check": frozenset({"platform"}),
+}
+
+
+def _add_module_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: Sequence[str] | None
+) -> None:
+    """The commands of `_MODULE_COMMANDS`, unless ``argv`` names a core command only."""
+    words = set(argv) if argv is not None else set()  # None: every command
+    named = set().union(*_MODULE_COMMANDS.values())
+    if words & _CORE_COMMANDS and not words & named:
+        return
+    for module in _MODULE_COMMANDS:
+        if module == "agent.platform.check":
+            from agent.config.loader import load_config
+            from agent.platform.check import add_commands
+
+            add_commands(sub, load=load_config)
+        else:
+            importlib.import_module(module).add_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -251,7 +274,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.config.loader import load_config
         from agent.energy.command import print_energy_report
 
-        config = load_config(args.config)
+        config = load_config(args.config, check_files=False)  # reads the buffer only
         code = print_energy_report(
             config.energy,
             site=config.site,

@@ -211,7 +211,8 @@ def comfort_command(args: Any, *, db: Path) -> int:
     from agent.config.loader import load_config
     from agent.core.clock import system_clock
 
-    config = load_config(args.config)  # a ConfigError is reported by the CLI, exit 78
+    # Reads the buffer only (a copy on a laptop has no secrets); a ConfigError exits 78.
+    config = load_config(args.config, check_files=False)
     if not 1 <= args.days <= 366:
         print("edge-agent comfort: --days is 1 to 366", file=sys.stderr)
         return 2

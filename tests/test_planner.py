@@ -25,6 +25,7 @@ from drivers.modbus.planner import (
     Plan,
     PointTooLongError,
     ReadRequest,
+    ReadSession,
     naive_plan,
     plan_reads,
 )
@@ -478,46 +479,29 @@ def poll_cycle(
     cost: CostModel = TCP,
     max_registers: int = 125,
 ) -> Cycle:
-    """What the poller does: plan, read, on refusal learn and read the points alone."""
-    plan = plan_reads(points, cost=cost, max_registers=max_registers, quirks=quirks)
+    """What the poller does (`ReadSession`): plan, read, on refusal learn and re-plan what is
+    left at once; a point refused alone is given up for the cycle."""
+    session = ReadSession(points, cost=cost, max_registers=max_registers, quirks=quirks)
     values: dict[str, list[int]] = {}
     refused_merged = 0
-
-    def read_alone(name: str, p: ModbusPoint) -> None:
-        try:
-            regs = device.read(p.table, p.address, p.register_count)
-        except Refused as exc:
-            quirks.learn_refusal(p.table, p.address, p.register_count, exc.code, points=[p])
-            return
-        if len(regs) < p.register_count:
-            quirks.learn_short_reply(p.table, p.address, p.register_count, len(regs), points=[p])
-            return
-        quirks.learn_success(p.table, p.address, p.register_count)
-        values[name] = regs
-
-    for r in plan.requests:
+    while (r := session.next()) is not None:
         members = [p for _, p in r.points]
         merged = any(span_of(p) != (r.address, r.address + r.count) for p in members)
         try:
             regs = device.read(r.table, r.address, r.count)
         except Refused as exc:
             refused_merged += merged
-            quirks.learn_refusal(r.table, r.address, r.count, exc.code, points=members)
-            for name, p in r.points:
-                read_alone(name, p)
+            session.refused(r, exc.code)
             continue
         if len(regs) < r.count:
             refused_merged += merged
-            quirks.learn_short_reply(r.table, r.address, r.count, len(regs), points=members)
-        else:
-            quirks.learn_success(r.table, r.address, r.count)
+            session.short(r, len(regs))
+            continue
+        session.answered(r)
         for name, p in r.points:
             offset = p.address - r.address
-            if offset + p.register_count <= len(regs):
-                values[name] = regs[offset : offset + p.register_count]
-            else:
-                read_alone(name, p)
-    return Cycle(values, refused_merged, plan)
+            values[name] = regs[offset : offset + p.register_count]
+    return Cycle(values, refused_merged, session.plan)
 
 
 def knowledge(quirks: DeviceQuirks) -> object:
@@ -586,10 +570,11 @@ def test_length_limit_is_found_by_bisection() -> None:
     quirks = DeviceQuirks()
     cycles = run_until_settled(device, points, quirks, cycles=12)
     assert cycles <= 9
-    assert quirks.cap(Table.HOLDING) == 30
     assert {x.kind for x in quirks.lessons} == {"cap"}
-    counts = [r.count for r in plan_reads(points, cost=TCP, quirks=quirks).requests]
-    assert sorted(counts) == [10, 30, 30, 30]
+    # As cheap as planning with the true limit (4 reads, 100 registers), none longer than it.
+    plan = plan_reads(points, cost=TCP, quirks=quirks)
+    assert max(r.count for r in plan.requests) <= 30
+    assert math.isclose(plan.cost, plan_reads(points, cost=TCP, max_registers=30).cost)
 
 
 def test_short_replies_teach_the_same_limit() -> None:

@@ -35,7 +35,10 @@ GOOD = """\
 
 
 def load(platform: str, key: Path) -> object:
-    return load_config_text(SITE.format(platform=platform.format(key=key)), filename="site.yaml")
+    # The key file is checked at connect time here; `validate` checks it too (test below).
+    return load_config_text(
+        SITE.format(platform=platform.format(key=key)), filename="site.yaml", check_files=False
+    )
 
 
 def test_a_platform_section_loads_with_the_guideline_defaults(tmp_path: Path) -> None:
@@ -91,3 +94,11 @@ def test_the_key_file_is_read_at_connect_time_and_checked(tmp_path: Path) -> Non
     key.write_text("0123456789ABCDEF\n", encoding="utf-8")
     assert platform.aes_key().key == b"0123456789ABCDEF"
     assert platform.secret() == "0123456789ABCDEF"
+
+
+def test_validate_names_a_missing_platform_key_file(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    with pytest.raises(ConfigError, match=r"platform\.key_file"):
+        load_config_text(SITE.format(platform=GOOD.format(key=key)), filename="site.yaml")
+    key.write_text("0123456789ABCDEF\n", encoding="utf-8")
+    load_config_text(SITE.format(platform=GOOD.format(key=key)), filename="site.yaml")

@@ -29,6 +29,7 @@ from ruamel.yaml.reader import ReaderError
 from agent.commands.signature import read_secret
 from agent.config.messages import describe, file_sentence, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig, cross_check
+from agent.config.quick_yaml import quick_data
 from agent.core.errors import ConfigError, ConfigIssue
 from agent.hvac.program import hvac_problems
 
@@ -55,17 +56,27 @@ _SECTIONS = "site:, gateway:, store:, uplink:, buses:, devices:, hvac:"
 Loc = tuple[Any, ...]
 
 
-def load_config(path: str | os.PathLike[str]) -> SiteConfig:
-    """Read and validate the site config at ``path``; ``ConfigError`` lists every problem."""
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> SiteConfig:
+    """Read and validate the site config at ``path``; ``ConfigError`` lists every problem.
+
+    ``check_files=False`` skips checking that the secret and TLS files it names can be read:
+    for the commands that only read a copy of the buffer (a report on an analyst's laptop has
+    the config but not the gateway's secrets). `validate` and `run` always check them.
+    """
     filename = os.fspath(path)
-    return load_config_text(_read(Path(filename), filename), filename=filename)
+    return load_config_text(
+        _read(Path(filename), filename), filename=filename, check_files=check_files
+    )
 
 
-def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
+def load_config_text(text: str | bytes, *, filename: str, check_files: bool = True) -> SiteConfig:
     """Validate a site config given as text (or the file's bytes); ``filename`` is for messages."""
     issues = _Issues(filename)
     if isinstance(text, bytes):
         text = _decode(text, issues)
+    config = _quick(text)
+    if config is not None and not (check_files and _unusable_files(config)):
+        return config  # the quick path found nothing to report (files included)
     root = _parse(text, issues)
     if root is None:
         raise ConfigError(issues.sorted())
@@ -88,16 +99,18 @@ def load_config_text(text: str | bytes, *, filename: str) -> SiteConfig:
             if tuple(str(p) for p in loc) not in reported:
                 issues.add(*tree.locate(loc), message)
         raise ConfigError(issues.sorted()) from exc
-    for loc, message in crossed:
-        issues.add(*tree.locate(loc), message)
-    if config.hvac is not None:  # checked against the validated devices (profiles merged)
-        for loc, message in hvac_problems(config.hvac, config.devices):
-            issues.add(*tree.locate(loc), message)
-    for loc, message in _unusable_files(config):
+    for loc, message in [*crossed, *_validated_problems(config, check_files=check_files)]:
         issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())
     return config
+
+
+def _validated_problems(config: SiteConfig, *, check_files: bool) -> list[tuple[Loc, str]]:
+    """What only the validated config shows: HVAC points against the devices (profiles
+    merged), and the files it names."""
+    problems = hvac_problems(config.hvac, config.devices) if config.hvac is not None else []
+    return problems + (_unusable_files(config) if check_files else [])
 
 
 def _unusable_files(config: SiteConfig) -> list[tuple[Loc, str]]:
@@ -133,6 +146,26 @@ def _file_problems(model: BaseModel, loc: Loc) -> list[tuple[Loc, str]]:
                 if isinstance(item, BaseModel):
                     problems += _file_problems(item, (*loc, name, key))
     return problems
+
+
+def _quick(text: str) -> SiteConfig | None:
+    """The config, when the quick path reads it and it has nothing to report; else None (the
+    located path then reads the text again, to find and place every problem)."""
+    data = quick_data(
+        text.removeprefix("\ufeff"),
+        max_values=_MAX_VALUES,
+        max_depth=_MAX_DEPTH,
+        max_number=_MAX_NUMBER,
+    )
+    if not isinstance(data, dict) or cross_check(data):
+        return None
+    try:
+        config = SiteConfig.model_validate(data)
+    except ValidationError:
+        return None
+    if config.hvac is not None and hvac_problems(config.hvac, config.devices):
+        return None
+    return config
 
 
 # --- issues --------------------------------------------------------------------------------------

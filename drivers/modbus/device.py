@@ -2,8 +2,9 @@
 
 This is the Modbus driver's polled device (agent.core.source.PolledDevice): ``read(points)``
 asks for the named points in the fewest requests the planner finds, given what the device is
-known to accept; a refused request is split and its lesson learned (and saved through the
-device's SavedState, so a restart asks right the first time); a refused point is a bad reading.
+known to accept; a refused request's lesson is learned (and saved through the device's
+SavedState, so a restart asks right the first time) and the rest of the cycle planned again
+with it (drivers.modbus.planner.ReadSession); a point refused on its own is a bad reading.
 Only a device that does not answer raises DeviceUnavailableError. Cadence and health belong to
 the agent's one interval poller (agent.sources.poller).
 
@@ -36,7 +37,7 @@ from drivers.modbus.bus import ModbusBusClient
 from drivers.modbus.codec import decode, raw_bits, raw_to_engineering, scale_with_exponent
 from drivers.modbus.errors import ModbusExceptionError, ShortReplyError
 from drivers.modbus.plan import ReadRequest
-from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, plan_reads
+from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, ReadSession, plan_reads
 from drivers.modbus.spec import MAX_SCALE_FACTOR, DataType, ModbusDevice, ModbusPoint, Table
 
 __all__ = ["GATEWAY_NO_ANSWER", "ModbusDeviceClient", "ModbusPointInfo"]
@@ -240,34 +241,34 @@ class ModbusDeviceClient:
         readings: list[Reading] = []
         answered = False
         failed: str | None = None  # why the device stopped answering, if it did
-        requests = self.plan(names).requests
-        for request in requests:
-            members = [p for _, p in request.points]
+        chosen = self._with_scale_factors(names or list(self.device.points))
+        session = ReadSession(
+            [(n, self.device.points[n]) for n in chosen],
+            cost=self.cost,
+            max_registers=self.device.max_registers,
+            quirks=self.quirks,
+        )
+        # A refused read is learned and what is left of the cycle planned again at once
+        # (ReadSession); a point refused on its own is a bad reading.
+        while (request := session.next()) is not None:
             try:
                 raw = await self._read(request)
             except (ModbusExceptionError, ShortReplyError) as exc:
                 answered = True
                 if isinstance(exc, ModbusExceptionError):
-                    lessons = self.quirks.learn_refusal(
-                        request.table, request.address, request.count, exc.code, points=members
-                    )
+                    lessons, lost = session.refused(request, exc.code)
                 else:
-                    lessons = self.quirks.learn_short_reply(
-                        request.table, request.address, request.count, exc.got, points=members
-                    )
+                    lessons, lost = session.short(request, exc.got)
+                log.debug("%s", exc)
                 self._learn(lessons)
-                split, down = await self._split(request.points)
-                readings.extend(split)
-                if down is not None:
-                    failed = down
-                    break
+                readings.extend(self._bad(lost))
                 continue
             except DeviceUnavailableError as exc:
                 # The device is not answering: the rest of this cycle would only cost timeouts.
                 failed = exc.reason
                 break
             answered = True
-            self._learn(self.quirks.learn_success(request.table, request.address, request.count))
+            self._learn(session.answered(request))
             readings.extend(self._decode(n, p, request, raw) for n, p in request.points)
         self._answering = failed is None if (answered or failed is not None) else self._answering
         if self._learned and self._state is not None:
@@ -284,33 +285,6 @@ class ModbusDeviceClient:
             known = self.quirks.describe()
             if known:
                 log.info("device %s: read quirks now known: %s", self.device.name, "; ".join(known))
-
-    async def _split(
-        self, members: Sequence[tuple[str, ModbusPoint]]
-    ) -> tuple[list[Reading], str | None]:
-        """A merged read was refused: read its points one by one now, so no point is lost this
-        cycle; the lesson just learned makes the next cycle's plan ask right the first time.
-        Returns the readings and why the device stopped answering meanwhile (None: it did not)."""
-        out: list[Reading] = []
-        for name, point in members:
-            single = ReadRequest(point.table, point.address, point.register_count, ((name, point),))
-            try:
-                raw = await self._read(single)
-            except (ModbusExceptionError, ShortReplyError) as exc:
-                code = exc.code if isinstance(exc, ModbusExceptionError) else 3
-                self._learn(
-                    self.quirks.learn_refusal(
-                        single.table, single.address, single.count, code, points=[point]
-                    )
-                )
-                log.debug("%s", exc)
-                out.extend(self._bad(single.points))
-            except DeviceUnavailableError as exc:
-                return out, exc.reason
-            else:
-                self._learn(self.quirks.learn_success(single.table, single.address, single.count))
-                out.append(self._decode(name, point, single, raw))
-        return out, None
 
     async def write(self, point: str, value: Value) -> None:
         """Write one declared-writable point (see the module docstring)."""

@@ -1,0 +1,98 @@
+"""The quick config path (libyaml, when installed) gives the very config the located path gives,
+and leaves everything it does not handle to the located path, whose messages stay as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import loader
+from agent.config.quick_yaml import available, quick_data
+from bench.make_site import site_yaml
+
+pytestmark = pytest.mark.skipif(not available(), reason="PyYAML with libyaml is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMITS = {"max_values": 100_000, "max_depth": 64, "max_number": 2**64}
+
+
+def _located(text: str, monkeypatch: pytest.MonkeyPatch) -> object:
+    with monkeypatch.context() as patch:
+        patch.setattr(loader, "quick_data", lambda *_, **__: None)
+        return loader.load_config_text(text, filename="site.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8"),
+        (ROOT / "tests" / "configs" / "valid.yaml").read_text(encoding="utf-8"),
+        site_yaml(12, 2, [15020, 15021], mqtt_url="mqtt://127.0.0.1:1883", batch_window="250ms"),
+        site_yaml(4, 1, [15020], profile="eastron-sdm630"),
+    ],
+    ids=["demo", "valid", "explicit-points", "profiles"],
+)
+def test_the_quick_path_gives_the_located_paths_config(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert quick_data(text, **LIMITS) is not None, "the quick path gave up on a plain config"
+    assert loader.load_config_text(text, filename="site.yaml") == _located(text, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("scalar", "value"),
+    [
+        ("yes", "yes"),  # YAML 1.2: text (PyYAML's own 1.1 resolver would say True)
+        ("0x34", 0x34),
+        ("017", 17),  # 1.2: decimal, not octal
+        ("1:30", "1:30"),  # 1.2: text, not 90
+        ("2026-01-01", "2026-01-01"),  # no setting is a date: the text as written
+        ("", None),
+        ("'12'", "12"),
+        ("1e3", 1000.0),
+        ("on", "on"),
+    ],
+)
+def test_plain_scalars_resolve_by_yaml_1_2(scalar: str, value: object) -> None:
+    assert quick_data(f"key: {scalar}\n", **LIMITS) == {"key": value}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\na: 2\n",  # a duplicate key: the located path reports it
+        "a: &x 1\nb: *x\n",  # anchors and aliases
+        "base: {x: 1}\nm:\n  <<: {x: 2}\n",  # a merge key
+        "a: !!int 3\n",  # a tag
+        "a: 1\n---\nb: 2\n",  # two documents
+        "a: [1, 2\n",  # a syntax error
+        "a: \x07\n",  # a character YAML does not allow
+        "a: 99999999999999999999999\n",  # a number beyond any setting
+        "[[[[[[[[" * 9 + "]]]]]]]]" * 9 + "\n",  # nested too deep
+        "? [a, b]\n: 1\n",  # a key that is not a plain value
+    ],
+)
+def test_what_the_located_path_must_see_is_left_to_it(text: str) -> None:
+    assert quick_data(text, **LIMITS) is None
+
+
+def test_errors_are_located_as_before(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text(
+        "site: {id: s1, name: S}\n"
+        "buses:\n"
+        "  b1: {kind: modbus_tcp, host: 127.0.0.1}\n"
+        "devices:\n"
+        "  - name: m1\n"
+        "    bus: b1\n"
+        "    points:\n"
+        "      active_power: {register: 70000, type: float32}\n",
+        encoding="utf-8",
+    )
+    assert quick_data(bad.read_text(encoding="utf-8"), **LIMITS) is not None  # parses fine
+    with pytest.raises(loader.ConfigError) as caught:
+        loader.load_config(bad)
+    [issue] = caught.value.issues
+    assert str(issue).startswith(f"{bad}:8:")
+    assert "devices[0].points.active_power.register:" in str(issue)
