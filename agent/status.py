@@ -6,17 +6,27 @@ Reads the store through its own read-only connection, so it works while the agen
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, TextIO
 
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import AgentError
 from agent.core.record import Quality, ms_to_iso
-from agent.store import read_events, read_latest, read_meta, read_stats
+from agent.store import StoreStats, read_events, read_latest, read_meta, read_stats
+from agent.store.health import diagnose
 
 __all__ = ["print_status", "status_report"]
 
-ALERT_KINDS = ("readings_dropped", "readings_lost", "energy.alert")
+ALERT_KINDS = (
+    "readings_dropped",
+    "readings_lost",
+    "events_lost",
+    "store_write_failed",
+    "store_damaged",
+    "store_file_gone",
+    "energy.alert",
+)
 
 
 def status_report(db: Path) -> dict[str, Any]:
@@ -46,6 +56,11 @@ def status_report(db: Path) -> dict[str, Any]:
             "evicted_synced": stats.evicted_synced,
             "dropped_unsent": stats.evicted_unsynced,
             "lost_unstored": stats.dropped,
+            # Every reading that will never reach the broker, by reason (agent.store.health);
+            # readings the agent could not write to the file are counted from its ledger.
+            "lost": stats.lost,
+            "lost_by_reason": stats.losses,
+            "events_lost": stats.events_lost,
             "events_unsent": stats.events_unpublished,
             "oldest_unsynced": iso(stats.oldest_unsynced_ms),
             "last_seq": stats.last_seq,
@@ -53,6 +68,7 @@ def status_report(db: Path) -> dict[str, Any]:
         # Alerts only: the newest buffer drops and energy alerts (audit trails and interval
         # records are events too, but they are not alerts).
         "alerts": [e.to_record() for e in read_events(db, limit=5, kinds=ALERT_KINDS)],
+        "store_health": _health(db, stats),
         "last_sync": iso(stats.last_sync_ms),
         "energy_quality": _energy_quality(db),
         "devices": {
@@ -66,6 +82,33 @@ def status_report(db: Path) -> dict[str, Any]:
             for name, d in sorted(devices.items())
         },
     }
+
+
+def _health(db: Path, stats: StoreStats) -> dict[str, Any]:
+    """Whether the agent could write the store when it last said so (its ledger), and whether
+    the file can be written at all now (a read-only mount is seen here even when the agent
+    could not write its ledger)."""
+    health = stats.health
+    out: dict[str, Any] = {"writable": True}
+    if health is not None and not health.writable:
+        out = {
+            "writable": False,
+            "cause": health.cause,
+            "cure": health.cure,
+            "since": iso(health.since_ms),
+            "held_in_memory": health.held,
+        }
+    if out["writable"] and _read_only_mount(db):
+        cause, cure = diagnose(db, OSError("read-only file system"))
+        out = {"writable": False, "cause": cause, "cure": cure, "since": None}
+    return out
+
+
+def _read_only_mount(db: Path) -> bool:
+    try:
+        return bool(os.statvfs(db.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _energy_quality(db: Path) -> dict[str, Any] | None:
@@ -134,6 +177,20 @@ def print_status(
         f"{buf['dropped_unsent']} unsent readings dropped, "
         f"{buf['lost_unstored']} lost before they were stored\n"
     )
+    by_reason = ", ".join(f"{n} {why}" for why, n in buf["lost_by_reason"].items())
+    out.write(f"lost:          {buf['lost']} readings" + (f" ({by_reason})" if by_reason else ""))
+    out.write(f"; {buf['events_lost']} events\n" if buf["events_lost"] else "\n")
+    health = report["store_health"]
+    if health["writable"]:
+        out.write("store:         writable\n")
+    else:
+        since = f" since {health['since']}" if health.get("since") else ""
+        held = health.get("held_in_memory")
+        out.write(
+            f"store:         CANNOT WRITE{since}: {health['cause']}\n"
+            f"               to fix: {health['cure']}\n"
+            + (f"               {held} readings held in memory by the agent\n" if held else "")
+        )
     quality = report["energy_quality"]
     if quality is not None:
         meters = ", ".join(

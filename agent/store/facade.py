@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
 from agent.core.record import Reading, StoredReading
 from agent.store.events import StoreEvent
+from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
 from agent.store.writer import _Append, _Call, _Close, _Flush, _Job, _Writer
@@ -84,6 +86,7 @@ class Store:
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         on_event: Callable[[StoreEvent], None] | None = None,
         clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_window <= 0 or batch_max < 1 or max_pending < batch_max or close_timeout <= 0:
             raise ValueError(
@@ -100,6 +103,9 @@ class Store:
         self.max_bytes = max_bytes
         self.on_event = on_event
         self.clock = clock if clock is not None else system_clock()
+        self.monotonic = monotonic
+        # Set by the writer thread (a reference assignment: atomic), read by anyone.
+        self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,6 +122,24 @@ class Store:
     @property
     def is_open(self) -> bool:
         return self._state == "open" and self._fatal is None
+
+    @property
+    def writable(self) -> bool:
+        """Whether the store can record now (cheap: no trip to the writer thread).
+
+        False while commits fail (a full disk, a file-size limit, a read-only card) and when
+        the store is not open. Readings and events are still accepted then (held in memory);
+        a caller that must not act unrecorded (a command) asks this first.
+        """
+        return self.is_open and self._health.writable
+
+    @property
+    def health(self) -> StoreHealth:
+        """Why the store cannot write (if it cannot), and what it holds and lost meanwhile."""
+        return self._health
+
+    def _set_health(self, health: StoreHealth) -> None:
+        self._health = health
 
     @property
     def last_seq(self) -> int:
@@ -197,6 +221,8 @@ class Store:
             max_bytes=self.max_bytes,
             notify=self._notify_from_thread,
             clock=self.clock,
+            monotonic=self.monotonic,
+            on_health=self._set_health,
         )
         try:
             last_seq = writer.open()
@@ -306,7 +332,8 @@ class Store:
         return await self._call(f"reading {key}", lambda w: w.get_meta(key))
 
     async def set_meta(self, key: str, value: str) -> None:
-        """Store ``value`` under ``key``, committed before this returns."""
+        """Store ``value`` under ``key``, committed before this returns; while the store cannot
+        write (see :attr:`writable`), held in memory and committed when it can."""
         await self._call(f"writing {key}", lambda w: w.set_meta(key, value))
 
     async def mark_synced(self, seqs: Sequence[int]) -> None:
@@ -321,6 +348,10 @@ class Store:
 
         Events are kept in the file and published by the uplink, oldest first, on the events
         topic; ``detail`` must be JSON-serialisable (anything else is written as text).
+
+        While the store cannot write (see :attr:`writable`) the event is held in memory (the
+        returned event has id 0) and committed with the next write that works; a full hold
+        drops its oldest event, counted. So a write fault never raises here.
         """
         return await self._call(f"recording event {kind}", lambda w: w.add_event(kind, detail))
 

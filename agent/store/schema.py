@@ -34,6 +34,10 @@ _ROWS, _UNSYNCED, _FLOOR = "rows", "unsynced", "sync_floor"
 _EVICTED_SYNCED, _EVICTED_UNSYNCED, _DROPPED = "evicted_synced", "evicted_unsynced", "dropped"
 _LAST_SYNC = "last_sync_ms"
 _COUNTERS = (_ROWS, _UNSYNCED, _FLOOR, _EVICTED_SYNCED, _EVICTED_UNSYNCED, _DROPPED, _LAST_SYNC)
+# Losses under the other reasons (agent.store.health) are counted as `lost:<reason>`; the
+# generation of the ledger (agent.store.ledger) whose losses these counters already hold:
+_LOST_PREFIX = "lost:"
+_LEDGER_GEN = "ledger_gen"
 
 
 # --- schema and migrations -------------------------------------------------------------------
@@ -221,6 +225,18 @@ def _counters(conn: sqlite3.Connection) -> dict[str, int]:
         for key, value in conn.execute(
             f"SELECT key, value FROM meta WHERE key IN ({marks})", _COUNTERS
         )
+    }
+
+
+def _lost_counters(conn: sqlite3.Connection) -> dict[str, int]:
+    """The ``lost:<reason>`` counters, by reason."""
+    return {
+        str(key)[len(_LOST_PREFIX) :]: int(value)
+        for key, value in conn.execute(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+            (_LOST_PREFIX, _LOST_PREFIX[:-1] + chr(ord(":") + 1)),
+        )
+        if int(value)
     }
 
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import queue
 import shutil
 import sqlite3
@@ -27,11 +28,15 @@ from typing import Any
 
 import sqlite_utils
 
+from agent.core.backoff import Backoff
 from agent.core.clock import Clock
 from agent.core.errors import StoreError
 from agent.core.record import Reading, StoredReading, ms_to_iso
+from agent.store import health as reasons
 from agent.store.events import _EVENTS_KEPT, StoreEvent
+from agent.store.health import StoreHealth, diagnose
 from agent.store.intervals import _INTERVAL_COLUMNS, _interval_row, _query_intervals
+from agent.store.ledger import Ledger, LedgerState
 from agent.store.queries import StoreStats, _query_latest, _query_stats
 from agent.store.schema import (
     _BUSY_TIMEOUT_S,
@@ -40,6 +45,8 @@ from agent.store.schema import (
     _EVICTED_UNSYNCED,
     _FLOOR,
     _LAST_SYNC,
+    _LEDGER_GEN,
+    _LOST_PREFIX,
     _ROWS,
     _SELECT_READING,
     _UNSYNCED,
@@ -71,6 +78,12 @@ _EVICT_ROUNDS = 8  # rounds per eviction; each re-estimates bytes per row
 _DISK_RECHECK_S = 300.0
 # Energy intervals deleted per eviction round once no reading is left to evict.
 _INTERVALS_EVICTED = 1000
+# While writes fail, retries back off from the batch window to this (seconds): a failing card
+# is not hammered, and a fixed one is written to within half a minute.
+_RETRY_CAP_S = 30.0
+# Events (audit trails, alerts) held in memory while the store cannot write; beyond this the
+# oldest go, counted.
+_EVENTS_HELD = 1000
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -86,6 +99,10 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _is_damage(exc: BaseException) -> bool:
+    return reasons.is_corrupt(exc)
 
 
 def _clamp(value: int, bounds: tuple[int, int]) -> int:
@@ -139,9 +156,16 @@ class _Writer:
         max_bytes: int | None,
         notify: Callable[[int, list[StoreEvent]], None],
         clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_health: Callable[[StoreHealth], None] = lambda _: None,
     ) -> None:
         self.path = path
         self.clock = clock
+        # The writer's own timers (batch window, retries, checks) run on this clock: the
+        # thread waits on a queue with a real timeout, so it must be a real monotonic clock
+        # (tests shift it forward to skip a backoff).
+        self.monotonic = monotonic
+        self.on_health = on_health
         self.jobs = jobs
         self.batch_window = batch_window
         self.batch_max = batch_max
@@ -157,8 +181,17 @@ class _Writer:
         self.last_error: sqlite3.Error | None = None
         self.write_errors = 0
         self.failed_attempts = 0
+        self.backoff = Backoff(
+            initial=batch_window, cap=max(batch_window, _RETRY_CAP_S), jitter=0.25
+        )
+        self.cause: tuple[str, str] | None = None  # (cause, cure) while writes fail
+        self.failing_since_ms: int | None = None
         self.dropping = False
-        self.unrecorded_drops = 0  # dropped from memory, not yet counted in meta
+        # Losses by reason not yet counted in meta (the file could not be written).
+        self.lost: dict[str, int] = {}
+        self.held_events: deque[tuple[int, str, dict[str, Any]]] = deque()
+        self.held_meta: dict[str, str] = {}
+        self.ledger = Ledger(path)
         self.dropping_unsynced = False  # evicting unsent readings, until the next sync
         self.new_events: list[StoreEvent] = []  # committed, not yet handed to the loop
         # the budget, in pages (set by open())
@@ -193,8 +226,25 @@ class _Writer:
         apply_migrations(self.db, clock=self.clock)
         for pid, device, point, unit in conn.execute("SELECT id, device, point, unit FROM points"):
             self.point_ids[(device, point, unit)] = pid
+        self._merge_ledger()
         self._apply_budget()
         return _sequence(conn)
+
+    def _merge_ledger(self) -> None:
+        """Count in the file the losses a previous run could only write to the ledger."""
+        state = self.ledger.open()
+        merged = int(self.get_meta(_LEDGER_GEN) or 0)
+        if state.lost and state.gen >= merged:
+            with self._transaction():
+                events = self._record_losses(state.lost)
+            self.new_events.extend(events)
+            log.error(
+                "store: a previous run could not write to %s and lost readings; now counted in "
+                "it: %s",
+                self.path,
+                ", ".join(f"{n} {why}" for why, n in state.lost.items()),
+            )
+        self._publish_health(ledger=True)  # this run's state: writable, nothing held
 
     def _apply_budget(self) -> None:
         conn = self.conn
@@ -280,7 +330,7 @@ class _Writer:
             # Checked after every job too, so that a steady stream of jobs cannot hold a
             # batch past its window.
             due = self._due_at()
-            if due is not None and time.monotonic() >= due:
+            if due is not None and self.monotonic() >= due:
                 self.commit()
 
     def _next_job(self) -> _Job | None:
@@ -288,21 +338,25 @@ class _Writer:
         try:
             if due is None:
                 return self.jobs.get()
-            return self.jobs.get(timeout=max(0.0, due - time.monotonic()))
+            return self.jobs.get(timeout=max(0.0, due - self.monotonic()))
         except queue.Empty:
             return None
 
+    def _has_work(self) -> bool:
+        return bool(self.pending or self.held_events or self.held_meta or self.lost)
+
     def _due_at(self) -> float | None:
-        if not self.pending:
+        if not self._has_work():
             return None
         if self.retry_at is not None:
             return self.retry_at
-        assert self.first_pending_at is not None
+        if self.first_pending_at is None:  # losses or held events only: at once
+            return self.monotonic()
         return self.first_pending_at + self.batch_window
 
     def _take(self, readings: list[Reading]) -> None:
         if not self.pending:
-            self.first_pending_at = time.monotonic()
+            self.first_pending_at = self.monotonic()
         self.pending.extend(readings)
         excess = len(self.pending) - self.max_pending
         if excess > 0:
@@ -310,18 +364,22 @@ class _Writer:
             # and the live view current, rather than the oldest.
             for _ in range(excess):
                 self.pending.popleft()
-            self.unrecorded_drops += excess
+            self._count_lost(reasons.HOLD_FULL, excess)
             if not self.dropping:
                 self.dropping = True
                 log.error(
                     "store: %d readings held in memory (the limit); dropping the oldest until "
-                    "%s can be written again",
+                    "%s can be written again, each counted as lost (%s)",
                     self.max_pending,
                     self.path,
+                    reasons.HOLD_FULL,
                 )
+                self._publish_health(ledger=True)
         # While commits fail, retry on the window, not on every append: no busy loop.
         if len(self.pending) >= self.batch_max and self.retry_at is None:
             self.commit()
+        elif self.retry_at is not None:
+            self._publish_health()  # the count held, for the loop (no ledger write: cheap)
 
     def _run(self, job: _Call) -> None:
         if not job.future.set_running_or_notify_cancel():
@@ -354,15 +412,38 @@ class _Writer:
     def _close(self, future: concurrent.futures.Future[None]) -> None:
         try:
             if not self.commit():
-                log.error(
-                    "store: %d readings could not be written to %s before closing and are lost: %s",
-                    len(self.pending),
-                    self.path,
-                    self.last_error,
-                )
+                self._lose_what_is_held()
         finally:
+            self.ledger.close()
             self.close_connection()
             future.set_result(None)
+
+    def _lose_what_is_held(self) -> None:
+        """At a stop with the file refusing writes: what is held is lost, and counted so.
+
+        The counts go into the file if a small transaction still fits, else into the ledger
+        (whose blocks were allocated at open), else only into the log.
+        """
+        held, events = len(self.pending), len(self.held_events)
+        self.pending.clear()
+        self.held_events.clear()
+        self._count_lost(reasons.NOT_WRITTEN_AT_STOP, held)
+        self._count_lost(reasons.EVENTS_HOLD_FULL, events)
+        where = "in the store"
+        if not self.commit():
+            where = "in the ledger " + str(self.ledger.path)
+            if not self._publish_health(ledger=True):
+                where = "nowhere but this log (the ledger could not be written either)"
+        log.error(
+            "store: %d readings and %d events could not be written to %s before the agent "
+            "stopped and are lost (%s): %s; counted %s",
+            held,
+            events,
+            self.path,
+            reasons.NOT_WRITTEN_AT_STOP,
+            self.cause[0] if self.cause else self.last_error,
+            where,
+        )
 
     def close_connection(self) -> None:
         if self.conn is not None:
@@ -392,8 +473,9 @@ class _Writer:
     # writing
 
     def commit(self) -> bool:
-        """Write every pending reading in one transaction. False when it failed (kept)."""
-        if not self.pending:
+        """Write every pending reading in one transaction, with the events and meta held while
+        writes failed and the losses not yet counted. False when it failed (all kept)."""
+        if not self._has_work():
             return True
         batch = list(self.pending)
         try:
@@ -412,14 +494,7 @@ class _Writer:
         self.first_pending_at = None
         self.dropping = False
         if self.retry_at is not None:
-            log.info(
-                "store: writing to %s works again after %d failed attempts; %d readings stored",
-                self.path,
-                self.failed_attempts,
-                len(batch),
-            )
-            self.retry_at = None
-            self.failed_attempts = 0
+            self._recovered(len(batch))
         self.keep_within_budget()
         self._hand_over_events(last_seq)
         return True
@@ -456,28 +531,100 @@ class _Writer:
             )
             _bump(conn, _ROWS, len(batch))
             _bump(conn, _UNSYNCED, len(batch))
-            if self.unrecorded_drops:
-                _bump(conn, _DROPPED, self.unrecorded_drops)
-                events.append(
-                    self._add_event(
-                        "readings_lost",
-                        {
-                            "count": self.unrecorded_drops,
-                            "reason": "the disk refused writes and the in-memory hold was full",
-                        },
-                    )
-                )
+            for at, kind, detail in self.held_events:
+                events.append(self._add_event(kind, detail, at_ms=at))
+            for key, value in self.held_meta.items():
+                _set_meta(conn, key, value)
+            recorded = dict(self.lost)
+            if recorded:
+                events.extend(self._record_losses(recorded))
         # Only now: what a rolled-back transaction inserted does not exist.
         self.point_ids.update(new_points)
-        if self.unrecorded_drops:
+        self.held_events.clear()
+        self.held_meta.clear()
+        if recorded:
             log.error(
-                "store: %d readings were lost while %s could not be written",
-                self.unrecorded_drops,
+                "store: readings lost while %s could not be written, now counted in it: %s",
                 self.path,
+                ", ".join(f"{n} {why}" for why, n in recorded.items()),
             )
-            self.unrecorded_drops = 0
+            self.lost.clear()
+            self._publish_health(ledger=True)  # the ledger's losses are in the file now
         self.new_events.extend(events)
         return last_seq
+
+    def _record_losses(self, lost: Mapping[str, int]) -> list[StoreEvent]:
+        """Inside the caller's transaction: the counters, an event per reason, and the ledger
+        generation they cover (so that a ledger written before is not counted twice)."""
+        assert self.conn is not None
+        events = []
+        for why, count in lost.items():
+            _bump(self.conn, _DROPPED if why == reasons.HOLD_FULL else _LOST_PREFIX + why, count)
+            kind = "events_lost" if why == reasons.EVENTS_HOLD_FULL else "readings_lost"
+            events.append(self._add_event(kind, {"count": count, "reason": why}))
+        _set_meta(self.conn, _LEDGER_GEN, str(self.ledger.state.gen + 1))
+        return events
+
+    def _count_lost(self, why: str, count: int) -> None:
+        if count > 0:
+            self.lost[why] = self.lost.get(why, 0) + count
+
+    def health(self) -> StoreHealth:
+        cause, cure = self.cause if self.cause else (None, None)
+        return StoreHealth(
+            writable=self.retry_at is None and self.conn is not None,
+            cause=cause,
+            cure=cure,
+            since_ms=self.failing_since_ms,
+            held=len(self.pending),
+            lost=dict(self.lost),
+        )
+
+    def _publish_health(self, *, ledger: bool = False) -> bool:
+        """Hand the health to the loop; with ``ledger``, write it there too (False: the ledger
+        could not be written)."""
+        health = self.health()
+        self.on_health(health)
+        if not ledger:
+            return True
+        error = None
+        if health.cause is not None:
+            error = {"cause": health.cause, "cure": health.cure, "since_ms": health.since_ms}
+        return self.ledger.write(
+            LedgerState(
+                gen=self.ledger.state.gen + 1,
+                lost=health.lost,
+                held=health.held,
+                error=error,
+                written_ms=self.clock.now_ms(),
+                pid=os.getpid(),
+            )
+        )
+
+    def _recovered(self, stored: int) -> None:
+        assert self.cause is not None
+        log.warning(
+            "store: writing to %s works again after %d failed attempts since %s; %d readings "
+            "stored (the fault was: %s)",
+            self.path,
+            self.failed_attempts,
+            ms_to_iso(self.failing_since_ms or 0),
+            stored,
+            self.cause[0],
+        )
+        detail = {
+            "cause": self.cause[0],
+            "since": ms_to_iso(self.failing_since_ms or 0),
+            "attempts": self.failed_attempts,
+        }
+        self.retry_at = None
+        self.failed_attempts = 0
+        self.backoff.reset()
+        self.cause = None
+        self.failing_since_ms = None
+        with contextlib.suppress(sqlite3.Error):
+            self.add_event("store_write_failed", detail)
+        self._publish_health(ledger=True)
 
     def _point_id(self, r: Reading, new_points: dict[tuple[str, str, str], int]) -> int:
         assert self.conn is not None
@@ -492,10 +639,12 @@ class _Writer:
             new_points[key] = pid
         return pid
 
-    def _add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
+    def _add_event(
+        self, kind: str, detail: dict[str, Any], *, at_ms: int | None = None
+    ) -> StoreEvent:
         """Record an event (inside the caller's transaction) and prune the oldest."""
         assert self.conn is not None
-        at = self.clock.now_ms()
+        at = self.clock.now_ms() if at_ms is None else at_ms
         text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"), default=str)
         cur = self.conn.execute(
             "INSERT INTO events (ts_ms, kind, detail) VALUES (?, ?, ?)", (at, kind, text)
@@ -509,42 +658,58 @@ class _Writer:
         return StoreEvent(id=cur.lastrowid, ts_ms=at, kind=kind, detail=json.loads(text))
 
     def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
-        with self._transaction():
-            event = self._add_event(kind, detail)
-        self.new_events.append(event)
-        return event
+        """Record an event now; while the file refuses writes, hold it (id 0) and record it
+        with the next commit that works: an audit trail never crashes its caller."""
+        at = self.clock.now_ms()
+        if self.retry_at is None:
+            try:
+                with self._transaction():
+                    event = self._add_event(kind, detail, at_ms=at)
+            except sqlite3.Error as exc:
+                if _is_damage(exc):
+                    raise
+                self._commit_failed(exc)
+            else:
+                self.new_events.append(event)
+                return event
+        if len(self.held_events) >= _EVENTS_HELD:
+            self.held_events.popleft()
+            self._count_lost(reasons.EVENTS_HOLD_FULL, 1)
+        # Through JSON now, as the file would keep it: the caller may change its dict later.
+        kept = json.loads(json.dumps(detail, ensure_ascii=False, default=str))
+        self.held_events.append((at, kind, kept))
+        return StoreEvent(id=0, ts_ms=at, kind=kind, detail=kept)
 
     def _commit_failed(self, exc: sqlite3.Error) -> None:
         self.write_errors += 1
         self.failed_attempts += 1
         self.last_error = exc
         first = self.retry_at is None
-        self.retry_at = time.monotonic() + self.batch_window
-        if not first:
-            log.debug("store: commit still failing: %s", exc)
-        elif _is_full(exc):
-            log.warning(
-                "store: the disk holding %s is full and nothing more can be evicted; %d "
-                "readings kept in memory (up to %d), retrying every %.1f s",
+        delay = self.backoff.next_delay()
+        self.retry_at = self.monotonic() + delay
+        if first:
+            self.cause = diagnose(self.path, exc)
+            self.failing_since_ms = self.clock.now_ms()
+            log.error(
+                "store: cannot write to %s: %s. To fix: %s. Readings wait in memory (%d now, "
+                "up to %d, then the oldest are counted as lost); retrying with backoff up to "
+                "%.0f s",
                 self.path,
+                self.cause[0],
+                self.cause[1],
                 len(self.pending),
                 self.max_pending,
-                self.batch_window,
+                self.backoff.cap,
             )
         else:
-            log.warning(
-                "store: cannot write readings to %s (%s); %d kept in memory, retrying every %.1f s",
-                self.path,
-                exc,
-                len(self.pending),
-                self.batch_window,
-            )
+            log.debug("store: commit still failing (next try in %.1f s): %s", delay, exc)
+        self._publish_health(ledger=True)
 
     # the budget
 
     def _limit(self, page_count: int) -> tuple[int | None, str]:
         """The most pages the file may use now, and why: its budget, or the disk."""
-        if self.disk_cap is not None and time.monotonic() - self.disk_cap_since > _DISK_RECHECK_S:
+        if self.disk_cap is not None and self.monotonic() - self.disk_cap_since > _DISK_RECHECK_S:
             self._recheck_disk()
         limits: list[tuple[int, str]] = []
         if self.budget_pages is not None:
@@ -567,7 +732,7 @@ class _Writer:
         if free > 2 * self.reserve_bytes:
             self.disk_cap = None  # said by keep_within_budget, once
         else:
-            self.disk_cap_since = time.monotonic()
+            self.disk_cap_since = self.monotonic()
 
     def keep_within_budget(self) -> None:
         """After a commit: when less than a chunk is left under the limit, evict two chunks."""
@@ -614,7 +779,7 @@ class _Writer:
                 )
             self.disk_limited = True
             self.disk_cap = count
-            self.disk_cap_since = time.monotonic()
+            self.disk_cap_since = self.monotonic()
         limit, reason = self._limit(count)
         assert limit is not None
         try:
@@ -758,12 +923,24 @@ class _Writer:
 
     def get_meta(self, key: str) -> str | None:
         assert self.conn is not None
+        if key in self.held_meta:
+            return self.held_meta[key]
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as conn:
-            _set_meta(conn, key, value)
+        """Store a value now; while the file refuses writes, hold it for the next commit."""
+        if self.retry_at is None:
+            try:
+                with self._transaction() as conn:
+                    _set_meta(conn, key, value)
+            except sqlite3.Error as exc:
+                if _is_damage(exc):
+                    raise
+                self._commit_failed(exc)
+            else:
+                return
+        self.held_meta[key] = value
 
     def mark_synced(self, seqs: Sequence[int], at_ms: int) -> None:
         with self._transaction() as conn:
@@ -874,11 +1051,23 @@ class _Writer:
             last_seq=base.last_seq,
             last_sync_ms=base.last_sync_ms,
             pending=len(self.pending),
-            dropped=base.dropped + self.unrecorded_drops,
+            dropped=base.dropped + self.lost.get(reasons.HOLD_FULL, 0),
+            lost_reasons=_merged(base.lost_reasons, self.lost),
             write_errors=self.write_errors,
             max_bytes=self.max_bytes,
             used_bytes=base.used_bytes,
             evicted_synced=base.evicted_synced,
             evicted_unsynced=base.evicted_unsynced,
             events_unpublished=base.events_unpublished,
+            events_lost=base.events_lost + self.lost.get(reasons.EVENTS_HOLD_FULL, 0),
+            health=self.health(),
         )
+
+
+def _merged(counted: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Loss counts of the file plus those not yet in it, without the two kept apart."""
+    out = dict(counted)
+    for why, count in more.items():
+        if why not in (reasons.HOLD_FULL, reasons.EVENTS_HOLD_FULL):
+            out[why] = out.get(why, 0) + count
+    return out

@@ -1,0 +1,200 @@
+"""Store write faults of any errno: a real file-size limit (EFBIG, which SQLite reports as a
+"disk I/O error", not as "full") in a subprocess, a database file deleted or replaced while the
+store runs. Each test asserts that appending goes on, nothing is lost that the fault did not
+make impossible to keep, and every loss is counted under its reason, in the file and through
+``edge-agent status``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import agent
+from agent.core.record import Reading
+from agent.store import Store, read_events, read_stats
+from agent.store.ledger import read_ledger
+
+WINDOW = 0.05
+ENV = {**os.environ, "PYTHONPATH": str(Path(agent.__file__).resolve().parent.parent)}
+
+# The child stores 100 readings, then limits the size of the files it may write to the largest
+# the store has now (RLIMIT_FSIZE, as `ulimit -f` or systemd's LimitFSIZE= do; Python ignores
+# SIGXFSZ, so a write past it fails with EFBIG), appends more, records an audit event and a meta
+# value, and then either stops (mode "stop") or lifts the limit (mode "recover").
+EFBIG_CHILD = """
+import asyncio, json, resource, sys, time
+from pathlib import Path
+from agent.core.record import Reading
+from agent.store import Store
+
+def readings(start, n):
+    return [Reading("m1", f"p{i % 10}", 1_700_000_000_000 + i, float(i), "W")
+            for i in range(start, start + n)]
+
+async def main(db, mode):
+    shift = [0.0]
+    async with Store(db, batch_window=0.05, monotonic=lambda: time.monotonic() + shift[0]) as store:
+        await store.append(readings(0, 100))
+        await store.flush()
+        largest = max(Path(f"{db}{s}").stat().st_size for s in ("", "-wal"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (largest, resource.RLIM_INFINITY))
+        appended = 100
+        for _ in range(20):
+            await store.append(readings(appended, 100))
+            appended += 100
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        out = {"writable": store.writable, "cause": store.health.cause,
+               "cure": store.health.cure, "held": store.health.held}
+        event = await store.add_event("hvac.command", {"id": "c1"})
+        await store.set_meta("hvac:overrides", "kept")
+        out["event_id"] = event.id
+        out["meta"] = await store.get_meta("hvac:overrides")
+        if mode == "recover":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+            shift[0] += 3600.0  # past any backoff: the next job finds the retry due
+            await store.append(readings(appended, 10))
+            appended += 10
+            await store.flush()
+            out["writable_after"] = store.writable
+        out["appended"] = appended
+        print(json.dumps(out), flush=True)
+
+asyncio.run(main(Path(sys.argv[1]), sys.argv[2]))
+"""
+
+
+def run_child(db: Path, mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", EFBIG_CHILD, str(db), mode],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out["log"] = done.stderr
+    return out
+
+
+def status_text(db: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "status", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_file_size_limit_is_recognised_and_what_it_held_at_stop_is_counted(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "readings.db"
+    out = run_child(db, "stop")
+    # While the limit held: not writable, with the cause and cure named, readings held (what
+    # still fitted under the limit was stored).
+    assert out["writable"] is False
+    assert "file-size limit" in out["cause"]
+    assert "LimitFSIZE" in out["cure"]
+    unstored = out["held"]
+    assert unstored >= 1000
+    assert unstored == out["appended"] - read_stats(db).rows
+    assert out["event_id"] == 0, "the audit event was held, not raised"
+    assert out["meta"] == "kept"
+    # Said once, not once per retry.
+    assert out["log"].count("cannot write to") == 1
+    # At the stop: what could not be written is counted under its reason (from the ledger:
+    # the file itself refused the count), and status says so.
+    stats = read_stats(db)
+    assert stats.losses == {"not_written_at_stop": unstored}
+    assert stats.lost == unstored
+    assert stats.events_lost == 1
+    text = status_text(db)
+    assert f"lost:          {unstored} readings ({unstored} not_written_at_stop)" in text
+    assert "CANNOT WRITE" in text
+    assert "file-size limit" in text
+    # The next start (the limit gone) counts the ledger's losses in the file, once.
+    asyncio.run(reopen_twice(db, unstored))
+    lost_events = read_events(db, kinds=["readings_lost", "events_lost"])
+    assert sorted((e.kind, e.detail["count"], e.detail["reason"]) for e in lost_events) == [
+        ("events_lost", 1, "events_hold_full"),
+        ("readings_lost", unstored, "not_written_at_stop"),
+    ]
+    state = read_ledger(db)
+    assert state is not None
+    assert state.lost == {}
+    assert state.error is None
+    text = status_text(db)
+    assert "store:         writable" in text
+    assert f"lost:          {unstored} readings ({unstored} not_written_at_stop)" in text
+
+
+async def reopen_twice(db: Path, unstored: int) -> None:
+    for _ in range(2):  # a second start must not count the same losses again
+        async with Store(db, batch_window=WINDOW) as store:
+            assert store.writable
+            stats = await store.stats()
+            assert stats.losses == {"not_written_at_stop": unstored}
+        assert read_stats(db).losses == {"not_written_at_stop": unstored}
+
+
+def test_a_lifted_limit_writes_everything_held_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "readings.db"
+    out = run_child(db, "recover")
+    assert out["writable"] is False
+    assert out["writable_after"] is True
+    stats = read_stats(db)
+    assert stats.rows == out["appended"]
+    assert stats.lost == 0
+    assert stats.losses == {}
+    kinds = [e.kind for e in read_events(db, limit=10)]
+    assert "hvac.command" in kinds, "the held audit event was committed"
+    episode = read_events(db, kinds=["store_write_failed"])
+    assert len(episode) == 1
+    assert "file-size limit" in episode[0].detail["cause"]
+    assert "lost:          0 readings\n" in status_text(db)
+
+
+def readings(start: int, n: int) -> list[Reading]:
+    return [
+        Reading("m1", f"p{i % 10}", 1_700_000_000_000 + i, float(i), "W")
+        for i in range(start, start + n)
+    ]
+
+
+async def test_appends_beyond_the_hold_are_counted_lost_under_their_reason(
+    tmp_path: Path,
+) -> None:
+    """The hold is bounded: its overflow is counted (hold_full), the rest kept."""
+    db = tmp_path / "readings.db"
+    async with Store(db, batch_window=WINDOW, batch_max=50, max_pending=200) as store:
+        await store.append(readings(0, 10))
+        await store.flush()
+
+        def refuse(writer: Any) -> None:  # the file may not grow by a page: a full disk
+            writer.conn.execute("PRAGMA max_page_count = 1").fetchall()
+
+        await store._call("capping", refuse)
+        for start in range(10, 510, 50):
+            await store.append(readings(start, 50))
+        await asyncio.sleep(0.1)
+        assert not store.writable
+        stats = await store.stats()
+        overflow = 510 - 200 - stats.rows  # what fitted in the file's free pages was stored
+        assert overflow >= 200
+        assert (stats.pending, stats.losses) == (200, {"hold_full": overflow})
+    # Closed with the disk still full: the held 200 are lost at the stop, and counted.
+    after = read_stats(db)
+    assert after.losses == {"hold_full": overflow, "not_written_at_stop": 200}
+    assert after.rows + after.lost == 510
