@@ -11,8 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import agent
 from agent.core.record import Reading
@@ -198,3 +201,68 @@ async def test_appends_beyond_the_hold_are_counted_lost_under_their_reason(
     after = read_stats(db)
     assert after.losses == {"hold_full": overflow, "not_written_at_stop": 200}
     assert after.rows + after.lost == 510
+def _started(t0: float) -> float:
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_database_file_removed_while_running_is_noticed_and_nothing_is_lost(
+    tmp_path: Path, how: str
+) -> None:
+    db = tmp_path / "readings.db"
+    async with Store(db, batch_window=WINDOW, check_every=0.2) as store:
+        await store.append(readings(0, 500))
+        await store.flush()
+        await store.mark_synced(list(range(1, 101)))
+        remove_or_replace(db, how)
+        t0 = time.monotonic()
+        appended = 500
+        while _started(t0) < 5 and not read_events_safe(db, "store_file_gone"):
+            await store.append(readings(appended, 20))  # polling goes on
+            appended += 20
+            await asyncio.sleep(0.05)
+        await store.append(readings(appended, 20))
+        appended += 20
+        await store.flush()
+        assert store.writable
+        stats = await store.stats()
+    gone = read_events(db, kinds=["store_file_gone"])
+    assert len(gone) == 1
+    detail = gone[0].detail
+    assert detail["reason"] == f"file_{how}"
+    # The 400 unsent, and those committed to the unlinked file before it was noticed.
+    assert detail["unsent_salvaged"] >= 400
+    assert detail["lost"] == 0
+    on_disk = read_stats(db)
+    # Every reading is in the file at the path: the 400 unsent from the unlinked file (the
+    # 100 sent ones too), and all appended since; seqs went on, never reused.
+    assert on_disk.rows == appended
+    assert on_disk.unsynced == appended - 100
+    assert on_disk.last_seq == appended == stats.last_seq
+    assert on_disk.lost == 0
+    if how == "replaced":
+        assert kept_aside(tmp_path, "replaced") == [b"someone else's file"]
+
+
+def remove_or_replace(db: Path, how: str) -> None:
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    else:
+        db.rename(db.with_name("moved.db"))
+        db.write_bytes(b"someone else's file")
+
+
+def kept_aside(where: Path, what: str) -> list[bytes]:
+    return [
+        p.read_bytes()
+        for p in sorted(where.glob(f"readings.db.{what}-*"))
+        if not p.name.endswith(("-wal", "-shm"))
+    ]
+
+
+def read_events_safe(db: Path, kind: str) -> bool:
+    try:
+        return bool(read_events(db, kinds=[kind]))
+    except Exception:
+        return False

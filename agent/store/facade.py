@@ -40,6 +40,9 @@ T = TypeVar("T")
 DEFAULT_MAX_BYTES = 3 * 1024**3
 """The budget of a Store given none: the config's default, so both agree."""
 
+DEFAULT_INTEGRITY_EVERY = 86400.0
+"""A full ``integrity_check`` once a day (the config's default)."""
+
 _MIN_BUDGET = 1024 * 1024  # as StoreConfig.max_bytes: below this the WAL allowance dominates
 
 
@@ -71,8 +74,13 @@ class Store:
     reading has a ``seq``: gateway-wide, strictly increasing and never reused.
 
     ``max_bytes`` is the size budget of the file and its WAL (None: no budget; the default is
-    the config's). ``on_event`` is called on the event loop with each alert event once it is
-    committed (the events also stay in the store until the uplink has published them).
+    the config's). Every ``check_every`` seconds the writer makes sure the file at the path is
+    still the one it has open (a deleted or replaced file is rebuilt from the open one); every
+    ``integrity_every`` seconds (None: never) a full ``integrity_check`` runs on a thread of
+    its own, and a damaged file is set aside and rebuilt. ``monotonic`` is the clock of the
+    writer's timers (batch window, retries, checks). ``on_event`` is called on the event loop
+    with each alert event once it is committed (the events also stay in the store until the
+    uplink has published them).
     """
 
     def __init__(
@@ -87,6 +95,8 @@ class Store:
         on_event: Callable[[StoreEvent], None] | None = None,
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        check_every: float = 30.0,
+        integrity_every: float | None = DEFAULT_INTEGRITY_EVERY,
     ) -> None:
         if batch_window <= 0 or batch_max < 1 or max_pending < batch_max or close_timeout <= 0:
             raise ValueError(
@@ -104,6 +114,8 @@ class Store:
         self.on_event = on_event
         self.clock = clock if clock is not None else system_clock()
         self.monotonic = monotonic
+        self.check_every = check_every
+        self.integrity_every = integrity_every
         # Set by the writer thread (a reference assignment: atomic), read by anyone.
         self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -223,6 +235,8 @@ class Store:
             clock=self.clock,
             monotonic=self.monotonic,
             on_health=self._set_health,
+            check_every=self.check_every,
+            integrity_every=self.integrity_every,
         )
         try:
             last_seq = writer.open()

@@ -19,6 +19,7 @@ import os
 import queue
 import shutil
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,8 +37,10 @@ from agent.store import health as reasons
 from agent.store.events import _EVENTS_KEPT, StoreEvent
 from agent.store.health import StoreHealth, diagnose
 from agent.store.intervals import _INTERVAL_COLUMNS, _interval_row, _query_intervals
-from agent.store.ledger import Ledger, LedgerState
+from agent.store.ledger import FILE_MODE, Ledger, LedgerState
 from agent.store.queries import StoreStats, _query_latest, _query_stats
+from agent.store.salvage import SalvageReport, salvage
+from agent.store.salvage import check as salvage_check
 from agent.store.schema import (
     _BUSY_TIMEOUT_S,
     _DROPPED,
@@ -81,9 +84,90 @@ _INTERVALS_EVICTED = 1000
 # While writes fail, retries back off from the batch window to this (seconds): a failing card
 # is not hammered, and a fixed one is written to within half a minute.
 _RETRY_CAP_S = 30.0
+# After a rebuild of a damaged file, another is not tried for this long (seconds): a fault
+# that follows the fresh file (a failing card) must not rebuild in a loop.
+_REBUILD_GAP_S = 60.0
 # Events (audit trails, alerts) held in memory while the store cannot write; beyond this the
 # oldest go, counted.
 _EVENTS_HELD = 1000
+
+
+def _private(path: Path) -> None:
+    """Make the database file 0640 before SQLite creates it (SQLite gives its -wal and -shm
+    the mode of the database file, whatever the umask), and tighten an existing one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            if Path(f"{path}{suffix}").stat().st_mode & 0o777 != FILE_MODE:
+                Path(f"{path}{suffix}").chmod(FILE_MODE)
+
+
+def _connect(
+    path: Path, clock: Clock, *, check: bool = False
+) -> tuple[sqlite3.Connection, sqlite_utils.Database] | tuple[list[str], None]:
+    """A connection to the store file at ``path`` as the writer uses it, the schema up to
+    date; with ``check``, the problems ``quick_check`` found instead when there are any."""
+    _private(path)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+    try:
+        if check:
+            problems = salvage_check(conn)
+            if problems != ["ok"]:
+                conn.close()
+                return problems, None
+        # Only a new, empty file takes this; it lets a lowered budget shrink the file later
+        # (PRAGMA incremental_vacuum) without a full VACUUM. Routine eviction does not need it.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        _wal_mode(conn, path)
+        conn.execute("PRAGMA synchronous=FULL")  # why FULL: see the package docstring
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Debian builds SQLite with secure_delete on: every evicted page would be overwritten
+        # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
+        # an SD card's write budget is worth more.
+        conn.execute("PRAGMA secure_delete=OFF")
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        apply_migrations(db, clock=clock)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, db
+
+
+def _wal_mode(conn: sqlite3.Connection, path: Path) -> None:
+    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if mode.lower() != "wal":
+        raise StoreError(f"{path}: SQLite refused WAL mode (got {mode!r})")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file now at ``path`` (device, inode), None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _set_aside(path: Path, suffix: str, *, with_wal: bool) -> Path:
+    """Rename the file (and its -wal/-shm, which belong to it) out of the store's way; kept,
+    never deleted."""
+    moved = path.with_name(f"{path.name}.{suffix}")
+    path.rename(moved)
+    if with_wal:
+        for part in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{part}").rename(Path(f"{moved}{part}"))
+    return moved
+
+
+def _remove_db(path: Path) -> None:
+    for part in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{part}").unlink(missing_ok=True)
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -158,6 +242,8 @@ class _Writer:
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
         on_health: Callable[[StoreHealth], None] = lambda _: None,
+        check_every: float = 30.0,
+        integrity_every: float | None = None,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -192,6 +278,18 @@ class _Writer:
         self.held_events: deque[tuple[int, str, dict[str, Any]]] = deque()
         self.held_meta: dict[str, str] = {}
         self.ledger = Ledger(path)
+        # The file the connection has open (device, inode), compared with the path's every
+        # check_every seconds: a deleted or replaced file is noticed within that time.
+        self.identity: tuple[int, int] | None = None
+        self.check_every = check_every
+        self.next_check_at = 0.0
+        # A full integrity_check on a schedule, in a thread of its own (None: never).
+        self.integrity_every = integrity_every
+        self.next_integrity_at = (
+            None if integrity_every is None else self.monotonic() + integrity_every
+        )
+        self.integrity_running = False
+        self.rebuilt_at: float | None = None
         self.dropping_unsynced = False  # evicting unsent readings, until the next sync
         self.new_events: list[StoreEvent] = []  # committed, not yet handed to the loop
         # the budget, in pages (set by open())
@@ -204,31 +302,47 @@ class _Writer:
 
     # opening
 
-    def open(self) -> int:
-        """Open the file, bring the schema up to date; returns the last seq handed out."""
+    def open(self, *, damaged: Sequence[str] = ()) -> int:
+        """Open the file, bring the schema up to date; returns the last seq handed out.
+
+        A damaged file (``quick_check`` fails, or SQLite calls it malformed or not a database)
+        is set aside and a fresh store starts at once with what it still holds (``damaged``
+        forces that, with these problems: ``edge-agent store check --repair``).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
-        self.conn = conn
-        # Only a new, empty file takes this; it lets a lowered budget shrink the file later
-        # (PRAGMA incremental_vacuum) without a full VACUUM. Routine eviction does not need it.
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        if mode.lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")  # why FULL: see the package docstring
-        conn.execute("PRAGMA foreign_keys=ON")
-        # Debian builds SQLite with secure_delete on: every evicted page would be overwritten
-        # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
-        # an SD card's write budget is worth more.
-        conn.execute("PRAGMA secure_delete=OFF")
-        (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
-        apply_migrations(self.db, clock=self.clock)
-        for pid, device, point, unit in conn.execute("SELECT id, device, point, unit FROM points"):
-            self.point_ids[(device, point, unit)] = pid
+        problems = list(damaged)
+        if not problems:
+            try:
+                problems = self._attach(check=True)
+            except sqlite3.DatabaseError as exc:
+                if not _is_damage(exc):
+                    raise
+                problems = [str(exc)]
+        if problems:
+            self._rebuild(reasons.DAMAGED, problems)
         self._merge_ledger()
         self._apply_budget()
-        return _sequence(conn)
+        assert self.conn is not None
+        return _sequence(self.conn)
+
+    def _attach(self, *, check: bool = False) -> list[str]:
+        """Connect to the file at the path (made 0640 if new); with ``check``, run
+        ``quick_check`` first and return its problems (then not connected)."""
+        self.close_connection()
+        conn, db = _connect(self.path, self.clock, check=check)
+        if isinstance(conn, list):
+            return conn
+        self.conn, self.db = conn, db
+        (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        self.point_ids = {
+            (device, point, unit): pid
+            for pid, device, point, unit in conn.execute(
+                "SELECT id, device, point, unit FROM points"
+            )
+        }
+        self.identity = _identity(self.path)
+        self.next_check_at = self.monotonic() + self.check_every
+        return []
 
     def _merge_ledger(self) -> None:
         """Count in the file the losses a previous run could only write to the ledger."""
@@ -245,6 +359,181 @@ class _Writer:
                 ", ".join(f"{n} {why}" for why, n in state.lost.items()),
             )
         self._publish_health(ledger=True)  # this run's state: writable, nothing held
+
+    # the file itself: gone, replaced or damaged
+
+    def _check_file(self) -> None:
+        """Is the file at the path still the one the connection has open?"""
+        self.next_check_at = self.monotonic() + self.check_every
+        try:
+            now = _identity(self.path)
+        except OSError:  # e.g. EIO from a dying card: the writes will say more
+            return
+        if now == self.identity or self.conn is None:
+            return
+        why = reasons.FILE_DELETED if now is None else reasons.FILE_REPLACED
+        log.error(
+            "store: %s was %s while the agent had it open; rebuilding it from the open file",
+            self.path,
+            "deleted" if now is None else "replaced by another file",
+        )
+        self._rebuild(why, [])
+
+    def _start_integrity_check(self) -> None:
+        """The scheduled full check, on a read-only connection in a thread of its own: off
+        the writer's path; its result comes back as a job."""
+        assert self.integrity_every is not None
+        self.next_integrity_at = self.monotonic() + self.integrity_every
+        if self.integrity_running:
+            return
+        self.integrity_running = True
+        identity = self.identity
+
+        def run() -> None:
+            try:
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
+                )
+                try:
+                    problems = salvage_check(conn, full=True)
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                problems = [str(exc)]
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self.jobs.put(
+                _Call("checking integrity", lambda w: w._integrity_done(problems, identity), done)
+            )
+
+        threading.Thread(target=run, name=f"store-check[{self.path.name}]", daemon=True).start()
+
+    def _integrity_done(self, problems: list[str], identity: tuple[int, int] | None) -> None:
+        self.integrity_running = False
+        if problems == ["ok"]:
+            log.info("store: integrity check of %s: ok", self.path)
+        elif identity == self.identity:  # still the file that was checked
+            log.error("store: integrity check of %s failed: %s", self.path, "; ".join(problems))
+            self._rebuild(reasons.DAMAGED, problems)
+
+    def _repair(self, problem: str) -> bool:
+        """A query or commit met a damaged page: rebuild (at most once a minute). True when
+        a fresh store is in place."""
+        now = self.monotonic()
+        if self.rebuilt_at is not None and now - self.rebuilt_at < _REBUILD_GAP_S:
+            return False
+        try:
+            self._rebuild(reasons.DAMAGED, [problem])
+        except (OSError, sqlite3.Error) as exc:
+            # The sentence says what failed; a traceback would add nothing for a technician.
+            log.error("store: could not rebuild the damaged %s: %s", self.path, exc)  # noqa: TRY400
+            if self.conn is None:
+                self._attach()  # raises if not even a fresh file can be opened: a crash
+            return False
+        return True
+
+    def _rebuild(self, why: str, problems: Sequence[str]) -> None:
+        """Start a fresh store at the path with everything the old file still holds.
+
+        ``why`` is ``damaged`` (the file at the path is set aside, kept, and read from there),
+        ``file_deleted`` or ``file_replaced`` (the agent still has the old file open and reads
+        it from there; a file put in its place is set aside). The copy is made beside the
+        path and renamed into place; unsent readings that could not be read are counted lost
+        under ``why``, and an event tells upstream what happened.
+        """
+        self.rebuilt_at = self.monotonic()
+        stamp = self.clock.wall().strftime("%Y%m%dT%H%M%SZ")
+        moved: Path | None = None
+        if why == reasons.DAMAGED:
+            self.close_connection()
+            moved = _set_aside(self.path, f"damaged-{stamp}", with_wal=True)
+            src = sqlite3.connect(moved, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+        else:
+            if self.path.exists():
+                moved = _set_aside(self.path, f"replaced-{stamp}", with_wal=False)
+            assert self.conn is not None
+            src = self.conn
+        try:
+            known_seq = _sequence(src)
+        except sqlite3.DatabaseError:
+            known_seq = 0
+        try:
+            report, failure = self._copy_into_place(src, readable_counters=why != reasons.DAMAGED)
+        finally:
+            if src is self.conn:
+                self.close_connection()  # now: it removes its own -wal and -shm at the path
+            else:
+                src.close()
+        self._attach()
+        self._raise_sequence(max(known_seq, report.last_seq))
+        if report.last_seq == 0 and why == reasons.DAMAGED and problems:
+            # The old file's seqs could not be read at all: start above any it can have
+            # handed out (fewer than one reading per millisecond since 1970), so that no seq
+            # is ever handed out twice.
+            self._raise_sequence(self.clock.now_ms())
+        self._count_lost(why, report.lost_unsent)
+        detail: dict[str, Any] = {
+            "reason": why,
+            "moved_to": str(moved) if moved else None,
+            **report.detail(),
+        }
+        if problems:
+            detail["problems"] = list(problems)[:10]
+        if failure is not None:
+            detail["error"] = str(failure)
+        self.add_event("store_damaged" if why == reasons.DAMAGED else "store_file_gone", detail)
+        log.error(
+            "store: %s %s; a fresh store started at once with %d readings salvaged (%d unsent, "
+            "queued for sync), %d unsent readings lost%s",
+            self.path,
+            {
+                reasons.DAMAGED: f"is damaged ({'; '.join(problems)[:200]})",
+                reasons.FILE_DELETED: "was deleted",
+                reasons.FILE_REPLACED: "was replaced",
+            }[why],
+            report.readings,
+            report.unsent,
+            report.lost_unsent,
+            f"; the old file is kept as {moved}" if moved else "",
+        )
+        self._publish_health(ledger=bool(report.lost_unsent))
+
+    def _copy_into_place(
+        self, src: sqlite3.Connection, *, readable_counters: bool
+    ) -> tuple[SalvageReport, sqlite3.Error | None]:
+        """Salvage ``src`` into a fresh file beside the path, then rename it into place (the
+        path is free: the old file was set aside or deleted). With the copy failing (a full
+        disk), nothing is put in place and the unsent readings are counted as lost."""
+        fresh = self.path.with_name(f"{self.path.name}.salvage")
+        _remove_db(fresh)
+        report = SalvageReport()
+        try:
+            dest, _ = _connect(fresh, self.clock)
+            assert isinstance(dest, sqlite3.Connection)
+            try:
+                report = salvage(src, dest)
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            _remove_db(fresh)
+            unsent = _counters(src).get(_UNSYNCED, 0) if readable_counters else 0
+            report.lost_unsent = max(report.lost_unsent, unsent - report.unsent)
+            return report, exc
+        os.replace(fresh, self.path)
+        return report, None
+
+    def _raise_sequence(self, at_least: int) -> None:
+        with self._transaction() as conn:
+            if (
+                conn.execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'readings'",
+                    (at_least,),
+                ).rowcount
+                == 0
+            ):
+                conn.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('readings', ?)", (at_least,)
+                )
+            _set_meta(conn, _FLOOR, str(max(_floor(conn), _first_unsynced(conn, _floor(conn)))))
 
     def _apply_budget(self) -> None:
         conn = self.conn
@@ -318,6 +607,11 @@ class _Writer:
     def serve(self) -> None:
         while True:
             job = self._next_job()
+            now = self.monotonic()
+            if now >= self.next_check_at:
+                self._check_file()
+            if self.next_integrity_at is not None and now >= self.next_integrity_at:
+                self._start_integrity_check()
             if isinstance(job, _Append):
                 self._take(job.readings)
             elif isinstance(job, _Call):
@@ -334,11 +628,12 @@ class _Writer:
                 self.commit()
 
     def _next_job(self) -> _Job | None:
-        due = self._due_at()
+        wake = [self.next_check_at]
+        for at in (self._due_at(), self.next_integrity_at):
+            if at is not None:
+                wake.append(at)
         try:
-            if due is None:
-                return self.jobs.get()
-            return self.jobs.get(timeout=max(0.0, due - self.monotonic()))
+            return self.jobs.get(timeout=max(0.0, min(wake) - self.monotonic()))
         except queue.Empty:
             return None
 
@@ -385,7 +680,14 @@ class _Writer:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            result = job.fn(self)
+            try:
+                result = job.fn(self)
+            except sqlite3.DatabaseError as exc:
+                # A bad page met by a query (the backlog, an export): rebuild the store from
+                # what can be read, and ask again, so that nothing stays stuck behind it.
+                if not (_is_damage(exc) and self._repair(str(exc))):
+                    raise
+                result = job.fn(self)
         except sqlite3.Error as exc:
             self._hand_over_events()
             job.future.set_exception(StoreError(f"{job.what} failed in {self.path}: {exc}"))
@@ -481,8 +783,10 @@ class _Writer:
         try:
             last_seq = self._insert(batch)
         except sqlite3.Error as exc:
-            # Full (the budget's hard limit or the disk): make room the usual way, try once more.
-            if not (_is_full(exc) and self._make_room()):
+            # Full (the budget's hard limit or the disk): make room the usual way, try once
+            # more; damaged: rebuild from what can be read, and try once more.
+            room = _is_full(exc) and self._make_room()
+            if not (room or (_is_damage(exc) and self._repair(str(exc)))):
                 self._commit_failed(exc)
                 return False
             try:

@@ -1,0 +1,225 @@
+"""Salvage: copy what can still be read from one store file into a fresh one.
+
+Used when the file at the store's path can no longer be the store: it is damaged (a bad page
+after a brown-out, a truncated file, a bad header: found by ``PRAGMA quick_check`` at open, by
+``integrity_check`` on a schedule, or by a query that meets a bad page), or it was deleted or
+replaced while the agent ran (then the agent still holds the old file open and reads it from
+there). Readings are read by ranges of seq, oldest first, and a range that fails is read again
+row by row, so one bad page costs only the rows on it; each table is copied the same way. Seqs
+are kept (a reading keeps its identity upstream, and the next seq stays above every seq handed
+out), as are the synced flags, the events, the meta values and the counters, so the fresh store
+goes on where the old one stopped, less what could not be read.
+
+The functions take plain connections; the writer thread (``_Writer._rebuild``) decides when
+to salvage and records what happened. Nothing here deletes or changes the source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.store.schema import (
+    _COUNTERS,
+    _DROPPED,
+    _EVICTED_SYNCED,
+    _EVICTED_UNSYNCED,
+    _FLOOR,
+    _LAST_SYNC,
+    _LEDGER_GEN,
+    _LOST_PREFIX,
+    _ROWS,
+    _UNSYNCED,
+    _set_meta,
+)
+
+log = logging.getLogger("agent.store")
+
+__all__ = ["SalvageReport", "check", "salvage"]
+
+_CHUNK = 2000  # rows per read, and per write transaction of the copy
+_PROBLEMS_KEPT = 10  # lines of an integrity check kept in an event
+
+
+@dataclass(slots=True)
+class SalvageReport:
+    """What a salvage copied, and what it could not read."""
+
+    readings: int = 0
+    """Readings copied (sent or not)."""
+    unsent: int = 0
+    """Of them, readings not yet sent: they are queued for sync in the fresh store."""
+    unreadable: int = 0
+    """Rows (readings, points, events) whose read failed."""
+    lost_unsent: int = 0
+    """Unsent readings the old file counted but the salvage could not read."""
+    events: int = 0
+    intervals: int = 0
+    last_seq: int = 0
+    """The highest seq the old file handed out, as far as it could be read."""
+    lost: dict[str, int] = field(default_factory=dict)
+    """The old file's loss counters (by reason), carried over."""
+
+    def detail(self) -> dict[str, int]:
+        return {
+            "salvaged": self.readings,
+            "unsent_salvaged": self.unsent,
+            "lost": self.lost_unsent,
+            "unreadable_rows": self.unreadable,
+        }
+
+
+def check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
+    """SQLite's own check of the file: ``["ok"]``, or the problems it found (or the error that
+    stopped it). ``full`` runs ``integrity_check`` (also compares indexes with their tables:
+    for maintenance), else ``quick_check`` (every page and row format: at open)."""
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        return [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}({_PROBLEMS_KEPT})")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+
+
+def _scalar(src: sqlite3.Connection, sql: str, *params: Any) -> Any:
+    """The first column of the first row, None when there is none or it cannot be read."""
+    try:
+        row = src.execute(sql, params).fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else row[0]
+
+
+def _all(src: sqlite3.Connection, sql: str) -> list[Any]:
+    try:
+        return src.execute(sql).fetchall()
+    except sqlite3.DatabaseError:
+        return []
+
+
+def _rows_by_key(
+    src: sqlite3.Connection, table: str, key: str, columns: Sequence[str], stats: SalvageReport
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of a table with an integer key, in chunks by key; a chunk whose read fails
+    is read again key by key (up to the next key that reads), skipping the rows that fail."""
+    select = f"SELECT {', '.join(columns)} FROM {table}"
+    high = _scalar(src, f"SELECT max({key}) FROM {table}")
+    if high is None:  # empty, or the last page is damaged: ask the sequence
+        high = _scalar(src, "SELECT seq FROM sqlite_sequence WHERE name = ?", table)
+    if high is None:
+        return
+    start = _scalar(src, f"SELECT min({key}) FROM {table}") or 1
+    while start <= high:
+        try:
+            chunk = src.execute(
+                f"{select} WHERE {key} >= ? ORDER BY {key} LIMIT ?", (start, _CHUNK)
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            chunk = []
+            for k in range(start, min(start + _CHUNK, high + 1)):
+                try:
+                    row = src.execute(f"{select} WHERE {key} = ?", (k,)).fetchone()
+                except sqlite3.DatabaseError:
+                    stats.unreadable += 1
+                    continue
+                if row is not None:
+                    chunk.append(row)
+            yield chunk
+            start += _CHUNK
+            continue
+        if not chunk:
+            return
+        yield chunk
+        start = int(chunk[-1][0]) + 1
+
+
+def salvage(src: sqlite3.Connection, dest: sqlite3.Connection) -> SalvageReport:
+    """Copy what can be read from ``src`` into ``dest``, a freshly made, empty store (its
+    schema applied). Read errors are counted, never raised; a write error on ``dest`` (a full
+    disk) is raised, with what was copied so far committed."""
+    report = SalvageReport()
+    meta = dict(_all(src, "SELECT key, value FROM meta"))
+    counters = {k: int(v) for k, v in meta.items() if k in _COUNTERS}
+    report.lost = {
+        k[len(_LOST_PREFIX) :]: int(v) for k, v in meta.items() if k.startswith(_LOST_PREFIX)
+    }
+    report.last_seq = _scalar(src, "SELECT seq FROM sqlite_sequence WHERE name = 'readings'") or 0
+    points: set[int] = set()
+    with _tx(dest):
+        for chunk in _rows_by_key(src, "points", "id", ("id", "device", "point", "unit"), report):
+            dest.executemany(
+                "INSERT INTO points (id, device, point, unit) VALUES (?, ?, ?, ?)", chunk
+            )
+            points.update(row[0] for row in chunk)
+    latest: dict[int, int] = {}
+    floor: int | None = None
+    columns = ("seq", "point_id", "ts_ms", "value", "quality", "synced")
+    for chunk in _rows_by_key(src, "readings", "seq", columns, report):
+        with _tx(dest):
+            for row in chunk:
+                if row[1] not in points:  # its point's row was unreadable: keep the reading
+                    dest.execute(
+                        "INSERT INTO points (id, device, point, unit) VALUES (?, ?, ?, ?)",
+                        (row[1], f"unknown-point-{row[1]}", "unknown", ""),
+                    )
+                    points.add(row[1])
+                latest[row[1]] = row[0]
+                if not row[5]:
+                    report.unsent += 1
+                    floor = row[0] if floor is None else floor
+            dest.executemany(
+                "INSERT INTO readings (seq, point_id, ts_ms, value, quality, synced)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                chunk,
+            )
+        report.readings += len(chunk)
+        report.last_seq = max(report.last_seq, chunk[-1][0] if chunk else 0)
+    event_columns = ("id", "ts_ms", "kind", "detail", "published")
+    for chunk in _rows_by_key(src, "events", "id", event_columns, report):
+        with _tx(dest):
+            dest.executemany(
+                "INSERT INTO events (id, ts_ms, kind, detail, published) VALUES (?, ?, ?, ?, ?)",
+                chunk,
+            )
+        report.events += len(chunk)
+    intervals = _all(src, "SELECT * FROM intervals")
+    with _tx(dest):
+        if intervals:
+            marks = ", ".join("?" * len(intervals[0]))
+            dest.executemany(f"INSERT OR REPLACE INTO intervals VALUES ({marks})", intervals)
+        report.intervals = len(intervals)
+        kept = (_LAST_SYNC, _DROPPED, _EVICTED_SYNCED, _EVICTED_UNSYNCED)
+        for key, value in meta.items():
+            if (key not in _COUNTERS or key in kept) and key not in (_LEDGER_GEN, "max_bytes"):
+                _set_meta(dest, key, str(value))
+        dest.executemany(
+            "UPDATE points SET last_seq = ? WHERE id = ?", [(s, p) for p, s in latest.items()]
+        )
+        # Never hand out a seq again: the sequence goes on from the old file's.
+        dest.execute("DELETE FROM sqlite_sequence WHERE name = 'readings'")
+        dest.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('readings', ?)", (report.last_seq,)
+        )
+        _set_meta(dest, _ROWS, str(report.readings))
+        _set_meta(dest, _UNSYNCED, str(report.unsent))
+        _set_meta(dest, _FLOOR, str(floor if floor is not None else report.last_seq + 1))
+    if _UNSYNCED in counters:
+        report.lost_unsent = max(0, counters[_UNSYNCED] - report.unsent)
+    else:  # the counters were unreadable: every row that failed may have been unsent
+        report.lost_unsent = report.unreadable
+    return report
+
+
+@contextlib.contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction on a connection in autocommit mode (as the store's are)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
