@@ -110,6 +110,7 @@ class Agent:
                     self.db_path,
                     batch_window=cfg.store.batch_window,
                     max_bytes=cfg.store.max_bytes,
+                    integrity_every=cfg.store.integrity_check_every,
                     clock=self.clock,
                 )
             )

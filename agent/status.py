@@ -5,8 +5,10 @@ Reads the store through its own read-only connection, so it works while the agen
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,8 +17,9 @@ from agent.core.errors import AgentError
 from agent.core.record import Quality, ms_to_iso
 from agent.store import StoreStats, read_events, read_latest, read_meta, read_stats
 from agent.store.health import diagnose
+from agent.store.maintenance import check_store
 
-__all__ = ["print_status", "status_report"]
+__all__ = ["add_commands", "dispatch", "print_status", "status_report"]
 
 ALERT_KINDS = (
     "readings_dropped",
@@ -27,6 +30,38 @@ ALERT_KINDS = (
     "store_file_gone",
     "energy.alert",
 )
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``edge-agent status`` and ``edge-agent store check``: what the buffer holds and lost,
+    and whether its file is sound."""
+    status = sub.add_parser(
+        "status",
+        help="buffer depth, readings lost by reason, store health, last sync, latest per device",
+    )
+    status.add_argument("--data-dir", type=Path, default=None)
+    status.add_argument("--db", type=Path, default=None)
+    status.add_argument("--json", action="store_true")
+    store = sub.add_parser("store", help="maintenance of the reading store")
+    actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="SQLite's full integrity check of the store; exit 0 when sound, 1 when damaged",
+    )
+    check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument("--db", type=Path, default=None)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="with the agent stopped: set a damaged store aside (kept) and rebuild it from what "
+        "it still holds",
+    )
+
+
+def dispatch(args: argparse.Namespace, *, db: Path) -> int:
+    if args.command == "status":
+        return print_status(db, as_json=args.json, out=sys.stdout)
+    return check_store(db, repair=args.repair, out=sys.stdout)
 
 
 def status_report(db: Path) -> dict[str, Any]:

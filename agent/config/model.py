@@ -81,6 +81,10 @@ class StoreConfig(ConfigModel):
     reached, the oldest sent readings make room first; see docs/store.md."""
     batch_window: Duration = 1.0
     """Readings are committed together at most this often: a power cut can lose this much."""
+    integrity_check_every: Duration | None = Field(default=86400.0, gt=0)
+    """How often SQLite's full integrity check of the buffer runs, in a thread of its own (a
+    damaged file is set aside, kept, and the store rebuilt from what it still holds); null: never.
+    A quick check also runs whenever the agent opens the buffer; see docs/store.md."""
 
 
 class TlsConfig(ConfigModel):

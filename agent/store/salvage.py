@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.store.schema import (
+    _BUSY_TIMEOUT_S,
     _COUNTERS,
     _DROPPED,
     _EVICTED_SYNCED,
@@ -57,6 +60,9 @@ class SalvageReport:
     """Rows (readings, points, events) whose read failed."""
     lost_unsent: int = 0
     """Unsent readings the old file counted but the salvage could not read."""
+    counted: bool = True
+    """False when the old file's counters could not be read: then ``lost_unsent`` is only
+    the rows whose read failed, and more may be gone."""
     events: int = 0
     intervals: int = 0
     last_seq: int = 0
@@ -70,7 +76,67 @@ class SalvageReport:
             "unsent_salvaged": self.unsent,
             "lost": self.lost_unsent,
             "unreadable_rows": self.unreadable,
+            "lost_count_known": self.counted,
         }
+
+
+def open_source(path: Path) -> sqlite3.Connection:
+    """A connection that reads as much of a damaged file as SQLite can.
+
+    ``writable_schema`` makes SQLite take a truncated file's real size instead of refusing the
+    whole file because its header promises more pages (SQLite's btree.c, lockBtree); nothing
+    is written through this connection.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+    conn.execute("PRAGMA writable_schema = ON")
+    return conn
+
+
+def readable(conn: sqlite3.Connection) -> bool:
+    return _scalar(conn, "SELECT count(*) FROM sqlite_master") is not None
+
+
+# The database header's fixed fields (https://www.sqlite.org/fileformat2.html#the_database_header)
+# with the page size left to fill in: magic, page size, write and read versions 2 (WAL),
+# no reserved bytes, payload fractions 64/32/32; the database size 0 (SQLite then uses the
+# file's size), schema format 4, UTF-8. The schema itself follows on page 1, and the rest of
+# the header (counters, cookies) only matters to writers.
+_MAGIC = b"SQLite format 3\0"
+
+
+def _header(page_size: int) -> bytes:
+    head = bytearray(100)
+    head[0:16] = _MAGIC
+    head[16:18] = (1 if page_size == 65536 else page_size).to_bytes(2, "big")
+    head[18:24] = bytes([2, 2, 0, 64, 32, 32])
+    head[40:44] = (1).to_bytes(4, "big")  # schema cookie
+    head[44:48] = (4).to_bytes(4, "big")  # schema format
+    head[56:60] = (1).to_bytes(4, "big")  # UTF-8
+    return bytes(head)
+
+
+def with_repaired_header(path: Path) -> Path | None:
+    """A copy of ``path`` with a rebuilt 100-byte header, when a page size makes it readable
+    (the file itself is kept as it is); None when none does."""
+    copy = path.with_name(f"{path.name}.header-rebuilt")
+    try:
+        shutil.copyfile(path, copy)
+    except OSError:
+        return None
+    size = copy.stat().st_size
+    for page_size in (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512):
+        if size % page_size:
+            continue
+        with copy.open("r+b") as f:
+            f.write(_header(page_size))
+        conn = open_source(copy)
+        try:
+            if readable(conn):
+                return copy
+        finally:
+            conn.close()
+    copy.unlink(missing_ok=True)
+    return None
 
 
 def check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
@@ -210,6 +276,7 @@ def salvage(src: sqlite3.Connection, dest: sqlite3.Connection) -> SalvageReport:
         report.lost_unsent = max(0, counters[_UNSYNCED] - report.unsent)
     else:  # the counters were unreadable: every row that failed may have been unsent
         report.lost_unsent = report.unreadable
+        report.counted = False
     return report
 
 

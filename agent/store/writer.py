@@ -39,7 +39,13 @@ from agent.store.health import StoreHealth, diagnose
 from agent.store.intervals import _INTERVAL_COLUMNS, _interval_row, _query_intervals
 from agent.store.ledger import FILE_MODE, Ledger, LedgerState
 from agent.store.queries import StoreStats, _query_latest, _query_stats
-from agent.store.salvage import SalvageReport, salvage
+from agent.store.salvage import (
+    SalvageReport,
+    open_source,
+    readable,
+    salvage,
+    with_repaired_header,
+)
 from agent.store.salvage import check as salvage_check
 from agent.store.schema import (
     _BUSY_TIMEOUT_S,
@@ -443,10 +449,15 @@ class _Writer:
         self.rebuilt_at = self.monotonic()
         stamp = self.clock.wall().strftime("%Y%m%dT%H%M%SZ")
         moved: Path | None = None
+        rebuilt_header: Path | None = None  # a copy of our own, removed once read
         if why == reasons.DAMAGED:
             self.close_connection()
             moved = _set_aside(self.path, f"damaged-{stamp}", with_wal=True)
-            src = sqlite3.connect(moved, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+            src = open_source(moved)
+            if not readable(src) and (copy := with_repaired_header(moved)) is not None:
+                src.close()
+                src = open_source(copy)
+                rebuilt_header = copy
         else:
             if self.path.exists():
                 moved = _set_aside(self.path, f"replaced-{stamp}", with_wal=False)
@@ -463,6 +474,8 @@ class _Writer:
                 self.close_connection()  # now: it removes its own -wal and -shm at the path
             else:
                 src.close()
+            if rebuilt_header is not None:
+                _remove_db(rebuilt_header)
         self._attach()
         self._raise_sequence(max(known_seq, report.last_seq))
         if report.last_seq == 0 and why == reasons.DAMAGED and problems:
@@ -848,7 +861,7 @@ class _Writer:
         self.held_meta.clear()
         if recorded:
             log.error(
-                "store: readings lost while %s could not be written, now counted in it: %s",
+                "store: readings lost, now counted in %s: %s",
                 self.path,
                 ", ".join(f"{n} {why}" for why, n in recorded.items()),
             )
@@ -1375,3 +1388,27 @@ def _merged(counted: Mapping[str, int], more: Mapping[str, int]) -> dict[str, in
         if why not in (reasons.HOLD_FULL, reasons.EVENTS_HOLD_FULL):
             out[why] = out.get(why, 0) + count
     return out
+
+
+def repair_file(path: Path, problems: Sequence[str], *, clock: Clock) -> dict[str, Any]:
+    """Set a damaged store file aside and rebuild it from what it still holds, as the agent
+    does at open (for ``edge-agent store check --repair``, with the agent stopped); returns
+    the detail of the ``store_damaged`` event."""
+    writer = _Writer(
+        path,
+        queue.SimpleQueue(),
+        batch_window=1.0,
+        batch_max=1,
+        max_pending=1,
+        max_bytes=None,
+        notify=lambda _seq, _events: None,
+        clock=clock,
+    )
+    try:
+        writer.open(damaged=problems)
+        event = next(e for e in writer.new_events if e.kind == "store_damaged")
+        writer.commit()  # the losses counted by the rebuild
+    finally:
+        writer.ledger.close()
+        writer.close_connection()
+    return dict(event.detail)
