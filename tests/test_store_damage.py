@@ -103,8 +103,7 @@ async def test_a_bad_page_is_found_at_open_set_aside_and_the_rest_salvaged(
 ) -> None:
     db = tmp_path / "readings.db"
     await filled(db)
-    damage_page(db)
-    damaged_bytes = db.read_bytes()
+    page = damage_page(db)
     async with Store(db, batch_window=WINDOW) as store:
         assert store.writable
         unsent = await backlog(store)  # never stuck behind the bad page
@@ -115,9 +114,9 @@ async def test_a_bad_page_is_found_at_open_set_aside_and_the_rest_salvaged(
     detail = damaged_event(db)
     assert detail["problems"] != ["ok"]
     assert detail["problems"]
-    # The damaged file is kept, byte for byte, beside the fresh store.
+    # The damaged file is kept beside the fresh store, its bad page as it was.
     (aside,) = kept_aside(tmp_path)
-    assert aside.read_bytes() == damaged_bytes
+    assert aside.read_bytes()[page * 4096 : (page + 1) * 4096] == b"\xa5" * 4096
     assert detail["moved_to"] == str(aside)
     # One page holds some 150 readings: they, and only they, are lost.
     lost = COUNT - detail["salvaged"]
@@ -297,3 +296,25 @@ def test_salvage_reads_round_a_bad_page_row_by_row(tmp_path: Path) -> None:
     # What is missing is one run of consecutive seqs: the rows of the bad page.
     assert missing
     assert missing == list(range(missing[0], missing[-1] + 1))
+
+
+async def test_export_reads_round_a_bad_page_and_says_how_many_it_skipped(
+    tmp_path: Path,
+) -> None:
+    from agent.core.errors import AgentError
+    from agent.export import export
+
+    db = tmp_path / "readings.db"
+    await filled(db)
+    damage_page(db)
+    out = io.StringIO()
+    with pytest.raises(AgentError, match=r"(\d+) records could not be read") as caught:
+        export(db, fmt="jsonl", since=None, until=None, device=None, out=out)
+    skipped = int(caught.value.args[0].split()[0])
+    records = out.getvalue().splitlines()
+    # Every record past the bad page is there too, in seq order.
+    assert 0 < skipped <= 400
+    assert len(records) + skipped == COUNT
+    seqs = [int(line.split('"seq": ')[1].split(",")[0]) for line in records]
+    assert seqs == sorted(seqs)
+    assert seqs[-1] == COUNT

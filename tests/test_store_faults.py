@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -205,11 +206,11 @@ def _started(t0: float) -> float:
     return time.monotonic() - t0
 
 
-@pytest.mark.parametrize("how", ["deleted", "replaced"])
+@pytest.mark.parametrize("how", ["deleted", "replaced", "directory deleted"])
 async def test_a_database_file_removed_while_running_is_noticed_and_nothing_is_lost(
     tmp_path: Path, how: str
 ) -> None:
-    db = tmp_path / "readings.db"
+    db = tmp_path / "data" / "readings.db"
     async with Store(db, batch_window=WINDOW, check_every=0.2) as store:
         await store.append(readings(0, 500))
         await store.flush()
@@ -229,7 +230,7 @@ async def test_a_database_file_removed_while_running_is_noticed_and_nothing_is_l
     gone = read_events(db, kinds=["store_file_gone"])
     assert len(gone) == 1
     detail = gone[0].detail
-    assert detail["reason"] == f"file_{how}"
+    assert detail["reason"] == ("file_replaced" if how == "replaced" else "file_deleted")
     # The 400 unsent, and those committed to the unlinked file before it was noticed.
     assert detail["unsent_salvaged"] >= 400
     assert detail["lost"] == 0
@@ -241,13 +242,15 @@ async def test_a_database_file_removed_while_running_is_noticed_and_nothing_is_l
     assert on_disk.last_seq == appended == stats.last_seq
     assert on_disk.lost == 0
     if how == "replaced":
-        assert kept_aside(tmp_path, "replaced") == [b"someone else's file"]
+        assert kept_aside(db.parent, "replaced") == [b"someone else's file"]
 
 
 def remove_or_replace(db: Path, how: str) -> None:
     if how == "deleted":
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
+    elif how == "directory deleted":
+        shutil.rmtree(db.parent)
     else:
         db.rename(db.with_name("moved.db"))
         db.write_bytes(b"someone else's file")

@@ -108,7 +108,9 @@ class Ledger:
         self.state = LedgerState()
 
     def open(self) -> LedgerState:
-        """Open (and allocate) the file; returns the state it held (empty when none)."""
+        """Open (and allocate) the file; returns the state it held (empty when none). Opening
+        again reopens the file at the path (it may have been deleted with the database)."""
+        self.close()
         self.state = read_ledger(self.db_path) or LedgerState()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.intervals import _query_intervals
 from agent.store.ledger import read_ledger
+from agent.store.salvage import readable_rows
 from agent.store.schema import (
     _BUSY_TIMEOUT_S,
     _DROPPED,
@@ -164,11 +165,13 @@ def export_readings(
     since_ms: int | None = None,
     until_ms: int | None = None,
     device: str | None = None,
+    on_unreadable: Callable[[], None] | None = None,
 ) -> Iterator[StoredReading]:
     """Committed readings ordered by seq, with ``since_ms <= ts_ms < until_ms`` and a device.
 
     Opens its own read-only connection: safe while the agent writes. A generator: errors
-    (StoreError) surface on iteration.
+    (StoreError) surface on iteration. With ``on_unreadable``, a damaged file is read round
+    its bad pages: each row that cannot be read is skipped with a call, and the rest follows.
     """
     clauses: list[str] = []
     params: list[Any] = []
@@ -183,8 +186,22 @@ def export_readings(
         params.append(device)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     with _read_only(db_path) as conn:
-        for row in conn.execute(f"{_SELECT_READING}{where} ORDER BY r.seq", params):
-            yield _to_stored(row)
+        if on_unreadable is None:
+            for row in conn.execute(f"{_SELECT_READING}{where} ORDER BY r.seq", params):
+                yield _to_stored(row)
+            return
+        select = f"{_SELECT_READING}{where or ' WHERE 1'}"
+        for chunk in readable_rows(
+            conn,
+            select,
+            params,
+            table="readings",
+            key="seq",
+            alias="r",
+            on_unreadable=on_unreadable,
+        ):
+            for row in chunk:
+                yield _to_stored(row)
 
 
 def read_intervals(

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import shutil
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ from agent.store.schema import (
     _EVICTED_UNSYNCED,
     _FLOOR,
     _LAST_SYNC,
-    _LEDGER_GEN,
     _LOST_PREFIX,
     _ROWS,
     _UNSYNCED,
@@ -42,7 +41,7 @@ from agent.store.schema import (
 
 log = logging.getLogger("agent.store")
 
-__all__ = ["SalvageReport", "check", "salvage"]
+__all__ = ["SalvageReport", "check", "readable_rows", "salvage"]
 
 _CHUNK = 2000  # rows per read, and per write transaction of the copy
 _PROBLEMS_KEPT = 10  # lines of an integrity check kept in an event
@@ -169,9 +168,30 @@ def _all(src: sqlite3.Connection, sql: str) -> list[Any]:
 def _rows_by_key(
     src: sqlite3.Connection, table: str, key: str, columns: Sequence[str], stats: SalvageReport
 ) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows of a table with an integer key, in chunks by key; a chunk whose read fails
-    is read again key by key (up to the next key that reads), skipping the rows that fail."""
-    select = f"SELECT {', '.join(columns)} FROM {table}"
+    """The rows of a table with an integer key, in chunks by key (see :func:`readable_rows`)."""
+
+    def unreadable() -> None:
+        stats.unreadable += 1
+
+    select = f"SELECT {', '.join(columns)} FROM {table} WHERE 1"
+    yield from readable_rows(src, select, (), table=table, key=key, on_unreadable=unreadable)
+
+
+def readable_rows(
+    src: sqlite3.Connection,
+    select: str,
+    params: Sequence[Any],
+    *,
+    table: str,
+    key: str,
+    on_unreadable: Callable[[], None],
+    alias: str = "",
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``select`` (a query ending in a WHERE clause, its first column ``key`` of
+    ``table``, an integer key) in chunks by key. A chunk whose read fails (a bad page) is read
+    again key by key, and ``on_unreadable`` is called for each key whose read fails too: so a
+    bad page costs only its own rows, and the rows after it are still read."""
+    qualified = f"{alias}.{key}" if alias else key
     high = _scalar(src, f"SELECT max({key}) FROM {table}")
     if high is None:  # empty, or the last page is damaged: ask the sequence
         high = _scalar(src, "SELECT seq FROM sqlite_sequence WHERE name = ?", table)
@@ -181,15 +201,16 @@ def _rows_by_key(
     while start <= high:
         try:
             chunk = src.execute(
-                f"{select} WHERE {key} >= ? ORDER BY {key} LIMIT ?", (start, _CHUNK)
+                f"{select} AND {qualified} >= ? ORDER BY {qualified} LIMIT ?",
+                (*params, start, _CHUNK),
             ).fetchall()
         except sqlite3.DatabaseError:
             chunk = []
             for k in range(start, min(start + _CHUNK, high + 1)):
                 try:
-                    row = src.execute(f"{select} WHERE {key} = ?", (k,)).fetchone()
+                    row = src.execute(f"{select} AND {qualified} = ?", (*params, k)).fetchone()
                 except sqlite3.DatabaseError:
-                    stats.unreadable += 1
+                    on_unreadable()
                     continue
                 if row is not None:
                     chunk.append(row)
@@ -259,7 +280,8 @@ def salvage(src: sqlite3.Connection, dest: sqlite3.Connection) -> SalvageReport:
         report.intervals = len(intervals)
         kept = (_LAST_SYNC, _DROPPED, _EVICTED_SYNCED, _EVICTED_UNSYNCED)
         for key, value in meta.items():
-            if (key not in _COUNTERS or key in kept) and key not in (_LEDGER_GEN, "max_bytes"):
+            # (ledger_gen too: which of the ledger's losses the counters carried over hold)
+            if (key not in _COUNTERS or key in kept) and key != "max_bytes":
                 _set_meta(dest, key, str(value))
         dest.executemany(
             "UPDATE points SET last_seq = ? WHERE id = ?", [(s, p) for p, s in latest.items()]

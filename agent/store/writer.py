@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -113,19 +114,12 @@ def _private(path: Path) -> None:
                 Path(f"{path}{suffix}").chmod(FILE_MODE)
 
 
-def _connect(
-    path: Path, clock: Clock, *, check: bool = False
-) -> tuple[sqlite3.Connection, sqlite_utils.Database] | tuple[list[str], None]:
+def _connect(path: Path, clock: Clock) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
     """A connection to the store file at ``path`` as the writer uses it, the schema up to
-    date; with ``check``, the problems ``quick_check`` found instead when there are any."""
+    date."""
     _private(path)
     conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
     try:
-        if check:
-            problems = salvage_check(conn)
-            if problems != ["ok"]:
-                conn.close()
-                return problems, None
         # Only a new, empty file takes this; it lets a lowered budget shrink the file later
         # (PRAGMA incremental_vacuum) without a full VACUUM. Routine eviction does not need it.
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -311,34 +305,37 @@ class _Writer:
     def open(self, *, damaged: Sequence[str] = ()) -> int:
         """Open the file, bring the schema up to date; returns the last seq handed out.
 
-        A damaged file (``quick_check`` fails, or SQLite calls it malformed or not a database)
-        is set aside and a fresh store starts at once with what it still holds (``damaged``
-        forces that, with these problems: ``edge-agent store check --repair``).
+        A damaged file is set aside and a fresh store starts at once with what it still holds:
+        found here when SQLite calls it malformed or not a database (a bad header, a truncated
+        file), or by ``quick_check``, which starts now on a thread of its own (it reads every
+        page: minutes for gigabytes on an SD card, longer than systemd waits for a start;
+        readings are stored meanwhile, and salvaged with the rest). ``damaged`` forces the
+        rebuild, with these problems (``edge-agent store check --repair``).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        previous = self.ledger.open()  # what an earlier run could not write into the file
         problems = list(damaged)
         if not problems:
             try:
-                problems = self._attach(check=True)
+                self._attach()
             except sqlite3.DatabaseError as exc:
                 if not _is_damage(exc):
                     raise
                 problems = [str(exc)]
         if problems:
             self._rebuild(reasons.DAMAGED, problems)
-        self._merge_ledger()
+        self._merge_ledger(previous)
         self._apply_budget()
+        if not damaged:
+            self._start_check(full=False)
         assert self.conn is not None
         return _sequence(self.conn)
 
-    def _attach(self, *, check: bool = False) -> list[str]:
-        """Connect to the file at the path (made 0640 if new); with ``check``, run
-        ``quick_check`` first and return its problems (then not connected)."""
+    def _attach(self) -> None:
+        """Connect to the file at the path (made 0640 if new)."""
         self.close_connection()
-        conn, db = _connect(self.path, self.clock, check=check)
-        if isinstance(conn, list):
-            return conn
-        self.conn, self.db = conn, db
+        conn, self.db = _connect(self.path, self.clock)
+        self.conn = conn
         (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
         self.point_ids = {
             (device, point, unit): pid
@@ -348,11 +345,9 @@ class _Writer:
         }
         self.identity = _identity(self.path)
         self.next_check_at = self.monotonic() + self.check_every
-        return []
 
-    def _merge_ledger(self) -> None:
+    def _merge_ledger(self, state: LedgerState) -> None:
         """Count in the file the losses a previous run could only write to the ledger."""
-        state = self.ledger.open()
         merged = int(self.get_meta(_LEDGER_GEN) or 0)
         if state.lost and state.gen >= merged:
             with self._transaction():
@@ -383,13 +378,24 @@ class _Writer:
             self.path,
             "deleted" if now is None else "replaced by another file",
         )
-        self._rebuild(why, [])
+        try:
+            self._rebuild(why, [])
+        except (OSError, sqlite3.Error) as exc:
+            # The sentence says what failed; a traceback would add nothing for a technician.
+            log.error("store: could not rebuild %s: %s", self.path, exc)  # noqa: TRY400
+            if self.conn is None:
+                self._attach()  # raises if not even a fresh file can be opened: a crash
 
     def _start_integrity_check(self) -> None:
-        """The scheduled full check, on a read-only connection in a thread of its own: off
-        the writer's path; its result comes back as a job."""
+        """The scheduled full check."""
         assert self.integrity_every is not None
         self.next_integrity_at = self.monotonic() + self.integrity_every
+        self._start_check(full=True)
+
+    def _start_check(self, *, full: bool) -> None:
+        """SQLite's check of the file (``integrity_check`` when ``full``, else ``quick_check``)
+        on a read-only connection in a thread of its own, off the writer's path; its result
+        comes back as a job."""
         if self.integrity_running:
             return
         self.integrity_running = True
@@ -401,7 +407,7 @@ class _Writer:
                     f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
                 )
                 try:
-                    problems = salvage_check(conn, full=True)
+                    problems = salvage_check(conn, full=full)
                 finally:
                     conn.close()
             except sqlite3.Error as exc:
@@ -416,10 +422,10 @@ class _Writer:
     def _integrity_done(self, problems: list[str], identity: tuple[int, int] | None) -> None:
         self.integrity_running = False
         if problems == ["ok"]:
-            log.info("store: integrity check of %s: ok", self.path)
+            log.debug("store: check of %s: ok", self.path)
         elif identity == self.identity:  # still the file that was checked
-            log.error("store: integrity check of %s failed: %s", self.path, "; ".join(problems))
-            self._rebuild(reasons.DAMAGED, problems)
+            log.error("store: check of %s failed: %s", self.path, "; ".join(problems))
+            self._repair_with(problems)
 
     def _repair(self, problem: str) -> bool:
         """A query or commit met a damaged page: rebuild (at most once a minute). True when
@@ -427,8 +433,11 @@ class _Writer:
         now = self.monotonic()
         if self.rebuilt_at is not None and now - self.rebuilt_at < _REBUILD_GAP_S:
             return False
+        return self._repair_with([problem])
+
+    def _repair_with(self, problems: list[str]) -> bool:
         try:
-            self._rebuild(reasons.DAMAGED, [problem])
+            self._rebuild(reasons.DAMAGED, problems)
         except (OSError, sqlite3.Error) as exc:
             # The sentence says what failed; a traceback would add nothing for a technician.
             log.error("store: could not rebuild the damaged %s: %s", self.path, exc)  # noqa: TRY400
@@ -447,22 +456,8 @@ class _Writer:
         under ``why``, and an event tells upstream what happened.
         """
         self.rebuilt_at = self.monotonic()
-        stamp = self.clock.wall().strftime("%Y%m%dT%H%M%SZ")
-        moved: Path | None = None
-        rebuilt_header: Path | None = None  # a copy of our own, removed once read
-        if why == reasons.DAMAGED:
-            self.close_connection()
-            moved = _set_aside(self.path, f"damaged-{stamp}", with_wal=True)
-            src = open_source(moved)
-            if not readable(src) and (copy := with_repaired_header(moved)) is not None:
-                src.close()
-                src = open_source(copy)
-                rebuilt_header = copy
-        else:
-            if self.path.exists():
-                moved = _set_aside(self.path, f"replaced-{stamp}", with_wal=False)
-            assert self.conn is not None
-            src = self.conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # `rm -r` of the data directory
+        src, moved, rebuilt_header = self._old_file(why)
         try:
             known_seq = _sequence(src)
         except sqlite3.DatabaseError:
@@ -477,6 +472,7 @@ class _Writer:
             if rebuilt_header is not None:
                 _remove_db(rebuilt_header)
         self._attach()
+        self._reopen_ledger()
         self._raise_sequence(max(known_seq, report.last_seq))
         if report.last_seq == 0 and why == reasons.DAMAGED and problems:
             # The old file's seqs could not be read at all: start above any it can have
@@ -510,9 +506,35 @@ class _Writer:
         )
         self._publish_health(ledger=bool(report.lost_unsent))
 
+    def _old_file(self, why: str) -> tuple[sqlite3.Connection, Path | None, Path | None]:
+        """A connection to read the old store from, where a file was set aside, and a copy
+        of our own to remove once read (a damaged file with its header rebuilt)."""
+        stamp = self.clock.wall().strftime("%Y%m%dT%H%M%SZ")
+        if why != reasons.DAMAGED:
+            moved = None
+            if self.path.exists():
+                moved = _set_aside(self.path, f"replaced-{stamp}", with_wal=False)
+            assert self.conn is not None
+            return self.conn, moved, None
+        self.close_connection()
+        moved = _set_aside(self.path, f"damaged-{stamp}", with_wal=True)
+        src = open_source(moved)
+        if not readable(src) and (copy := with_repaired_header(moved)) is not None:
+            src.close()
+            return open_source(copy), moved, copy
+        return src, moved, None
+
+    def _reopen_ledger(self) -> None:
+        """The ledger at the path (it may have gone with the directory); its generations go
+        on from those the file's counters hold."""
+        state = self.ledger.open()
+        merged = int(self.get_meta(_LEDGER_GEN) or 0)
+        if state.gen < merged:
+            self.ledger.state = dataclasses.replace(state, gen=merged)
+
     def _copy_into_place(
         self, src: sqlite3.Connection, *, readable_counters: bool
-    ) -> tuple[SalvageReport, sqlite3.Error | None]:
+    ) -> tuple[SalvageReport, Exception | None]:
         """Salvage ``src`` into a fresh file beside the path, then rename it into place (the
         path is free: the old file was set aside or deleted). With the copy failing (a full
         disk), nothing is put in place and the unsent readings are counted as lost."""
@@ -521,14 +543,16 @@ class _Writer:
         report = SalvageReport()
         try:
             dest, _ = _connect(fresh, self.clock)
-            assert isinstance(dest, sqlite3.Connection)
             try:
                 report = salvage(src, dest)
             finally:
                 dest.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             _remove_db(fresh)
-            unsent = _counters(src).get(_UNSYNCED, 0) if readable_counters else 0
+            unsent = 0
+            if readable_counters:
+                with contextlib.suppress(sqlite3.Error):
+                    unsent = _counters(src).get(_UNSYNCED, 0)
             report.lost_unsent = max(report.lost_unsent, unsent - report.unsent)
             return report, exc
         os.replace(fresh, self.path)
