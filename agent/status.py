@@ -207,11 +207,7 @@ def print_status(
     out.write(f"oldest unsent: {_age(buf['oldest_unsynced'], now_s)}\n")
     out.write(f"last sync:     {_age(report['last_sync'], now_s)}\n")
     budget = f"{buf['max_bytes'] / 2**20:.0f} MiB" if buf["max_bytes"] else "none"
-    out.write(
-        f"budget:        {budget}; {buf['evicted_synced']} sent readings evicted, "
-        f"{buf['dropped_unsent']} unsent readings dropped, "
-        f"{buf['lost_unstored']} lost before they were stored\n"
-    )
+    out.write(f"budget:        {budget}; {buf['evicted_synced']} sent readings evicted\n")
     by_reason = ", ".join(f"{n} {why}" for why, n in buf["lost_by_reason"].items())
     out.write(f"lost:          {buf['lost']} readings" + (f" ({by_reason})" if by_reason else ""))
     out.write(f"; {buf['events_lost']} events\n" if buf["events_lost"] else "\n")

@@ -20,7 +20,7 @@ import pytest
 
 import agent
 from agent.core.record import Reading
-from agent.store import Store, read_events, read_stats
+from agent.store import DEFAULT_MAX_BYTES, Store, read_events, read_stats
 from agent.store.ledger import read_ledger
 
 WINDOW = 0.05
@@ -241,6 +241,7 @@ async def test_a_database_file_removed_while_running_is_noticed_and_nothing_is_l
     assert on_disk.unsynced == appended - 100
     assert on_disk.last_seq == appended == stats.last_seq
     assert on_disk.lost == 0
+    assert on_disk.max_bytes == DEFAULT_MAX_BYTES, "the budget applies to the new file too"
     if how == "replaced":
         assert kept_aside(db.parent, "replaced") == [b"someone else's file"]
 

@@ -473,6 +473,7 @@ class _Writer:
                 _remove_db(rebuilt_header)
         self._attach()
         self._reopen_ledger()
+        self._apply_budget()  # max_page_count is the connection's: set it on the new one
         self._raise_sequence(max(known_seq, report.last_seq))
         if report.last_seq == 0 and why == reasons.DAMAGED and problems:
             # The old file's seqs could not be read at all: start above any it can have
