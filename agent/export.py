@@ -13,7 +13,8 @@ from agent.store import export_readings
 
 __all__ = ["export"]
 
-FIELDS = ["seq", "device", "point", "ts", "value", "unit", "quality"]
+# "clock" is "untrusted" for a reading stamped before the clock was trusted, else empty.
+FIELDS = ["seq", "device", "point", "ts", "value", "unit", "quality", "clock"]
 
 
 def _time(option: str, text: str | None) -> int | None:

@@ -30,6 +30,7 @@ from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
 from agent.store import Store
+from agent.store.clocktrust import trust as clock_trust
 from agent.uplink import Uplink
 
 __all__ = ["Agent"]
@@ -111,6 +112,7 @@ class Agent:
                     batch_window=cfg.store.batch_window,
                     max_bytes=cfg.store.max_bytes,
                     integrity_every=cfg.store.integrity_check_every,
+                    clock_trusted=clock_trust(cfg.store.clock_trust),
                     clock=self.clock,
                 )
             )

@@ -96,6 +96,10 @@ def status_report(db: Path) -> dict[str, Any]:
             "lost": stats.lost,
             "lost_by_reason": stats.losses,
             "events_lost": stats.events_lost,
+            # Stamped before the clock was trusted: corrected when it is (same boot), or
+            # flagged for good (a reboot in between).
+            "clock_untrusted_awaiting": stats.clock_awaiting,
+            "clock_untrusted_for_good": stats.clock_uncorrected,
             "events_unsent": stats.events_unpublished,
             "oldest_unsynced": iso(stats.oldest_unsynced_ms),
             "last_seq": stats.last_seq,
@@ -211,6 +215,12 @@ def print_status(
     by_reason = ", ".join(f"{n} {why}" for why, n in buf["lost_by_reason"].items())
     out.write(f"lost:          {buf['lost']} readings" + (f" ({by_reason})" if by_reason else ""))
     out.write(f"; {buf['events_lost']} events\n" if buf["events_lost"] else "\n")
+    awaiting, for_good = buf["clock_untrusted_awaiting"], buf["clock_untrusted_for_good"]
+    if awaiting or for_good:
+        out.write(
+            f"clock:         {awaiting} readings stamped before the clock was trusted await "
+            f"correction; {for_good} keep the untrusted flag (a reboot in between)\n"
+        )
     health = report["store_health"]
     if health["writable"]:
         out.write("store:         writable\n")

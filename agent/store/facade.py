@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
 from agent.core.record import Reading, StoredReading
+from agent.store.clocktrust import UntrustedReading, boot_id
 from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
@@ -44,6 +45,7 @@ DEFAULT_INTEGRITY_EVERY = 86400.0
 """A full ``integrity_check`` once a day (the config's default)."""
 
 _MIN_BUDGET = 1024 * 1024  # as StoreConfig.max_bytes: below this the WAL allowance dominates
+_TRUST_RECHECK_S = 1.0  # how often an untrusted clock's trust is asked again, at most
 
 
 def _check_value(reading: Reading) -> None:
@@ -97,6 +99,8 @@ class Store:
         monotonic: Callable[[], float] = time.monotonic,
         check_every: float = 30.0,
         integrity_every: float | None = DEFAULT_INTEGRITY_EVERY,
+        clock_trusted: Callable[[], bool] | None = None,
+        boot_id: Callable[[], str] = boot_id,
     ) -> None:
         if batch_window <= 0 or batch_max < 1 or max_pending < batch_max or close_timeout <= 0:
             raise ValueError(
@@ -116,6 +120,13 @@ class Store:
         self.monotonic = monotonic
         self.check_every = check_every
         self.integrity_every = integrity_every
+        # Whether the wall clock can be trusted (None: always); until it is, readings are
+        # flagged and corrected later (agent.store.clocktrust).
+        self.clock_trusted = clock_trusted
+        self.boot_id = boot_id
+        self._trusted = clock_trusted is None
+        self._correction_due = clock_trusted is not None  # ranges of a run before this one
+        self._trust_asked_at: float | None = None
         # Set by the writer thread (a reference assignment: atomic), read by anyone.
         self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -328,8 +339,38 @@ class Store:
         batch = list(readings)
         for reading in batch:
             _check_value(reading)
+        if self.clock_trusted is not None:
+            batch = await self._stamp_trust(batch)
         if batch:
             self._submit(_Append(batch))
+
+    async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
+        """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
+        assert self.clock_trusted is not None
+        mono = self.clock.monotonic()
+        if not self._trusted and (
+            self._trust_asked_at is None or mono - self._trust_asked_at >= _TRUST_RECHECK_S
+        ):
+            self._trust_asked_at = mono
+            self._trusted = self.clock_trusted()
+        offset = self.clock.now_ms() - round(mono * 1000)
+        if not self._trusted:
+            boot = self.boot_id()
+            return [
+                UntrustedReading(
+                    r.device, r.point, r.ts_ms, r.value, r.unit, r.quality, boot, offset
+                )
+                for r in batch
+            ]
+        if self._correction_due:
+            boot = self.boot_id()
+            try:
+                await self._call("correcting timestamps", lambda w: w.correct_clock(boot, offset))
+            except StoreError as exc:  # the store cannot write now: on a later append
+                log.warning("store: timestamps not corrected yet: %s", exc)
+            else:
+                self._correction_due = False
+        return batch
 
     async def flush(self) -> None:
         """Wait until every reading appended before this call is committed.

@@ -85,6 +85,11 @@ class StoreStats:
     """Events (audit, alerts) lost because their in-memory hold overflowed."""
     health: StoreHealth | None = None
     """Whether the store can write now (from the agent, or its ledger; None: unknown)."""
+    clock_awaiting: int = 0
+    """Readings stamped before the clock was trusted, to be corrected when it is (at most:
+    counted by seq ranges)."""
+    clock_uncorrected: int = 0
+    """Readings stamped by an untrusted clock before a reboot: they keep the flag for good."""
 
     @property
     def losses(self) -> dict[str, int]:
@@ -119,6 +124,12 @@ def _query_stats(conn: sqlite3.Connection, path: Path) -> StoreStats:
         (events,) = conn.execute("SELECT count(*) FROM events WHERE published = 0").fetchone()
     budget = conn.execute("SELECT value FROM meta WHERE key = 'max_bytes'").fetchone()
     lost = _lost_counters(conn)
+    awaiting = 0
+    if _has_table(conn, "clock_ranges"):
+        (awaiting,) = conn.execute(
+            "SELECT coalesce(sum(last_seq - first_seq + 1), 0) FROM clock_ranges"
+        ).fetchone()
+    uncorrected = conn.execute("SELECT value FROM meta WHERE key = 'clock_uncorrected'").fetchone()
     return StoreStats(
         rows=rows,
         unsynced=unsynced,
@@ -134,6 +145,8 @@ def _query_stats(conn: sqlite3.Connection, path: Path) -> StoreStats:
         events_unpublished=events,
         lost_reasons={k: v for k, v in lost.items() if k != reasons.EVENTS_HOLD_FULL},
         events_lost=lost.get(reasons.EVENTS_HOLD_FULL, 0),
+        clock_awaiting=awaiting,
+        clock_uncorrected=int(uncorrected[0]) if uncorrected else 0,
     )
 
 

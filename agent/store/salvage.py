@@ -264,14 +264,7 @@ def salvage(src: sqlite3.Connection, dest: sqlite3.Connection) -> SalvageReport:
             )
         report.readings += len(chunk)
         report.last_seq = max(report.last_seq, chunk[-1][0] if chunk else 0)
-    event_columns = ("id", "ts_ms", "kind", "detail", "published")
-    for chunk in _rows_by_key(src, "events", "id", event_columns, report):
-        with _tx(dest):
-            dest.executemany(
-                "INSERT INTO events (id, ts_ms, kind, detail, published) VALUES (?, ?, ?, ?, ?)",
-                chunk,
-            )
-        report.events += len(chunk)
+    _copy_events_and_ranges(src, dest, report)
     intervals = _all(src, "SELECT * FROM intervals")
     with _tx(dest):
         if intervals:
@@ -300,6 +293,22 @@ def salvage(src: sqlite3.Connection, dest: sqlite3.Connection) -> SalvageReport:
         report.lost_unsent = report.unreadable
         report.counted = False
     return report
+
+
+def _copy_events_and_ranges(
+    src: sqlite3.Connection, dest: sqlite3.Connection, report: SalvageReport
+) -> None:
+    event_columns = ("id", "ts_ms", "kind", "detail", "published")
+    for chunk in _rows_by_key(src, "events", "id", event_columns, report):
+        with _tx(dest):
+            dest.executemany(
+                "INSERT INTO events (id, ts_ms, kind, detail, published) VALUES (?, ?, ?, ?, ?)",
+                chunk,
+            )
+        report.events += len(chunk)
+    ranges = _all(src, "SELECT first_seq, last_seq, boot_id, offset_ms FROM clock_ranges")
+    with _tx(dest):
+        dest.executemany("INSERT INTO clock_ranges VALUES (?, ?, ?, ?)", ranges)
 
 
 @contextlib.contextmanager

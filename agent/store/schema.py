@@ -127,10 +127,25 @@ def _m0003_energy_intervals(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0004_clock_ranges(db: sqlite_utils.Database) -> None:
+    """Runs of readings stamped before the clock was trusted (agent/store/clocktrust.py)."""
+    db.conn.execute(
+        """
+        CREATE TABLE clock_ranges (
+            first_seq INTEGER PRIMARY KEY,
+            last_seq INTEGER NOT NULL,
+            boot_id TEXT NOT NULL,
+            offset_ms INTEGER NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("0001_initial", _m0001_initial),
     ("0002_compact_counters_events", _m0002_compact_counters_events),
     ("0003_energy_intervals", _m0003_energy_intervals),
+    ("0004_clock_ranges", _m0004_clock_ranges),
 )
 """Schema changes in order. Append new ones; never edit or reorder one that has shipped."""
 
@@ -172,6 +187,9 @@ _SELECT_READING = (
 )
 
 
+_QUALITY_BITS = 0x0F  # the rest of the column holds flags (0x10: agent.store.clocktrust)
+
+
 def _to_stored(row: tuple[Any, ...]) -> StoredReading:
     seq, device, point, ts_ms, value, unit, quality = row
     return StoredReading(
@@ -181,7 +199,8 @@ def _to_stored(row: tuple[Any, ...]) -> StoredReading:
         ts_ms=ts_ms,
         value=value,
         unit=unit,
-        quality=Quality(quality),
+        quality=Quality(quality & _QUALITY_BITS),
+        clock_untrusted=bool(quality & ~_QUALITY_BITS),
     )
 
 

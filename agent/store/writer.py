@@ -35,6 +35,12 @@ from agent.core.clock import Clock
 from agent.core.errors import StoreError
 from agent.core.record import Reading, StoredReading, ms_to_iso
 from agent.store import health as reasons
+from agent.store.clocktrust import (
+    UNTRUSTED,
+    UntrustedReading,
+    correct_clock,
+    record_ranges,
+)
 from agent.store.events import _EVENTS_KEPT, StoreEvent
 from agent.store.health import StoreHealth, diagnose
 from agent.store.intervals import _INTERVAL_COLUMNS, _interval_row, _query_intervals
@@ -183,6 +189,11 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _quality(reading: Reading) -> int:
+    flag = UNTRUSTED if isinstance(reading, UntrustedReading) else 0
+    return int(reading.quality) | flag
 
 
 def _is_damage(exc: BaseException) -> bool:
@@ -853,11 +864,13 @@ class _Writer:
             conn.executemany(
                 "INSERT INTO readings (point_id, ts_ms, value, quality) VALUES (?, ?, ?, ?)",
                 [
-                    (pid, r.ts_ms, r.value, int(r.quality))
+                    (pid, r.ts_ms, r.value, _quality(r))
                     for pid, r in zip(point_of, batch, strict=True)
                 ],
             )
             last_seq = _sequence(conn)
+            if last_seq - before == len(batch) and any(_quality(r) & UNTRUSTED for r in batch):
+                record_ranges(conn, before + 1, batch)
             if last_seq - before == len(batch):  # one writer: the batch got consecutive seqs
                 latest = {pid: before + 1 + i for i, pid in enumerate(point_of)}
             else:  # pragma: no cover - another process inserted concurrently
@@ -1263,6 +1276,43 @@ class _Writer:
         )
         return [_to_stored(row) for row in cur]
 
+    def correct_clock(self, boot: str, offset_ms: int) -> int:
+        """The clock is trusted now (``offset_ms``: wall minus monotonic): give the readings
+        stamped before it on this boot their true time; returns how many."""
+        if not self.commit():  # the untrusted readings still held go in first
+            raise sqlite3.OperationalError(f"cannot write: {self.last_error}")
+        with self._transaction() as conn:
+            done = correct_clock(conn, boot, offset_ms)
+            events = []
+            if done.corrected:
+                events.append(
+                    self._add_event(
+                        "clock_corrected",
+                        {"readings": done.corrected, "shift_ms": sorted(set(done.shifts_ms))},
+                    )
+                )
+            if done.uncorrectable:
+                events.append(
+                    self._add_event(
+                        "clock_uncorrectable",
+                        {
+                            "readings": done.uncorrectable,
+                            "reason": "stamped before a reboot by an untrusted clock: they keep "
+                            "the untrusted flag",
+                        },
+                    )
+                )
+        self.new_events.extend(events)
+        if done.corrected or done.uncorrectable:
+            log.warning(
+                "store: the clock is trusted now: %d readings stamped before it were given their "
+                "true time (shifted by %s ms); %d from an earlier boot keep the untrusted flag",
+                done.corrected,
+                ", ".join(str(s) for s in sorted(set(done.shifts_ms))) or "0",
+                done.uncorrectable,
+            )
+        return done.corrected
+
     def get_meta(self, key: str) -> str | None:
         assert self.conn is not None
         if key in self.held_meta:
@@ -1403,6 +1453,8 @@ class _Writer:
             events_unpublished=base.events_unpublished,
             events_lost=base.events_lost + self.lost.get(reasons.EVENTS_HOLD_FULL, 0),
             health=self.health(),
+            clock_awaiting=base.clock_awaiting,
+            clock_uncorrected=base.clock_uncorrected,
         )
 
 
