@@ -677,12 +677,14 @@ class _Writer:
                 self.commit()
 
     def _next_job(self) -> _Job | None:
-        wake = [self.next_check_at]
-        for at in (self._due_at(), self.next_integrity_at):
-            if at is not None:
-                wake.append(at)
+        wake = self.next_check_at
+        due = self._due_at()
+        if due is not None and due < wake:
+            wake = due
+        if self.next_integrity_at is not None and self.next_integrity_at < wake:
+            wake = self.next_integrity_at
         try:
-            return self.jobs.get(timeout=max(0.0, min(wake) - self.monotonic()))
+            return self.jobs.get(timeout=max(0.0, wake - self.monotonic()))
         except queue.Empty:
             return None
 
@@ -861,15 +863,16 @@ class _Writer:
         with self._transaction():
             before = _sequence(conn)
             point_of = [self._point_id(r, new_points) for r in batch]
+            flagged = any(isinstance(r, UntrustedReading) for r in batch)
             conn.executemany(
                 "INSERT INTO readings (point_id, ts_ms, value, quality) VALUES (?, ?, ?, ?)",
                 [
-                    (pid, r.ts_ms, r.value, _quality(r))
+                    (pid, r.ts_ms, r.value, _quality(r) if flagged else int(r.quality))
                     for pid, r in zip(point_of, batch, strict=True)
                 ],
             )
             last_seq = _sequence(conn)
-            if last_seq - before == len(batch) and any(_quality(r) & UNTRUSTED for r in batch):
+            if flagged and last_seq - before == len(batch):
                 record_ranges(conn, before + 1, batch)
             if last_seq - before == len(batch):  # one writer: the batch got consecutive seqs
                 latest = {pid: before + 1 + i for i, pid in enumerate(point_of)}
