@@ -270,3 +270,49 @@ def read_events_safe(db: Path, kind: str) -> bool:
         return bool(read_events(db, kinds=[kind]))
     except Exception:
         return False
+
+
+async def test_a_really_full_disk_still_gets_its_losses_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a tmpfs filled to the last byte, the file refuses even the count of what the stop
+    loses: the ledger, allocated when the store opened, takes it in place."""
+    from tests.test_store import _mount_tmpfs
+
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "2m")
+    try:
+        db = disk / "readings.db"
+        async with Store(db, batch_window=WINDOW, batch_max=100, max_bytes=None) as store:
+            await store.append(readings(0, 10))
+            await store.flush()
+            await asyncio.to_thread(fill_disk, disk / "filler")
+            for start in range(10, 1010, 100):
+                await store.append(readings(start, 100))
+            await asyncio.sleep(0.2)
+            assert not store.writable
+            assert "full" in (store.health.cause or "")
+        assert "counted in the ledger" in caplog.text, "the file refused even the count"
+        stats = read_stats(db)
+        assert stats.rows + stats.lost == 1010
+        assert stats.losses == {"not_written_at_stop": 1010 - stats.rows}
+        assert "CANNOT WRITE" in status_text(db)
+        await asyncio.to_thread((disk / "filler").unlink)
+        async with Store(db, batch_window=WINDOW, max_bytes=None) as store:
+            assert store.writable
+        assert read_stats(db).losses == {"not_written_at_stop": 1010 - stats.rows}
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", str(disk)], check=False)
+
+
+def fill_disk(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):  # to the last byte
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
