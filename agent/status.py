@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,7 +15,7 @@ from agent.core.clock import Clock, system_clock
 from agent.core.errors import AgentError
 from agent.core.record import Quality, ms_to_iso
 from agent.store import StoreStats, read_events, read_latest, read_meta, read_stats
-from agent.store.health import diagnose
+from agent.store.health import diagnose, read_only_mount
 from agent.store.maintenance import check_store
 
 __all__ = ["add_commands", "dispatch", "print_status", "status_report"]
@@ -137,17 +136,10 @@ def _health(db: Path, stats: StoreStats) -> dict[str, Any]:
             "since": iso(health.since_ms),
             "held_in_memory": health.held,
         }
-    if out["writable"] and _read_only_mount(db):
+    if out["writable"] and read_only_mount(db):
         cause, cure = diagnose(db, OSError("read-only file system"))
         out = {"writable": False, "cause": cause, "cure": cure, "since": None}
     return out
-
-
-def _read_only_mount(db: Path) -> bool:
-    try:
-        return bool(os.statvfs(db.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 def _energy_quality(db: Path) -> dict[str, Any] | None:

@@ -316,3 +316,33 @@ def fill_disk(path: Path) -> None:
                 continue
     finally:
         os.close(fd)
+
+
+async def test_a_read_only_mount_is_named_as_the_cause_and_status_says_so(tmp_path: Path) -> None:
+    """An SD card the kernel remounted read-only: a bind mount made read-only stands in (root
+    only; a mount with files open for writing cannot be remounted, so the store is closed)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only mount needs root")
+    data = tmp_path / "data"
+    db = data / "readings.db"
+    async with Store(db, batch_window=WINDOW) as store:
+        await store.append(readings(0, 10))
+    mounted = subprocess.run(  # noqa: ASYNC221 - a few milliseconds, set-up only
+        ["mount", "--bind", str(data), str(data)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(  # noqa: ASYNC221
+            ["mount", "-o", "remount,bind,ro", str(data)], check=True, capture_output=True
+        )
+        from agent.store.health import diagnose
+
+        cause, cure = diagnose(db, OSError("attempt to write a readonly database"))
+        assert "read-only" in cause
+        assert "remount" in cure
+        text = await asyncio.to_thread(status_text, db)
+        assert "CANNOT WRITE" in text
+        assert "read-only" in text
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", str(data)], check=False)

@@ -21,7 +21,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LOSS_REASONS", "StoreHealth", "diagnose", "is_corrupt"]
+__all__ = ["LOSS_REASONS", "StoreHealth", "diagnose", "is_corrupt", "read_only_mount"]
 
 # Why readings never reach the broker, each counted under its name (``lost:<reason>`` in meta,
 # except the two the store counted before these names existed: see queries.StoreStats).
@@ -73,7 +73,8 @@ def is_corrupt(exc: BaseException) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-def _read_only_mount(path: Path) -> bool:
+def read_only_mount(path: Path) -> bool:
+    """Whether the filesystem holding ``path`` is mounted read-only."""
     with contextlib.suppress(OSError):
         return bool(os.statvfs(path.parent).f_flag & _ST_RDONLY)
     return False
@@ -95,7 +96,7 @@ def diagnose(path: Path, exc: BaseException) -> tuple[str, str]:
             f"the disk holding {path} is full and nothing more can be evicted",
             "free space on that disk (or lower store.max_bytes)",
         )
-    if _read_only_mount(path):
+    if read_only_mount(path):
         return (
             f"the filesystem holding {path} is mounted read-only (an SD card the kernel "
             "remounted read-only after I/O errors, or a read-only mount)",

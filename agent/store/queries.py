@@ -20,7 +20,7 @@ from agent.core.errors import StoreError
 from agent.core.record import StoredReading
 from agent.store import health as reasons
 from agent.store.events import StoreEvent
-from agent.store.health import StoreHealth
+from agent.store.health import StoreHealth, read_only_mount
 from agent.store.intervals import _query_intervals
 from agent.store.ledger import read_ledger
 from agent.store.salvage import readable_rows
@@ -153,15 +153,29 @@ def _query_stats(conn: sqlite3.Connection, path: Path) -> StoreStats:
 # --- read-only access for the CLI (works while the agent runs) -------------------------------
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        conn.close()
+        if not read_only_mount(path):
+            raise
+        # A WAL database on a read-only filesystem (an SD card remounted read-only): SQLite
+        # cannot make the -shm it needs to read; nobody can write the file there, so it may
+        # be read as immutable (https://www.sqlite.org/uri.html#uriimmutable).
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=_BUSY_TIMEOUT_S)
+    return conn
+
+
 @contextlib.contextmanager
 def _read_only(db_path: Path) -> Iterator[sqlite3.Connection]:
     path = Path(db_path)
     if not path.is_file():
         raise StoreError(f"there is no reading store at {path}")
     try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
-        )
+        conn = _connect_read_only(path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the reading store {path}: {exc}") from exc
     try:
