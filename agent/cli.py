@@ -29,7 +29,7 @@ DEFAULT_DATA_DIR = Path("./data")
 # about a quarter of a second (pymodbus, every device driver, the HVAC models), so they are
 # registered only when the command line may name one of them (or names no command: --help).
 _CORE_COMMANDS = frozenset(
-    {"run", "validate", "schema", "demo", "export", "energy", "comfort", "status", "sync"}
+    {"run", "validate", "schema", "demo", "export", "energy", "comfort", "status", "store", "sync"}
 )
 
 
@@ -135,12 +135,9 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     comfort.add_argument("--days", type=int, default=1, help="number of days (default 1)")
     comfort.add_argument("--csv", action="store_true", help="one row per zone and day")
 
-    status = sub.add_parser(
-        "status", help="buffer depth, last sync and the latest reading per device"
-    )
-    status.add_argument("--data-dir", type=Path, default=None)
-    status.add_argument("--db", type=Path, default=None)
-    status.add_argument("--json", action="store_true")
+    from agent.status import add_commands as add_store_commands
+
+    add_store_commands(sub)  # status, store check
     sync = sub.add_parser(
         "sync", help="push every reading not yet sent; exit 0 only when the broker has them all"
     )
@@ -298,10 +295,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return sync_command(
             args.data_dir or _default_data_dir(), mqtt_url=args.mqtt, config_path=args.config
         )
-    if command == "status":
-        from agent.status import print_status
+    if command in ("status", "store"):
+        from agent.status import dispatch as store_dispatch
 
-        return print_status(_db_path(args), as_json=args.json, out=sys.stdout)
+        return store_dispatch(args, db=_db_path(args))
     if command in _DISPATCHERS:  # commands whose module parses and runs them
         run_module: Callable[[argparse.Namespace], int] = importlib.import_module(
             _DISPATCHERS[command]

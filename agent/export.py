@@ -13,7 +13,8 @@ from agent.store import export_readings
 
 __all__ = ["export"]
 
-FIELDS = ["seq", "device", "point", "ts", "value", "unit", "quality"]
+# "clock" is "untrusted" for a reading stamped before the clock was trusted, else empty.
+FIELDS = ["seq", "device", "point", "ts", "value", "unit", "quality", "clock"]
 
 
 def _time(option: str, text: str | None) -> int | None:
@@ -32,8 +33,18 @@ def export(
 ) -> int:
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the agent's --data-dir (or --db)")
+    skipped = 0
+
+    def unreadable() -> None:
+        nonlocal skipped
+        skipped += 1
+
     rows = export_readings(
-        db, since_ms=_time("--since", since), until_ms=_time("--until", until), device=device
+        db,
+        since_ms=_time("--since", since),
+        until_ms=_time("--until", until),
+        device=device,
+        on_unreadable=unreadable,
     )
     if fmt == "jsonl":
         for reading in rows:
@@ -43,4 +54,10 @@ def export(
         writer.writeheader()
         for reading in rows:
             writer.writerow(reading.to_record())
+    if skipped:
+        # The records that could be read are out; say plainly that some could not.
+        raise AgentError(
+            f"{skipped} records could not be read: {db} is damaged (the agent sets it aside "
+            "and rebuilds it when it opens it; see `edge-agent store check`)"
+        )
     return 0

@@ -34,6 +34,7 @@ from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
 from agent.status_led import run_status_led
 from agent.store import Store
+from agent.store.clocktrust import trust as clock_trust
 from agent.uplink import Uplink
 
 __all__ = ["Agent"]
@@ -126,6 +127,8 @@ class Agent:
                     self.db_path,
                     batch_window=cfg.store.batch_window,
                     max_bytes=cfg.store.max_bytes,
+                    integrity_every=cfg.store.integrity_check_every,
+                    clock_trusted=clock_trust(cfg.store.clock_trust),
                     clock=self.clock,
                 )
             )

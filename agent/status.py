@@ -5,7 +5,9 @@ Reads the store through its own read-only connection, so it works while the agen
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,11 +15,53 @@ from agent.core.clock import Clock, system_clock
 from agent.core.errors import AgentError
 from agent.core.record import Quality, ms_to_iso
 from agent.platform.summary import LEDGER_KEY, STATE_KEY, platform_summary
-from agent.store import read_events, read_latest, read_meta, read_stats
+from agent.store import StoreStats, read_events, read_latest, read_meta, read_stats
+from agent.store.health import diagnose, read_only_mount
+from agent.store.maintenance import check_store
 
-__all__ = ["print_status", "status_report"]
+__all__ = ["add_commands", "dispatch", "print_status", "status_report"]
 
-ALERT_KINDS = ("readings_dropped", "readings_lost", "energy.alert")
+ALERT_KINDS = (
+    "readings_dropped",
+    "readings_lost",
+    "events_lost",
+    "store_write_failed",
+    "store_damaged",
+    "store_file_gone",
+    "energy.alert",
+)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``edge-agent status`` and ``edge-agent store check``: what the buffer holds and lost,
+    and whether its file is sound."""
+    status = sub.add_parser(
+        "status",
+        help="buffer depth, readings lost by reason, store health, last sync, latest per device",
+    )
+    status.add_argument("--data-dir", type=Path, default=None)
+    status.add_argument("--db", type=Path, default=None)
+    status.add_argument("--json", action="store_true")
+    store = sub.add_parser("store", help="maintenance of the reading store")
+    actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="SQLite's full integrity check of the store; exit 0 when sound, 1 when damaged",
+    )
+    check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument("--db", type=Path, default=None)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="with the agent stopped: set a damaged store aside (kept) and rebuild it from what "
+        "it still holds",
+    )
+
+
+def dispatch(args: argparse.Namespace, *, db: Path) -> int:
+    if args.command == "status":
+        return print_status(db, as_json=args.json, out=sys.stdout)
+    return check_store(db, repair=args.repair, out=sys.stdout)
 
 
 def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
@@ -47,6 +91,15 @@ def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
             "evicted_synced": stats.evicted_synced,
             "dropped_unsent": stats.evicted_unsynced,
             "lost_unstored": stats.dropped,
+            # Every reading that will never reach the broker, by reason (agent.store.health);
+            # readings the agent could not write to the file are counted from its ledger.
+            "lost": stats.lost,
+            "lost_by_reason": stats.losses,
+            "events_lost": stats.events_lost,
+            # Stamped before the clock was trusted: corrected when it is (same boot), or
+            # flagged for good (a reboot in between).
+            "clock_untrusted_awaiting": stats.clock_awaiting,
+            "clock_untrusted_for_good": stats.clock_uncorrected,
             "events_unsent": stats.events_unpublished,
             "oldest_unsynced": iso(stats.oldest_unsynced_ms),
             "last_seq": stats.last_seq,
@@ -54,6 +107,7 @@ def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
         # Alerts only: the newest buffer drops and energy alerts (audit trails and interval
         # records are events too, but they are not alerts).
         "alerts": [e.to_record() for e in read_events(db, limit=5, kinds=ALERT_KINDS)],
+        "store_health": _health(db, stats),
         "last_sync": iso(stats.last_sync_ms),
         "energy_quality": _energy_quality(db),
         "platform": platform_summary(
@@ -72,6 +126,26 @@ def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
             for name, d in sorted(devices.items())
         },
     }
+
+
+def _health(db: Path, stats: StoreStats) -> dict[str, Any]:
+    """Whether the agent could write the store when it last said so (its ledger), and whether
+    the file can be written at all now (a read-only mount is seen here even when the agent
+    could not write its ledger)."""
+    health = stats.health
+    out: dict[str, Any] = {"writable": True}
+    if health is not None and not health.writable:
+        out = {
+            "writable": False,
+            "cause": health.cause,
+            "cure": health.cure,
+            "since": iso(health.since_ms),
+            "held_in_memory": health.held,
+        }
+    if out["writable"] and read_only_mount(db):
+        cause, cure = diagnose(db, OSError("read-only file system"))
+        out = {"writable": False, "cause": cause, "cure": cure, "since": None}
+    return out
 
 
 def _energy_quality(db: Path) -> dict[str, Any] | None:
@@ -133,11 +207,27 @@ def print_status(db: Path, *, as_json: bool, out: TextIO, clock: Clock | None = 
     out.write(f"oldest unsent: {_age(buf['oldest_unsynced'], now_s)}\n")
     out.write(f"last sync:     {_age(report['last_sync'], now_s)}\n")
     budget = f"{buf['max_bytes'] / 2**20:.0f} MiB" if buf["max_bytes"] else "none"
-    out.write(
-        f"budget:        {budget}; {buf['evicted_synced']} sent readings evicted, "
-        f"{buf['dropped_unsent']} unsent readings dropped, "
-        f"{buf['lost_unstored']} lost before they were stored\n"
-    )
+    out.write(f"budget:        {budget}; {buf['evicted_synced']} sent readings evicted\n")
+    by_reason = ", ".join(f"{n} {why}" for why, n in buf["lost_by_reason"].items())
+    out.write(f"lost:          {buf['lost']} readings" + (f" ({by_reason})" if by_reason else ""))
+    out.write(f"; {buf['events_lost']} events\n" if buf["events_lost"] else "\n")
+    awaiting, for_good = buf["clock_untrusted_awaiting"], buf["clock_untrusted_for_good"]
+    if awaiting or for_good:
+        out.write(
+            f"clock:         {awaiting} readings stamped before the clock was trusted await "
+            f"correction; {for_good} keep the untrusted flag (a reboot in between)\n"
+        )
+    health = report["store_health"]
+    if health["writable"]:
+        out.write("store:         writable\n")
+    else:
+        since = f" since {health['since']}" if health.get("since") else ""
+        held = health.get("held_in_memory")
+        out.write(
+            f"store:         CANNOT WRITE{since}: {health['cause']}\n"
+            f"               to fix: {health['cure']}\n"
+            + (f"               {held} readings held in memory by the agent\n" if held else "")
+        )
     quality = report["energy_quality"]
     if quality is not None:
         meters = ", ".join(

@@ -235,11 +235,9 @@ async def test_a_bad_value_is_refused_in_the_caller(db_path: Path) -> None:
 
 
 async def test_open_failure_is_a_store_error(tmp_path: Path) -> None:
+    # (A file that is not a database is set aside and a fresh store starts: test_store_damage.)
     not_a_db = tmp_path / "garbage.db"
     not_a_db.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open the reading store"):
-        async with Store(not_a_db):
-            pass
     with pytest.raises(StoreError, match="cannot open the reading store"):
         async with Store(not_a_db / "sub" / "r.db"):  # a file where a directory should be
             pass
@@ -337,8 +335,12 @@ async def test_disk_full_keeps_readings_in_memory_and_recovers(
         assert (stats.pending, stats.rows) == (0, 501)
         # The readings dropped from memory are counted in the file, with an alert event.
         events = await store.unpublished_events()
-        assert [(e.kind, e.detail["count"]) for e in events] == [("readings_lost", 100)]
-        assert store.last_event_id == events[0].id
+        assert [(e.kind, e.detail.get("count"), e.detail.get("reason")) for e in events] == [
+            ("readings_lost", 100, "hold_full"),
+            ("store_write_failed", None, None),  # the episode, with its cause, for upstream
+        ]
+        assert "is full" in events[1].detail["cause"]
+        assert store.last_event_id == events[-1].id
     assert any("works again" in r.getMessage() for r in caplog.records)
     assert read_stats(db_path).dropped == 100
 

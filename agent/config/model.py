@@ -101,6 +101,15 @@ class StoreConfig(ConfigModel):
     reached, the oldest sent readings make room first; see docs/store.md."""
     batch_window: Duration = 1.0
     """Readings are committed together at most this often: a power cut can lose this much."""
+    clock_trust: Literal["always", "timesyncd", "kernel"] = "always"
+    """When the wall clock may stamp readings as real: `always`, or once `timesyncd` has
+    synchronised it (its flag in /run), or once the `kernel` says it is synchronised (adjtimex,
+    any NTP client). Until then readings carry "clock": "untrusted", and get their true time
+    when trust arrives on the same boot; see docs/store.md."""
+    integrity_check_every: Duration | None = Field(default=86400.0, gt=0)
+    """How often SQLite's full integrity check of the buffer runs, in a thread of its own (a
+    damaged file is set aside, kept, and the store rebuilt from what it still holds); null: never.
+    A quick check also runs whenever the agent opens the buffer; see docs/store.md."""
 
 
 class TlsConfig(ConfigModel):

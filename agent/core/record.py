@@ -1,8 +1,10 @@
 """The reading record: one shape in the store's export and on the wire.
 
 A record is ``{"seq", "device", "point", "ts", "value", "unit", "quality"}``; ``ts`` is ISO 8601
-UTC with milliseconds. ``seq`` is given by the store when the reading is committed, strictly
-increasing across the gateway and never reused, so a reading has no ``seq`` before it is stored.
+UTC with milliseconds. A reading stamped before the gateway's clock was trusted (after a cold
+boot without a real-time clock) also has ``"clock": "untrusted"``: its ``ts`` is not a real time.
+``seq`` is given by the store when the reading is committed, strictly increasing across the
+gateway and never reused, so a reading has no ``seq`` before it is stored.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ class StoredReading:
     value: Value
     unit: str
     quality: Quality
+    clock_untrusted: bool = False
+    """Stamped before the clock was trusted, and not corrected since: ``ts`` is not real."""
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "seq": self.seq,
             "device": self.device,
             "point": self.point,
@@ -81,3 +85,6 @@ class StoredReading:
             "unit": self.unit,
             "quality": self.quality.label,
         }
+        if self.clock_untrusted:
+            record["clock"] = "untrusted"
+        return record

@@ -25,26 +25,42 @@ limit. Rows are kept small: no index besides the primary key (the oldest unsent 
 from a "sync floor" kept in ``meta``, the latest reading per point from ``points.last_seq``), and
 the row and unsent counts are counters in ``meta`` kept in the same transactions as the rows.
 
+Faults are contained, and every reading they cost is counted under its reason (docs/store.md,
+"Faults"): a write error of any errno holds readings, events and meta values in memory (bounded)
+and retries with backoff, the cause and cure named once (``Store.writable``/``health`` tell
+callers); what a stop cannot write is counted in the file or, when the file refuses, in the
+ledger beside it; a deleted or replaced file is rebuilt from the open one; a damaged file is set
+aside (kept) and rebuilt from what it still holds.
+
 Modules, each holding one thing:
 
 - ``schema``: the migrations (:data:`MIGRATIONS`, :func:`apply_migrations`), the counters kept in
   ``meta`` and the small SQL helpers the other modules share;
+- ``health``: the reasons a reading is lost, :class:`StoreHealth`, and the diagnosis of a
+  failed write (cause and cure);
+- ``ledger``: the small preallocated file beside the database that keeps what the database
+  could not (losses, health) for ``status`` and the next start;
 - ``events``: :class:`StoreEvent`, the alert events kept until the uplink publishes them;
 - ``intervals``: the energy intervals' rows and their query;
+- ``salvage``: SQLite's checks, and copying what can be read from a damaged or vanished file
+  into a fresh one;
 - ``queries``: :class:`StoreStats` and the read-only functions of the CLI (``read_stats``,
   ``read_events``, ``read_latest``, ``read_meta``, ``read_intervals``, ``export_readings``);
 - ``writer``: the writer thread (``_Writer``) and its jobs: batching, counters, the budget and
-  eviction;
+  eviction, failed writes, the file checks and rebuilds;
+- ``maintenance``: ``edge-agent store check [--repair]``;
 - ``facade``: :class:`Store`, the async face of the writer thread on the event loop.
 
-Each imports only those listed before it (``schema`` imports none, ``facade`` all); this module
-re-exports the public names, so ``from agent.store import Store`` is the way in.
+Each imports only those listed before it (``schema`` imports none, ``facade`` all but
+``maintenance``); this module re-exports the public names, so ``from agent.store import Store``
+is the way in.
 """
 
 from __future__ import annotations
 
 from agent.store.events import StoreEvent
-from agent.store.facade import DEFAULT_MAX_BYTES, Store
+from agent.store.facade import DEFAULT_INTEGRITY_EVERY, DEFAULT_MAX_BYTES, Store
+from agent.store.health import LOSS_REASONS, StoreHealth
 from agent.store.queries import (
     StoreStats,
     export_readings,
@@ -57,11 +73,14 @@ from agent.store.queries import (
 from agent.store.schema import MIGRATIONS, Migration, apply_migrations
 
 __all__ = [
+    "DEFAULT_INTEGRITY_EVERY",
     "DEFAULT_MAX_BYTES",
+    "LOSS_REASONS",
     "MIGRATIONS",
     "Migration",
     "Store",
     "StoreEvent",
+    "StoreHealth",
     "StoreStats",
     "apply_migrations",
     "export_readings",

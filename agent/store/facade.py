@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,9 @@ from typing import Any, TypeVar
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
 from agent.core.record import Reading, StoredReading
+from agent.store.clocktrust import UntrustedReading, boot_id
 from agent.store.events import StoreEvent
+from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
 from agent.store.writer import _Append, _Call, _Close, _Flush, _Job, _Writer
@@ -38,7 +41,11 @@ T = TypeVar("T")
 DEFAULT_MAX_BYTES = 3 * 1024**3
 """The budget of a Store given none: the config's default, so both agree."""
 
+DEFAULT_INTEGRITY_EVERY = 86400.0
+"""A full ``integrity_check`` once a day (the config's default)."""
+
 _MIN_BUDGET = 1024 * 1024  # as StoreConfig.max_bytes: below this the WAL allowance dominates
+_TRUST_RECHECK_S = 1.0  # how often an untrusted clock's trust is asked again, at most
 
 
 def _check_value(reading: Reading) -> None:
@@ -69,8 +76,13 @@ class Store:
     reading has a ``seq``: gateway-wide, strictly increasing and never reused.
 
     ``max_bytes`` is the size budget of the file and its WAL (None: no budget; the default is
-    the config's). ``on_event`` is called on the event loop with each alert event once it is
-    committed (the events also stay in the store until the uplink has published them).
+    the config's). Every ``check_every`` seconds the writer makes sure the file at the path is
+    still the one it has open (a deleted or replaced file is rebuilt from the open one); every
+    ``integrity_every`` seconds (None: never) a full ``integrity_check`` runs on a thread of
+    its own, and a damaged file is set aside and rebuilt. ``monotonic`` is the clock of the
+    writer's timers (batch window, retries, checks). ``on_event`` is called on the event loop
+    with each alert event once it is committed (the events also stay in the store until the
+    uplink has published them).
     """
 
     def __init__(
@@ -84,6 +96,11 @@ class Store:
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         on_event: Callable[[StoreEvent], None] | None = None,
         clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        check_every: float = 30.0,
+        integrity_every: float | None = DEFAULT_INTEGRITY_EVERY,
+        clock_trusted: Callable[[], bool] | None = None,
+        boot_id: Callable[[], str] = boot_id,
     ) -> None:
         if batch_window <= 0 or batch_max < 1 or max_pending < batch_max or close_timeout <= 0:
             raise ValueError(
@@ -100,6 +117,18 @@ class Store:
         self.max_bytes = max_bytes
         self.on_event = on_event
         self.clock = clock if clock is not None else system_clock()
+        self.monotonic = monotonic
+        self.check_every = check_every
+        self.integrity_every = integrity_every
+        # Whether the wall clock can be trusted (None: always); until it is, readings are
+        # flagged and corrected later (agent.store.clocktrust).
+        self.clock_trusted = clock_trusted
+        self.boot_id = boot_id
+        self._trusted = clock_trusted is None
+        self._correction_due = clock_trusted is not None  # ranges of a run before this one
+        self._trust_asked_at: float | None = None
+        # Set by the writer thread (a reference assignment: atomic), read by anyone.
+        self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,6 +145,24 @@ class Store:
     @property
     def is_open(self) -> bool:
         return self._state == "open" and self._fatal is None
+
+    @property
+    def writable(self) -> bool:
+        """Whether the store can record now (cheap: no trip to the writer thread).
+
+        False while commits fail (a full disk, a file-size limit, a read-only card) and when
+        the store is not open. Readings and events are still accepted then (held in memory);
+        a caller that must not act unrecorded (a command) asks this first.
+        """
+        return self.is_open and self._health.writable
+
+    @property
+    def health(self) -> StoreHealth:
+        """Why the store cannot write (if it cannot), and what it holds and lost meanwhile."""
+        return self._health
+
+    def _set_health(self, health: StoreHealth) -> None:
+        self._health = health
 
     @property
     def last_seq(self) -> int:
@@ -197,6 +244,10 @@ class Store:
             max_bytes=self.max_bytes,
             notify=self._notify_from_thread,
             clock=self.clock,
+            monotonic=self.monotonic,
+            on_health=self._set_health,
+            check_every=self.check_every,
+            integrity_every=self.integrity_every,
         )
         try:
             last_seq = writer.open()
@@ -288,8 +339,38 @@ class Store:
         batch = list(readings)
         for reading in batch:
             _check_value(reading)
+        if self.clock_trusted is not None:
+            batch = await self._stamp_trust(batch)
         if batch:
             self._submit(_Append(batch))
+
+    async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
+        """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
+        assert self.clock_trusted is not None
+        mono = self.clock.monotonic()
+        if not self._trusted and (
+            self._trust_asked_at is None or mono - self._trust_asked_at >= _TRUST_RECHECK_S
+        ):
+            self._trust_asked_at = mono
+            self._trusted = self.clock_trusted()
+        offset = self.clock.now_ms() - round(mono * 1000)
+        if not self._trusted:
+            boot = self.boot_id()
+            return [
+                UntrustedReading(
+                    r.device, r.point, r.ts_ms, r.value, r.unit, r.quality, boot, offset
+                )
+                for r in batch
+            ]
+        if self._correction_due:
+            boot = self.boot_id()
+            try:
+                await self._call("correcting timestamps", lambda w: w.correct_clock(boot, offset))
+            except StoreError as exc:  # the store cannot write now: on a later append
+                log.warning("store: timestamps not corrected yet: %s", exc)
+            else:
+                self._correction_due = False
+        return batch
 
     async def flush(self) -> None:
         """Wait until every reading appended before this call is committed.
@@ -306,7 +387,8 @@ class Store:
         return await self._call(f"reading {key}", lambda w: w.get_meta(key))
 
     async def set_meta(self, key: str, value: str) -> None:
-        """Store ``value`` under ``key``, committed before this returns."""
+        """Store ``value`` under ``key``, committed before this returns; while the store cannot
+        write (see :attr:`writable`), held in memory and committed when it can."""
         await self._call(f"writing {key}", lambda w: w.set_meta(key, value))
 
     async def mark_synced(self, seqs: Sequence[int]) -> None:
@@ -321,6 +403,10 @@ class Store:
 
         Events are kept in the file and published by the uplink, oldest first, on the events
         topic; ``detail`` must be JSON-serialisable (anything else is written as text).
+
+        While the store cannot write (see :attr:`writable`) the event is held in memory (the
+        returned event has id 0) and committed with the next write that works; a full hold
+        drops its oldest event, counted. So a write fault never raises here.
         """
         return await self._call(f"recording event {kind}", lambda w: w.add_event(kind, detail))
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agent.core.errors import StoreError
 from agent.core.record import StoredReading
+from agent.store import health as reasons
 from agent.store.events import StoreEvent
+from agent.store.health import StoreHealth, read_only_mount
 from agent.store.intervals import _query_intervals
+from agent.store.ledger import read_ledger
+from agent.store.salvage import readable_rows
 from agent.store.schema import (
     _BUSY_TIMEOUT_S,
     _DROPPED,
@@ -27,6 +31,7 @@ from agent.store.schema import (
     _EVICTED_UNSYNCED,
     _FLOOR,
     _LAST_SYNC,
+    _LEDGER_GEN,
     _MAX_SEQ,
     _ROWS,
     _SELECT_READING,
@@ -35,6 +40,7 @@ from agent.store.schema import (
     _file_bytes,
     _has_column,
     _has_table,
+    _lost_counters,
     _sequence,
     _to_stored,
 )
@@ -72,11 +78,30 @@ class StoreStats:
     """Readings deleted to stay within the budget before the broker had them (each an alert)."""
     events_unpublished: int = 0
     """Alert events not yet published upstream."""
+    lost_reasons: dict[str, int] = field(default_factory=dict)
+    """Readings lost for the other reasons of agent.store.health (not ``hold_full``, which is
+    ``dropped``, nor ``evicted_unsent``, which is ``evicted_unsynced``), by reason."""
+    events_lost: int = 0
+    """Events (audit, alerts) lost because their in-memory hold overflowed."""
+    health: StoreHealth | None = None
+    """Whether the store can write now (from the agent, or its ledger; None: unknown)."""
+    clock_awaiting: int = 0
+    """Readings stamped before the clock was trusted, to be corrected when it is (at most:
+    counted by seq ranges)."""
+    clock_uncorrected: int = 0
+    """Readings stamped by an untrusted clock before a reboot: they keep the flag for good."""
+
+    @property
+    def losses(self) -> dict[str, int]:
+        """Every reading that will never reach the broker, by reason (only reasons > 0)."""
+        out = {reasons.HOLD_FULL: self.dropped, reasons.EVICTED_UNSENT: self.evicted_unsynced}
+        out.update(self.lost_reasons)
+        return {why: n for why, n in out.items() if n}
 
     @property
     def lost(self) -> int:
-        """Readings that will never reach the broker: evicted unsent, or never stored."""
-        return self.evicted_unsynced + self.dropped
+        """Readings that will never reach the broker, for any reason."""
+        return sum(self.losses.values())
 
 
 def _query_stats(conn: sqlite3.Connection, path: Path) -> StoreStats:
@@ -98,6 +123,13 @@ def _query_stats(conn: sqlite3.Connection, path: Path) -> StoreStats:
     if _has_table(conn, "events"):
         (events,) = conn.execute("SELECT count(*) FROM events WHERE published = 0").fetchone()
     budget = conn.execute("SELECT value FROM meta WHERE key = 'max_bytes'").fetchone()
+    lost = _lost_counters(conn)
+    awaiting = 0
+    if _has_table(conn, "clock_ranges"):
+        (awaiting,) = conn.execute(
+            "SELECT coalesce(sum(last_seq - first_seq + 1), 0) FROM clock_ranges"
+        ).fetchone()
+    uncorrected = conn.execute("SELECT value FROM meta WHERE key = 'clock_uncorrected'").fetchone()
     return StoreStats(
         rows=rows,
         unsynced=unsynced,
@@ -111,10 +143,30 @@ def _query_stats(conn: sqlite3.Connection, path: Path) -> StoreStats:
         evicted_synced=counters.get(_EVICTED_SYNCED, 0),
         evicted_unsynced=counters.get(_EVICTED_UNSYNCED, 0),
         events_unpublished=events,
+        lost_reasons={k: v for k, v in lost.items() if k != reasons.EVENTS_HOLD_FULL},
+        events_lost=lost.get(reasons.EVENTS_HOLD_FULL, 0),
+        clock_awaiting=awaiting,
+        clock_uncorrected=int(uncorrected[0]) if uncorrected else 0,
     )
 
 
 # --- read-only access for the CLI (works while the agent runs) -------------------------------
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        conn.close()
+        if not read_only_mount(path):
+            raise
+        # A WAL database on a read-only filesystem (an SD card remounted read-only): SQLite
+        # cannot make the -shm it needs to read; nobody can write the file there, so it may
+        # be read as immutable (https://www.sqlite.org/uri.html#uriimmutable).
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=_BUSY_TIMEOUT_S)
+    return conn
 
 
 @contextlib.contextmanager
@@ -123,9 +175,7 @@ def _read_only(db_path: Path) -> Iterator[sqlite3.Connection]:
     if not path.is_file():
         raise StoreError(f"there is no reading store at {path}")
     try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
-        )
+        conn = _connect_read_only(path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the reading store {path}: {exc}") from exc
     try:
@@ -142,11 +192,13 @@ def export_readings(
     since_ms: int | None = None,
     until_ms: int | None = None,
     device: str | None = None,
+    on_unreadable: Callable[[], None] | None = None,
 ) -> Iterator[StoredReading]:
     """Committed readings ordered by seq, with ``since_ms <= ts_ms < until_ms`` and a device.
 
     Opens its own read-only connection: safe while the agent writes. A generator: errors
-    (StoreError) surface on iteration.
+    (StoreError) surface on iteration. With ``on_unreadable``, a damaged file is read round
+    its bad pages: each row that cannot be read is skipped with a call, and the rest follows.
     """
     clauses: list[str] = []
     params: list[Any] = []
@@ -161,8 +213,22 @@ def export_readings(
         params.append(device)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     with _read_only(db_path) as conn:
-        for row in conn.execute(f"{_SELECT_READING}{where} ORDER BY r.seq", params):
-            yield _to_stored(row)
+        if on_unreadable is None:
+            for row in conn.execute(f"{_SELECT_READING}{where} ORDER BY r.seq", params):
+                yield _to_stored(row)
+            return
+        select = f"{_SELECT_READING}{where or ' WHERE 1'}"
+        for chunk in readable_rows(
+            conn,
+            select,
+            params,
+            table="readings",
+            key="seq",
+            alias="r",
+            on_unreadable=on_unreadable,
+        ):
+            for row in chunk:
+                yield _to_stored(row)
 
 
 def read_intervals(
@@ -201,9 +267,40 @@ def read_latest(db_path: Path) -> list[StoredReading]:
 
 
 def read_stats(db_path: Path) -> StoreStats:
-    """Statistics of a store file, read-only (safe while the agent writes)."""
+    """Statistics of a store file, read-only (safe while the agent writes).
+
+    Losses the agent could not write into the file (it refused writes) but kept in its ledger
+    are counted too, and the health comes from the ledger: so the figures never say "0 lost"
+    when readings were lost.
+    """
     with _read_only(db_path) as conn:
-        return _query_stats(conn, Path(db_path))
+        stats = _query_stats(conn, Path(db_path))
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (_LEDGER_GEN,)).fetchone()
+    merged_gen = int(row[0]) if row else 0
+    state = read_ledger(Path(db_path))
+    if state is None:
+        return stats
+    unmerged = state.lost if state.gen >= merged_gen else {}
+    error = state.error or {}
+    health = StoreHealth(
+        writable=not error,
+        cause=error.get("cause"),
+        cure=error.get("cure"),
+        since_ms=error.get("since_ms"),
+        held=state.held,
+        lost=dict(unmerged),
+    )
+    other = dict(stats.lost_reasons)
+    for why, count in unmerged.items():
+        if why not in (reasons.HOLD_FULL, reasons.EVENTS_HOLD_FULL):
+            other[why] = other.get(why, 0) + count
+    return replace(
+        stats,
+        dropped=stats.dropped + unmerged.get(reasons.HOLD_FULL, 0),
+        events_lost=stats.events_lost + unmerged.get(reasons.EVENTS_HOLD_FULL, 0),
+        lost_reasons=other,
+        health=health,
+    )
 
 
 def read_events(

@@ -34,6 +34,10 @@ _ROWS, _UNSYNCED, _FLOOR = "rows", "unsynced", "sync_floor"
 _EVICTED_SYNCED, _EVICTED_UNSYNCED, _DROPPED = "evicted_synced", "evicted_unsynced", "dropped"
 _LAST_SYNC = "last_sync_ms"
 _COUNTERS = (_ROWS, _UNSYNCED, _FLOOR, _EVICTED_SYNCED, _EVICTED_UNSYNCED, _DROPPED, _LAST_SYNC)
+# Losses under the other reasons (agent.store.health) are counted as `lost:<reason>`; the
+# generation of the ledger (agent.store.ledger) whose losses these counters already hold:
+_LOST_PREFIX = "lost:"
+_LEDGER_GEN = "ledger_gen"
 
 
 # --- schema and migrations -------------------------------------------------------------------
@@ -123,10 +127,25 @@ def _m0003_energy_intervals(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0004_clock_ranges(db: sqlite_utils.Database) -> None:
+    """Runs of readings stamped before the clock was trusted (agent/store/clocktrust.py)."""
+    db.conn.execute(
+        """
+        CREATE TABLE clock_ranges (
+            first_seq INTEGER PRIMARY KEY,
+            last_seq INTEGER NOT NULL,
+            boot_id TEXT NOT NULL,
+            offset_ms INTEGER NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("0001_initial", _m0001_initial),
     ("0002_compact_counters_events", _m0002_compact_counters_events),
     ("0003_energy_intervals", _m0003_energy_intervals),
+    ("0004_clock_ranges", _m0004_clock_ranges),
 )
 """Schema changes in order. Append new ones; never edit or reorder one that has shipped."""
 
@@ -168,6 +187,9 @@ _SELECT_READING = (
 )
 
 
+_QUALITY_BITS = 0x0F  # the rest of the column holds flags (0x10: agent.store.clocktrust)
+
+
 def _to_stored(row: tuple[Any, ...]) -> StoredReading:
     seq, device, point, ts_ms, value, unit, quality = row
     return StoredReading(
@@ -177,7 +199,8 @@ def _to_stored(row: tuple[Any, ...]) -> StoredReading:
         ts_ms=ts_ms,
         value=value,
         unit=unit,
-        quality=Quality(quality),
+        quality=Quality(quality & _QUALITY_BITS),
+        clock_untrusted=bool(quality & ~_QUALITY_BITS),
     )
 
 
@@ -221,6 +244,18 @@ def _counters(conn: sqlite3.Connection) -> dict[str, int]:
         for key, value in conn.execute(
             f"SELECT key, value FROM meta WHERE key IN ({marks})", _COUNTERS
         )
+    }
+
+
+def _lost_counters(conn: sqlite3.Connection) -> dict[str, int]:
+    """The ``lost:<reason>`` counters, by reason."""
+    return {
+        str(key)[len(_LOST_PREFIX) :]: int(value)
+        for key, value in conn.execute(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+            (_LOST_PREFIX, _LOST_PREFIX[:-1] + chr(ord(":") + 1)),
+        )
+        if int(value)
     }
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import math
+import os
 import queue
 import shutil
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,12 +30,30 @@ from typing import Any
 
 import sqlite_utils
 
+from agent.core.backoff import Backoff
 from agent.core.clock import Clock
 from agent.core.errors import StoreError
 from agent.core.record import Reading, StoredReading, ms_to_iso
+from agent.store import health as reasons
+from agent.store.clocktrust import (
+    UNTRUSTED,
+    UntrustedReading,
+    correct_clock,
+    record_ranges,
+)
 from agent.store.events import _EVENTS_KEPT, StoreEvent
+from agent.store.health import StoreHealth, diagnose
 from agent.store.intervals import _INTERVAL_COLUMNS, _interval_row, _query_intervals
+from agent.store.ledger import FILE_MODE, Ledger, LedgerState
 from agent.store.queries import StoreStats, _query_latest, _query_stats
+from agent.store.salvage import (
+    SalvageReport,
+    open_source,
+    readable,
+    salvage,
+    with_repaired_header,
+)
+from agent.store.salvage import check as salvage_check
 from agent.store.schema import (
     _BUSY_TIMEOUT_S,
     _DROPPED,
@@ -40,6 +61,8 @@ from agent.store.schema import (
     _EVICTED_UNSYNCED,
     _FLOOR,
     _LAST_SYNC,
+    _LEDGER_GEN,
+    _LOST_PREFIX,
     _ROWS,
     _SELECT_READING,
     _UNSYNCED,
@@ -71,6 +94,86 @@ _EVICT_ROUNDS = 8  # rounds per eviction; each re-estimates bytes per row
 _DISK_RECHECK_S = 300.0
 # Energy intervals deleted per eviction round once no reading is left to evict.
 _INTERVALS_EVICTED = 1000
+# While writes fail, retries back off from the batch window to this (seconds): a failing card
+# is not hammered, and a fixed one is written to within half a minute.
+_RETRY_CAP_S = 30.0
+# After a rebuild of a damaged file, another is not tried for this long (seconds): a fault
+# that follows the fresh file (a failing card) must not rebuild in a loop.
+_REBUILD_GAP_S = 60.0
+# Events (audit trails, alerts) held in memory while the store cannot write; beyond this the
+# oldest go, counted.
+_EVENTS_HELD = 1000
+
+
+def _private(path: Path) -> None:
+    """Make the database file 0640 before SQLite creates it (SQLite gives its -wal and -shm
+    the mode of the database file, whatever the umask), and tighten an existing one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            if Path(f"{path}{suffix}").stat().st_mode & 0o777 != FILE_MODE:
+                Path(f"{path}{suffix}").chmod(FILE_MODE)
+
+
+def _connect(path: Path, clock: Clock) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
+    """A connection to the store file at ``path`` as the writer uses it, the schema up to
+    date."""
+    _private(path)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+    try:
+        # Only a new, empty file takes this; it lets a lowered budget shrink the file later
+        # (PRAGMA incremental_vacuum) without a full VACUUM. Routine eviction does not need it.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        _wal_mode(conn, path)
+        conn.execute("PRAGMA synchronous=FULL")  # why FULL: see the package docstring
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Debian builds SQLite with secure_delete on: every evicted page would be overwritten
+        # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
+        # an SD card's write budget is worth more.
+        conn.execute("PRAGMA secure_delete=OFF")
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        apply_migrations(db, clock=clock)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, db
+
+
+def _wal_mode(conn: sqlite3.Connection, path: Path) -> None:
+    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if mode.lower() != "wal":
+        raise StoreError(f"{path}: SQLite refused WAL mode (got {mode!r})")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file now at ``path`` (device, inode), None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _set_aside(path: Path, suffix: str, *, with_wal: bool) -> Path:
+    """Rename the file (and its -wal/-shm, which belong to it) out of the store's way; kept,
+    never deleted."""
+    moved = path.with_name(f"{path.name}.{suffix}")
+    path.rename(moved)
+    if with_wal:
+        for part in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{part}").rename(Path(f"{moved}{part}"))
+    return moved
+
+
+def _remove_db(path: Path) -> None:
+    for part in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{part}").unlink(missing_ok=True)
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -86,6 +189,15 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _quality(reading: Reading) -> int:
+    flag = UNTRUSTED if isinstance(reading, UntrustedReading) else 0
+    return int(reading.quality) | flag
+
+
+def _is_damage(exc: BaseException) -> bool:
+    return reasons.is_corrupt(exc)
 
 
 def _clamp(value: int, bounds: tuple[int, int]) -> int:
@@ -139,9 +251,18 @@ class _Writer:
         max_bytes: int | None,
         notify: Callable[[int, list[StoreEvent]], None],
         clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_health: Callable[[StoreHealth], None] = lambda _: None,
+        check_every: float = 30.0,
+        integrity_every: float | None = None,
     ) -> None:
         self.path = path
         self.clock = clock
+        # The writer's own timers (batch window, retries, checks) run on this clock: the
+        # thread waits on a queue with a real timeout, so it must be a real monotonic clock
+        # (tests shift it forward to skip a backoff).
+        self.monotonic = monotonic
+        self.on_health = on_health
         self.jobs = jobs
         self.batch_window = batch_window
         self.batch_max = batch_max
@@ -157,8 +278,29 @@ class _Writer:
         self.last_error: sqlite3.Error | None = None
         self.write_errors = 0
         self.failed_attempts = 0
+        self.backoff = Backoff(
+            initial=batch_window, cap=max(batch_window, _RETRY_CAP_S), jitter=0.25
+        )
+        self.cause: tuple[str, str] | None = None  # (cause, cure) while writes fail
+        self.failing_since_ms: int | None = None
         self.dropping = False
-        self.unrecorded_drops = 0  # dropped from memory, not yet counted in meta
+        # Losses by reason not yet counted in meta (the file could not be written).
+        self.lost: dict[str, int] = {}
+        self.held_events: deque[tuple[int, str, dict[str, Any]]] = deque()
+        self.held_meta: dict[str, str] = {}
+        self.ledger = Ledger(path)
+        # The file the connection has open (device, inode), compared with the path's every
+        # check_every seconds: a deleted or replaced file is noticed within that time.
+        self.identity: tuple[int, int] | None = None
+        self.check_every = check_every
+        self.next_check_at = 0.0
+        # A full integrity_check on a schedule, in a thread of its own (None: never).
+        self.integrity_every = integrity_every
+        self.next_integrity_at = (
+            None if integrity_every is None else self.monotonic() + integrity_every
+        )
+        self.integrity_running = False
+        self.rebuilt_at: float | None = None
         self.dropping_unsynced = False  # evicting unsent readings, until the next sync
         self.new_events: list[StoreEvent] = []  # committed, not yet handed to the loop
         # the budget, in pages (set by open())
@@ -171,30 +313,276 @@ class _Writer:
 
     # opening
 
-    def open(self) -> int:
-        """Open the file, bring the schema up to date; returns the last seq handed out."""
+    def open(self, *, damaged: Sequence[str] = ()) -> int:
+        """Open the file, bring the schema up to date; returns the last seq handed out.
+
+        A damaged file is set aside and a fresh store starts at once with what it still holds:
+        found here when SQLite calls it malformed or not a database (a bad header, a truncated
+        file), or by ``quick_check``, which starts now on a thread of its own (it reads every
+        page: minutes for gigabytes on an SD card, longer than systemd waits for a start;
+        readings are stored meanwhile, and salvaged with the rest). ``damaged`` forces the
+        rebuild, with these problems (``edge-agent store check --repair``).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
-        self.conn = conn
-        # Only a new, empty file takes this; it lets a lowered budget shrink the file later
-        # (PRAGMA incremental_vacuum) without a full VACUUM. Routine eviction does not need it.
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        if mode.lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")  # why FULL: see the package docstring
-        conn.execute("PRAGMA foreign_keys=ON")
-        # Debian builds SQLite with secure_delete on: every evicted page would be overwritten
-        # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
-        # an SD card's write budget is worth more.
-        conn.execute("PRAGMA secure_delete=OFF")
-        (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
-        apply_migrations(self.db, clock=self.clock)
-        for pid, device, point, unit in conn.execute("SELECT id, device, point, unit FROM points"):
-            self.point_ids[(device, point, unit)] = pid
+        previous = self.ledger.open()  # what an earlier run could not write into the file
+        problems = list(damaged)
+        if not problems:
+            try:
+                self._attach()
+            except sqlite3.DatabaseError as exc:
+                if not _is_damage(exc):
+                    raise
+                problems = [str(exc)]
+        if problems:
+            self._rebuild(reasons.DAMAGED, problems)
+        self._merge_ledger(previous)
         self._apply_budget()
-        return _sequence(conn)
+        if not damaged:
+            self._start_check(full=False)
+        assert self.conn is not None
+        return _sequence(self.conn)
+
+    def _attach(self) -> None:
+        """Connect to the file at the path (made 0640 if new)."""
+        self.close_connection()
+        conn, self.db = _connect(self.path, self.clock)
+        self.conn = conn
+        (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        self.point_ids = {
+            (device, point, unit): pid
+            for pid, device, point, unit in conn.execute(
+                "SELECT id, device, point, unit FROM points"
+            )
+        }
+        self.identity = _identity(self.path)
+        self.next_check_at = self.monotonic() + self.check_every
+
+    def _merge_ledger(self, state: LedgerState) -> None:
+        """Count in the file the losses a previous run could only write to the ledger."""
+        merged = int(self.get_meta(_LEDGER_GEN) or 0)
+        if state.lost and state.gen >= merged:
+            with self._transaction():
+                events = self._record_losses(state.lost)
+            self.new_events.extend(events)
+            log.error(
+                "store: a previous run could not write to %s and lost readings; now counted in "
+                "it: %s",
+                self.path,
+                ", ".join(f"{n} {why}" for why, n in state.lost.items()),
+            )
+        self._publish_health(ledger=True)  # this run's state: writable, nothing held
+
+    # the file itself: gone, replaced or damaged
+
+    def _check_file(self) -> None:
+        """Is the file at the path still the one the connection has open?"""
+        self.next_check_at = self.monotonic() + self.check_every
+        try:
+            now = _identity(self.path)
+        except OSError:  # e.g. EIO from a dying card: the writes will say more
+            return
+        if now == self.identity or self.conn is None:
+            return
+        why = reasons.FILE_DELETED if now is None else reasons.FILE_REPLACED
+        log.error(
+            "store: %s was %s while the agent had it open; rebuilding it from the open file",
+            self.path,
+            "deleted" if now is None else "replaced by another file",
+        )
+        try:
+            self._rebuild(why, [])
+        except (OSError, sqlite3.Error) as exc:
+            # The sentence says what failed; a traceback would add nothing for a technician.
+            log.error("store: could not rebuild %s: %s", self.path, exc)  # noqa: TRY400
+            if self.conn is None:
+                self._attach()  # raises if not even a fresh file can be opened: a crash
+
+    def _start_integrity_check(self) -> None:
+        """The scheduled full check."""
+        assert self.integrity_every is not None
+        self.next_integrity_at = self.monotonic() + self.integrity_every
+        self._start_check(full=True)
+
+    def _start_check(self, *, full: bool) -> None:
+        """SQLite's check of the file (``integrity_check`` when ``full``, else ``quick_check``)
+        on a read-only connection in a thread of its own, off the writer's path; its result
+        comes back as a job."""
+        if self.integrity_running:
+            return
+        self.integrity_running = True
+        identity = self.identity
+
+        def run() -> None:
+            try:
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
+                )
+                try:
+                    problems = salvage_check(conn, full=full)
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                problems = [str(exc)]
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self.jobs.put(
+                _Call("checking integrity", lambda w: w._integrity_done(problems, identity), done)
+            )
+
+        threading.Thread(target=run, name=f"store-check[{self.path.name}]", daemon=True).start()
+
+    def _integrity_done(self, problems: list[str], identity: tuple[int, int] | None) -> None:
+        self.integrity_running = False
+        if problems == ["ok"]:
+            log.debug("store: check of %s: ok", self.path)
+        elif identity == self.identity:  # still the file that was checked
+            log.error("store: check of %s failed: %s", self.path, "; ".join(problems))
+            self._repair_with(problems)
+
+    def _repair(self, problem: str) -> bool:
+        """A query or commit met a damaged page: rebuild (at most once a minute). True when
+        a fresh store is in place."""
+        now = self.monotonic()
+        if self.rebuilt_at is not None and now - self.rebuilt_at < _REBUILD_GAP_S:
+            return False
+        return self._repair_with([problem])
+
+    def _repair_with(self, problems: list[str]) -> bool:
+        try:
+            self._rebuild(reasons.DAMAGED, problems)
+        except (OSError, sqlite3.Error) as exc:
+            # The sentence says what failed; a traceback would add nothing for a technician.
+            log.error("store: could not rebuild the damaged %s: %s", self.path, exc)  # noqa: TRY400
+            if self.conn is None:
+                self._attach()  # raises if not even a fresh file can be opened: a crash
+            return False
+        return True
+
+    def _rebuild(self, why: str, problems: Sequence[str]) -> None:
+        """Start a fresh store at the path with everything the old file still holds.
+
+        ``why`` is ``damaged`` (the file at the path is set aside, kept, and read from there),
+        ``file_deleted`` or ``file_replaced`` (the agent still has the old file open and reads
+        it from there; a file put in its place is set aside). The copy is made beside the
+        path and renamed into place; unsent readings that could not be read are counted lost
+        under ``why``, and an event tells upstream what happened.
+        """
+        self.rebuilt_at = self.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # `rm -r` of the data directory
+        src, moved, rebuilt_header = self._old_file(why)
+        try:
+            known_seq = _sequence(src)
+        except sqlite3.DatabaseError:
+            known_seq = 0
+        try:
+            report, failure = self._copy_into_place(src, readable_counters=why != reasons.DAMAGED)
+        finally:
+            if src is self.conn:
+                self.close_connection()  # now: it removes its own -wal and -shm at the path
+            else:
+                src.close()
+            if rebuilt_header is not None:
+                _remove_db(rebuilt_header)
+        self._attach()
+        self._reopen_ledger()
+        self._apply_budget()  # max_page_count is the connection's: set it on the new one
+        self._raise_sequence(max(known_seq, report.last_seq))
+        if report.last_seq == 0 and why == reasons.DAMAGED and problems:
+            # The old file's seqs could not be read at all: start above any it can have
+            # handed out (fewer than one reading per millisecond since 1970), so that no seq
+            # is ever handed out twice.
+            self._raise_sequence(self.clock.now_ms())
+        self._count_lost(why, report.lost_unsent)
+        detail: dict[str, Any] = {
+            "reason": why,
+            "moved_to": str(moved) if moved else None,
+            **report.detail(),
+        }
+        if problems:
+            detail["problems"] = list(problems)[:10]
+        if failure is not None:
+            detail["error"] = str(failure)
+        self.add_event("store_damaged" if why == reasons.DAMAGED else "store_file_gone", detail)
+        log.error(
+            "store: %s %s; a fresh store started at once with %d readings salvaged (%d unsent, "
+            "queued for sync), %d unsent readings lost%s",
+            self.path,
+            {
+                reasons.DAMAGED: f"is damaged ({'; '.join(problems)[:200]})",
+                reasons.FILE_DELETED: "was deleted",
+                reasons.FILE_REPLACED: "was replaced",
+            }[why],
+            report.readings,
+            report.unsent,
+            report.lost_unsent,
+            f"; the old file is kept as {moved}" if moved else "",
+        )
+        self._publish_health(ledger=bool(report.lost_unsent))
+
+    def _old_file(self, why: str) -> tuple[sqlite3.Connection, Path | None, Path | None]:
+        """A connection to read the old store from, where a file was set aside, and a copy
+        of our own to remove once read (a damaged file with its header rebuilt)."""
+        stamp = self.clock.wall().strftime("%Y%m%dT%H%M%SZ")
+        if why != reasons.DAMAGED:
+            moved = None
+            if self.path.exists():
+                moved = _set_aside(self.path, f"replaced-{stamp}", with_wal=False)
+            assert self.conn is not None
+            return self.conn, moved, None
+        self.close_connection()
+        moved = _set_aside(self.path, f"damaged-{stamp}", with_wal=True)
+        src = open_source(moved)
+        if not readable(src) and (copy := with_repaired_header(moved)) is not None:
+            src.close()
+            return open_source(copy), moved, copy
+        return src, moved, None
+
+    def _reopen_ledger(self) -> None:
+        """The ledger at the path (it may have gone with the directory); its generations go
+        on from those the file's counters hold."""
+        state = self.ledger.open()
+        merged = int(self.get_meta(_LEDGER_GEN) or 0)
+        if state.gen < merged:
+            self.ledger.state = dataclasses.replace(state, gen=merged)
+
+    def _copy_into_place(
+        self, src: sqlite3.Connection, *, readable_counters: bool
+    ) -> tuple[SalvageReport, Exception | None]:
+        """Salvage ``src`` into a fresh file beside the path, then rename it into place (the
+        path is free: the old file was set aside or deleted). With the copy failing (a full
+        disk), nothing is put in place and the unsent readings are counted as lost."""
+        fresh = self.path.with_name(f"{self.path.name}.salvage")
+        _remove_db(fresh)
+        report = SalvageReport()
+        try:
+            dest, _ = _connect(fresh, self.clock)
+            try:
+                report = salvage(src, dest)
+            finally:
+                dest.close()
+        except (sqlite3.Error, OSError) as exc:
+            _remove_db(fresh)
+            unsent = 0
+            if readable_counters:
+                with contextlib.suppress(sqlite3.Error):
+                    unsent = _counters(src).get(_UNSYNCED, 0)
+            report.lost_unsent = max(report.lost_unsent, unsent - report.unsent)
+            return report, exc
+        os.replace(fresh, self.path)
+        return report, None
+
+    def _raise_sequence(self, at_least: int) -> None:
+        with self._transaction() as conn:
+            if (
+                conn.execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'readings'",
+                    (at_least,),
+                ).rowcount
+                == 0
+            ):
+                conn.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('readings', ?)", (at_least,)
+                )
+            _set_meta(conn, _FLOOR, str(max(_floor(conn), _first_unsynced(conn, _floor(conn)))))
 
     def _apply_budget(self) -> None:
         conn = self.conn
@@ -268,6 +656,11 @@ class _Writer:
     def serve(self) -> None:
         while True:
             job = self._next_job()
+            now = self.monotonic()
+            if now >= self.next_check_at:
+                self._check_file()
+            if self.next_integrity_at is not None and now >= self.next_integrity_at:
+                self._start_integrity_check()
             if isinstance(job, _Append):
                 self._take(job.readings)
             elif isinstance(job, _Call):
@@ -280,29 +673,36 @@ class _Writer:
             # Checked after every job too, so that a steady stream of jobs cannot hold a
             # batch past its window.
             due = self._due_at()
-            if due is not None and time.monotonic() >= due:
+            if due is not None and self.monotonic() >= due:
                 self.commit()
 
     def _next_job(self) -> _Job | None:
+        wake = self.next_check_at
         due = self._due_at()
+        if due is not None and due < wake:
+            wake = due
+        if self.next_integrity_at is not None and self.next_integrity_at < wake:
+            wake = self.next_integrity_at
         try:
-            if due is None:
-                return self.jobs.get()
-            return self.jobs.get(timeout=max(0.0, due - time.monotonic()))
+            return self.jobs.get(timeout=max(0.0, wake - self.monotonic()))
         except queue.Empty:
             return None
 
+    def _has_work(self) -> bool:
+        return bool(self.pending or self.held_events or self.held_meta or self.lost)
+
     def _due_at(self) -> float | None:
-        if not self.pending:
+        if not self._has_work():
             return None
         if self.retry_at is not None:
             return self.retry_at
-        assert self.first_pending_at is not None
+        if self.first_pending_at is None:  # losses or held events only: at once
+            return self.monotonic()
         return self.first_pending_at + self.batch_window
 
     def _take(self, readings: list[Reading]) -> None:
         if not self.pending:
-            self.first_pending_at = time.monotonic()
+            self.first_pending_at = self.monotonic()
         self.pending.extend(readings)
         excess = len(self.pending) - self.max_pending
         if excess > 0:
@@ -310,24 +710,35 @@ class _Writer:
             # and the live view current, rather than the oldest.
             for _ in range(excess):
                 self.pending.popleft()
-            self.unrecorded_drops += excess
+            self._count_lost(reasons.HOLD_FULL, excess)
             if not self.dropping:
                 self.dropping = True
                 log.error(
                     "store: %d readings held in memory (the limit); dropping the oldest until "
-                    "%s can be written again",
+                    "%s can be written again, each counted as lost (%s)",
                     self.max_pending,
                     self.path,
+                    reasons.HOLD_FULL,
                 )
+                self._publish_health(ledger=True)
         # While commits fail, retry on the window, not on every append: no busy loop.
         if len(self.pending) >= self.batch_max and self.retry_at is None:
             self.commit()
+        elif self.retry_at is not None:
+            self._publish_health()  # the count held, for the loop (no ledger write: cheap)
 
     def _run(self, job: _Call) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            result = job.fn(self)
+            try:
+                result = job.fn(self)
+            except sqlite3.DatabaseError as exc:
+                # A bad page met by a query (the backlog, an export): rebuild the store from
+                # what can be read, and ask again, so that nothing stays stuck behind it.
+                if not (_is_damage(exc) and self._repair(str(exc))):
+                    raise
+                result = job.fn(self)
         except sqlite3.Error as exc:
             self._hand_over_events()
             job.future.set_exception(StoreError(f"{job.what} failed in {self.path}: {exc}"))
@@ -354,15 +765,38 @@ class _Writer:
     def _close(self, future: concurrent.futures.Future[None]) -> None:
         try:
             if not self.commit():
-                log.error(
-                    "store: %d readings could not be written to %s before closing and are lost: %s",
-                    len(self.pending),
-                    self.path,
-                    self.last_error,
-                )
+                self._lose_what_is_held()
         finally:
+            self.ledger.close()
             self.close_connection()
             future.set_result(None)
+
+    def _lose_what_is_held(self) -> None:
+        """At a stop with the file refusing writes: what is held is lost, and counted so.
+
+        The counts go into the file if a small transaction still fits, else into the ledger
+        (whose blocks were allocated at open), else only into the log.
+        """
+        held, events = len(self.pending), len(self.held_events)
+        self.pending.clear()
+        self.held_events.clear()
+        self._count_lost(reasons.NOT_WRITTEN_AT_STOP, held)
+        self._count_lost(reasons.EVENTS_HOLD_FULL, events)
+        where = "in the store"
+        if not self.commit():
+            where = "in the ledger " + str(self.ledger.path)
+            if not self._publish_health(ledger=True):
+                where = "nowhere but this log (the ledger could not be written either)"
+        log.error(
+            "store: %d readings and %d events could not be written to %s before the agent "
+            "stopped and are lost (%s): %s; counted %s",
+            held,
+            events,
+            self.path,
+            reasons.NOT_WRITTEN_AT_STOP,
+            self.cause[0] if self.cause else self.last_error,
+            where,
+        )
 
     def close_connection(self) -> None:
         if self.conn is not None:
@@ -392,15 +826,18 @@ class _Writer:
     # writing
 
     def commit(self) -> bool:
-        """Write every pending reading in one transaction. False when it failed (kept)."""
-        if not self.pending:
+        """Write every pending reading in one transaction, with the events and meta held while
+        writes failed and the losses not yet counted. False when it failed (all kept)."""
+        if not self._has_work():
             return True
         batch = list(self.pending)
         try:
             last_seq = self._insert(batch)
         except sqlite3.Error as exc:
-            # Full (the budget's hard limit or the disk): make room the usual way, try once more.
-            if not (_is_full(exc) and self._make_room()):
+            # Full (the budget's hard limit or the disk): make room the usual way, try once
+            # more; damaged: rebuild from what can be read, and try once more.
+            room = _is_full(exc) and self._make_room()
+            if not (room or (_is_damage(exc) and self._repair(str(exc)))):
                 self._commit_failed(exc)
                 return False
             try:
@@ -412,14 +849,7 @@ class _Writer:
         self.first_pending_at = None
         self.dropping = False
         if self.retry_at is not None:
-            log.info(
-                "store: writing to %s works again after %d failed attempts; %d readings stored",
-                self.path,
-                self.failed_attempts,
-                len(batch),
-            )
-            self.retry_at = None
-            self.failed_attempts = 0
+            self._recovered(len(batch))
         self.keep_within_budget()
         self._hand_over_events(last_seq)
         return True
@@ -433,14 +863,17 @@ class _Writer:
         with self._transaction():
             before = _sequence(conn)
             point_of = [self._point_id(r, new_points) for r in batch]
+            flagged = any(isinstance(r, UntrustedReading) for r in batch)
             conn.executemany(
                 "INSERT INTO readings (point_id, ts_ms, value, quality) VALUES (?, ?, ?, ?)",
                 [
-                    (pid, r.ts_ms, r.value, int(r.quality))
+                    (pid, r.ts_ms, r.value, _quality(r) if flagged else int(r.quality))
                     for pid, r in zip(point_of, batch, strict=True)
                 ],
             )
             last_seq = _sequence(conn)
+            if flagged and last_seq - before == len(batch):
+                record_ranges(conn, before + 1, batch)
             if last_seq - before == len(batch):  # one writer: the batch got consecutive seqs
                 latest = {pid: before + 1 + i for i, pid in enumerate(point_of)}
             else:  # pragma: no cover - another process inserted concurrently
@@ -456,28 +889,100 @@ class _Writer:
             )
             _bump(conn, _ROWS, len(batch))
             _bump(conn, _UNSYNCED, len(batch))
-            if self.unrecorded_drops:
-                _bump(conn, _DROPPED, self.unrecorded_drops)
-                events.append(
-                    self._add_event(
-                        "readings_lost",
-                        {
-                            "count": self.unrecorded_drops,
-                            "reason": "the disk refused writes and the in-memory hold was full",
-                        },
-                    )
-                )
+            for at, kind, detail in self.held_events:
+                events.append(self._add_event(kind, detail, at_ms=at))
+            for key, value in self.held_meta.items():
+                _set_meta(conn, key, value)
+            recorded = dict(self.lost)
+            if recorded:
+                events.extend(self._record_losses(recorded))
         # Only now: what a rolled-back transaction inserted does not exist.
         self.point_ids.update(new_points)
-        if self.unrecorded_drops:
+        self.held_events.clear()
+        self.held_meta.clear()
+        if recorded:
             log.error(
-                "store: %d readings were lost while %s could not be written",
-                self.unrecorded_drops,
+                "store: readings lost, now counted in %s: %s",
                 self.path,
+                ", ".join(f"{n} {why}" for why, n in recorded.items()),
             )
-            self.unrecorded_drops = 0
+            self.lost.clear()
+            self._publish_health(ledger=True)  # the ledger's losses are in the file now
         self.new_events.extend(events)
         return last_seq
+
+    def _record_losses(self, lost: Mapping[str, int]) -> list[StoreEvent]:
+        """Inside the caller's transaction: the counters, an event per reason, and the ledger
+        generation they cover (so that a ledger written before is not counted twice)."""
+        assert self.conn is not None
+        events = []
+        for why, count in lost.items():
+            _bump(self.conn, _DROPPED if why == reasons.HOLD_FULL else _LOST_PREFIX + why, count)
+            kind = "events_lost" if why == reasons.EVENTS_HOLD_FULL else "readings_lost"
+            events.append(self._add_event(kind, {"count": count, "reason": why}))
+        _set_meta(self.conn, _LEDGER_GEN, str(self.ledger.state.gen + 1))
+        return events
+
+    def _count_lost(self, why: str, count: int) -> None:
+        if count > 0:
+            self.lost[why] = self.lost.get(why, 0) + count
+
+    def health(self) -> StoreHealth:
+        cause, cure = self.cause if self.cause else (None, None)
+        return StoreHealth(
+            writable=self.retry_at is None and self.conn is not None,
+            cause=cause,
+            cure=cure,
+            since_ms=self.failing_since_ms,
+            held=len(self.pending),
+            lost=dict(self.lost),
+        )
+
+    def _publish_health(self, *, ledger: bool = False) -> bool:
+        """Hand the health to the loop; with ``ledger``, write it there too (False: the ledger
+        could not be written)."""
+        health = self.health()
+        self.on_health(health)
+        if not ledger:
+            return True
+        error = None
+        if health.cause is not None:
+            error = {"cause": health.cause, "cure": health.cure, "since_ms": health.since_ms}
+        return self.ledger.write(
+            LedgerState(
+                gen=self.ledger.state.gen + 1,
+                lost=health.lost,
+                held=health.held,
+                error=error,
+                written_ms=self.clock.now_ms(),
+                pid=os.getpid(),
+            )
+        )
+
+    def _recovered(self, stored: int) -> None:
+        assert self.cause is not None
+        log.warning(
+            "store: writing to %s works again after %d failed attempts since %s; %d readings "
+            "stored (the fault was: %s)",
+            self.path,
+            self.failed_attempts,
+            ms_to_iso(self.failing_since_ms or 0),
+            stored,
+            self.cause[0],
+        )
+        detail = {
+            "cause": self.cause[0],
+            "since": ms_to_iso(self.failing_since_ms or 0),
+            "attempts": self.failed_attempts,
+        }
+        self.retry_at = None
+        self.failed_attempts = 0
+        self.backoff.reset()
+        self.cause = None
+        self.failing_since_ms = None
+        with contextlib.suppress(sqlite3.Error):
+            self.add_event("store_write_failed", detail)
+        self._publish_health(ledger=True)
 
     def _point_id(self, r: Reading, new_points: dict[tuple[str, str, str], int]) -> int:
         assert self.conn is not None
@@ -492,10 +997,12 @@ class _Writer:
             new_points[key] = pid
         return pid
 
-    def _add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
+    def _add_event(
+        self, kind: str, detail: dict[str, Any], *, at_ms: int | None = None
+    ) -> StoreEvent:
         """Record an event (inside the caller's transaction) and prune the oldest."""
         assert self.conn is not None
-        at = self.clock.now_ms()
+        at = self.clock.now_ms() if at_ms is None else at_ms
         text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"), default=str)
         cur = self.conn.execute(
             "INSERT INTO events (ts_ms, kind, detail) VALUES (?, ?, ?)", (at, kind, text)
@@ -509,42 +1016,58 @@ class _Writer:
         return StoreEvent(id=cur.lastrowid, ts_ms=at, kind=kind, detail=json.loads(text))
 
     def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
-        with self._transaction():
-            event = self._add_event(kind, detail)
-        self.new_events.append(event)
-        return event
+        """Record an event now; while the file refuses writes, hold it (id 0) and record it
+        with the next commit that works: an audit trail never crashes its caller."""
+        at = self.clock.now_ms()
+        if self.retry_at is None:
+            try:
+                with self._transaction():
+                    event = self._add_event(kind, detail, at_ms=at)
+            except sqlite3.Error as exc:
+                if _is_damage(exc):
+                    raise
+                self._commit_failed(exc)
+            else:
+                self.new_events.append(event)
+                return event
+        if len(self.held_events) >= _EVENTS_HELD:
+            self.held_events.popleft()
+            self._count_lost(reasons.EVENTS_HOLD_FULL, 1)
+        # Through JSON now, as the file would keep it: the caller may change its dict later.
+        kept = json.loads(json.dumps(detail, ensure_ascii=False, default=str))
+        self.held_events.append((at, kind, kept))
+        return StoreEvent(id=0, ts_ms=at, kind=kind, detail=kept)
 
     def _commit_failed(self, exc: sqlite3.Error) -> None:
         self.write_errors += 1
         self.failed_attempts += 1
         self.last_error = exc
         first = self.retry_at is None
-        self.retry_at = time.monotonic() + self.batch_window
-        if not first:
-            log.debug("store: commit still failing: %s", exc)
-        elif _is_full(exc):
-            log.warning(
-                "store: the disk holding %s is full and nothing more can be evicted; %d "
-                "readings kept in memory (up to %d), retrying every %.1f s",
+        delay = self.backoff.next_delay()
+        self.retry_at = self.monotonic() + delay
+        if first:
+            self.cause = diagnose(self.path, exc)
+            self.failing_since_ms = self.clock.now_ms()
+            log.error(
+                "store: cannot write to %s: %s. To fix: %s. Readings wait in memory (%d now, "
+                "up to %d, then the oldest are counted as lost); retrying with backoff up to "
+                "%.0f s",
                 self.path,
+                self.cause[0],
+                self.cause[1],
                 len(self.pending),
                 self.max_pending,
-                self.batch_window,
+                self.backoff.cap,
             )
         else:
-            log.warning(
-                "store: cannot write readings to %s (%s); %d kept in memory, retrying every %.1f s",
-                self.path,
-                exc,
-                len(self.pending),
-                self.batch_window,
-            )
+            log.debug("store: commit still failing (next try in %.1f s): %s", delay, exc)
+        self._publish_health(ledger=True)
 
     # the budget
 
     def _limit(self, page_count: int) -> tuple[int | None, str]:
         """The most pages the file may use now, and why: its budget, or the disk."""
-        if self.disk_cap is not None and time.monotonic() - self.disk_cap_since > _DISK_RECHECK_S:
+        if self.disk_cap is not None and self.monotonic() - self.disk_cap_since > _DISK_RECHECK_S:
             self._recheck_disk()
         limits: list[tuple[int, str]] = []
         if self.budget_pages is not None:
@@ -567,7 +1090,7 @@ class _Writer:
         if free > 2 * self.reserve_bytes:
             self.disk_cap = None  # said by keep_within_budget, once
         else:
-            self.disk_cap_since = time.monotonic()
+            self.disk_cap_since = self.monotonic()
 
     def keep_within_budget(self) -> None:
         """After a commit: when less than a chunk is left under the limit, evict two chunks."""
@@ -614,7 +1137,7 @@ class _Writer:
                 )
             self.disk_limited = True
             self.disk_cap = count
-            self.disk_cap_since = time.monotonic()
+            self.disk_cap_since = self.monotonic()
         limit, reason = self._limit(count)
         assert limit is not None
         try:
@@ -756,14 +1279,63 @@ class _Writer:
         )
         return [_to_stored(row) for row in cur]
 
+    def correct_clock(self, boot: str, offset_ms: int) -> int:
+        """The clock is trusted now (``offset_ms``: wall minus monotonic): give the readings
+        stamped before it on this boot their true time; returns how many."""
+        if not self.commit():  # the untrusted readings still held go in first
+            raise sqlite3.OperationalError(f"cannot write: {self.last_error}")
+        with self._transaction() as conn:
+            done = correct_clock(conn, boot, offset_ms)
+            events = []
+            if done.corrected:
+                events.append(
+                    self._add_event(
+                        "clock_corrected",
+                        {"readings": done.corrected, "shift_ms": sorted(set(done.shifts_ms))},
+                    )
+                )
+            if done.uncorrectable:
+                events.append(
+                    self._add_event(
+                        "clock_uncorrectable",
+                        {
+                            "readings": done.uncorrectable,
+                            "reason": "stamped before a reboot by an untrusted clock: they keep "
+                            "the untrusted flag",
+                        },
+                    )
+                )
+        self.new_events.extend(events)
+        if done.corrected or done.uncorrectable:
+            log.warning(
+                "store: the clock is trusted now: %d readings stamped before it were given their "
+                "true time (shifted by %s ms); %d from an earlier boot keep the untrusted flag",
+                done.corrected,
+                ", ".join(str(s) for s in sorted(set(done.shifts_ms))) or "0",
+                done.uncorrectable,
+            )
+        return done.corrected
+
     def get_meta(self, key: str) -> str | None:
         assert self.conn is not None
+        if key in self.held_meta:
+            return self.held_meta[key]
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as conn:
-            _set_meta(conn, key, value)
+        """Store a value now; while the file refuses writes, hold it for the next commit."""
+        if self.retry_at is None:
+            try:
+                with self._transaction() as conn:
+                    _set_meta(conn, key, value)
+            except sqlite3.Error as exc:
+                if _is_damage(exc):
+                    raise
+                self._commit_failed(exc)
+            else:
+                return
+        self.held_meta[key] = value
 
     def mark_synced(self, seqs: Sequence[int], at_ms: int) -> None:
         with self._transaction() as conn:
@@ -874,11 +1446,49 @@ class _Writer:
             last_seq=base.last_seq,
             last_sync_ms=base.last_sync_ms,
             pending=len(self.pending),
-            dropped=base.dropped + self.unrecorded_drops,
+            dropped=base.dropped + self.lost.get(reasons.HOLD_FULL, 0),
+            lost_reasons=_merged(base.lost_reasons, self.lost),
             write_errors=self.write_errors,
             max_bytes=self.max_bytes,
             used_bytes=base.used_bytes,
             evicted_synced=base.evicted_synced,
             evicted_unsynced=base.evicted_unsynced,
             events_unpublished=base.events_unpublished,
+            events_lost=base.events_lost + self.lost.get(reasons.EVENTS_HOLD_FULL, 0),
+            health=self.health(),
+            clock_awaiting=base.clock_awaiting,
+            clock_uncorrected=base.clock_uncorrected,
         )
+
+
+def _merged(counted: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Loss counts of the file plus those not yet in it, without the two kept apart."""
+    out = dict(counted)
+    for why, count in more.items():
+        if why not in (reasons.HOLD_FULL, reasons.EVENTS_HOLD_FULL):
+            out[why] = out.get(why, 0) + count
+    return out
+
+
+def repair_file(path: Path, problems: Sequence[str], *, clock: Clock) -> dict[str, Any]:
+    """Set a damaged store file aside and rebuild it from what it still holds, as the agent
+    does at open (for ``edge-agent store check --repair``, with the agent stopped); returns
+    the detail of the ``store_damaged`` event."""
+    writer = _Writer(
+        path,
+        queue.SimpleQueue(),
+        batch_window=1.0,
+        batch_max=1,
+        max_pending=1,
+        max_bytes=None,
+        notify=lambda _seq, _events: None,
+        clock=clock,
+    )
+    try:
+        writer.open(damaged=problems)
+        event = next(e for e in writer.new_events if e.kind == "store_damaged")
+        writer.commit()  # the losses counted by the rebuild
+    finally:
+        writer.ledger.close()
+        writer.close_connection()
+    return dict(event.detail)
