@@ -32,7 +32,7 @@ def _default_data_dir() -> Path:
     return Path(state.split(":")[0]) if state else DEFAULT_DATA_DIR
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 -- one sub-parser per command
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Building Edge Agent: Modbus meters, HVAC and PV to a durable buffer and MQTT.",
@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent.schedule_cli import add_commands as add_hvac_commands
 
     add_hvac_commands(sub)
+    from agent.savings_cli import add_commands as add_savings_commands
+
+    add_savings_commands(sub)
     return parser
 
 
@@ -173,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 -- one branch per command
     command = args.command
     if command == "validate":
         from agent.config.loader import load_config
@@ -245,6 +248,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.comfort import comfort_command
 
         return comfort_command(args, db=_db_path(args))
+    if command == "savings":
+        from agent.savings_cli import dispatch as savings_dispatch
+
+        return savings_dispatch(args, db=_db_path(args))
     if command == "sync":
         from agent.sync import sync_command
 
