@@ -32,8 +32,10 @@ def test_the_service_never_imports_the_savings_package_or_opendsm() -> None:
         # numpy and parts of pandas are left out: sqlite-utils imports them whenever they are
         # installed (the extra brings them), which is why docs/savings.md installs the extra
         # in a venv of its own; a gateway without the extra has neither.
-        "heavy = ('agent.savings', 'opendsm', 'scipy', 'numba', 'sklearn', 'statsmodels')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+        "heavy = ('opendsm', 'scipy', 'numba', 'sklearn', 'statsmodels')\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in heavy or m.startswith('agent.savings.')\n"
+        "             or m == 'agent.savings'))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
