@@ -8,7 +8,8 @@ zone, the monthly mean temperatures of `hil.building`) at a daily step:
   mid-month anchors) plus an AR(1) anomaly (persistence 0.7, spread 2 °C), which gives the
   spells of warm and cold days real weather has; the hourly temperature swings ±4 °C around it;
 - HVAC (sub-item 01B00): cooling above 22 °C and heating below 12 °C in proportion to degree
-  days, full on working days and a standby share on closed days;
+  days, full on working days and a standby share on closed days, plus fans, pumps and controls
+  that run whatever the weather;
 - lighting and sockets (01A00) and other loads (01C00) by day type;
 - every load with a few per cent of day-to-day noise (occupancy, weather beyond temperature).
 
@@ -42,6 +43,7 @@ HEATING_BASE_C = 12.0
 COOLING_KWH_PER_K = 170.0  # per degree-day on a working day
 HEATING_KWH_PER_K = 120.0
 CLOSED_HVAC_SHARE = 0.12  # standby, server room, duty staff
+HVAC_BASE_KWH = {True: 160.0, False: 25.0}  # fans, pumps and controls whatever the weather
 LIGHTING_KWH = {True: 1800.0, False: 420.0}  # working day, closed day
 OTHER_KWH = {True: 950.0, False: 620.0}
 NOISE = 0.035  # relative day-to-day spread of each load
@@ -116,7 +118,7 @@ def simulate_days(
         hvac = COOLING_KWH_PER_K * max(mean_c - COOLING_BASE_C, 0.0) + HEATING_KWH_PER_K * max(
             HEATING_BASE_C - mean_c, 0.0
         )
-        hvac *= 1.0 if open_day else CLOSED_HVAC_SHARE
+        hvac = hvac * (1.0 if open_day else CLOSED_HVAC_SHARE) + HVAC_BASE_KWH[open_day]
         hvac *= 1 + rng.gauss(0.0, NOISE)
         lighting = LIGHTING_KWH[open_day] * (1 + rng.gauss(0.0, NOISE))
         other = OTHER_KWH[open_day] * (1 + rng.gauss(0.0, NOISE))

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from agent.savings.report import MeterResult, PeriodSavings, SavingsReport, verdict
+from agent.savings.report import TOTAL, MeterResult, PeriodSavings, SavingsReport, verdict
 from agent.savings.sufficiency import Check
 
 __all__ = ["render_html"]
@@ -145,7 +145,8 @@ def _daily_chart(result: MeterResult) -> str:
     )
 
 
-def _savings_chart(meter: str, items: Sequence[PeriodSavings]) -> str:
+def _savings_chart(meter: str, every: Sequence[PeriodSavings]) -> str:
+    items = [i for i in every if i.label != TOTAL]
     if not items:
         return ""
     top = max(max(i.savings + i.uncertainty90, 0.0) for i in items)

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 PERIODS = ("month", "quarter", "year")
+TOTAL = "total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +398,10 @@ def _periods(
     groups: dict[str, list[DayRow]] = {}
     for row in rows:
         groups.setdefault(period_label(row.day, period), []).append(row)
+    if rows:
+        # The whole reporting period as one more line: its uncertainty is not the sum of the
+        # periods' (savings uncertainty grows with the square root of the days).
+        groups[TOTAL] = rows
     out: list[PeriodSavings] = []
     for label, group in groups.items():
         counted = [r for r in group if r.observed is not None and r.baseline is not None]

@@ -1,0 +1,285 @@
+"""`edge-agent savings` on store files holding two simulated years: a baseline year, then a year
+with a chiller retrofit (12 % less HVAC energy); a control building without it.
+
+Needs the `savings` extra (OpenDSM). The intervals and outdoor temperatures are written straight
+into real store files (tmp_path), not produced by running the agent for two years. Each OpenDSM
+daily fit takes 5-20 s on a shared CI machine (the first one in a fresh venv longer, while numba
+compiles), so the module fits three baselines in all, in module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from importlib.util import find_spec
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.cli import _parser
+from agent.core.record import Reading
+from agent.hvac.calendar import DayKind, HolidayCalendar
+from agent.savings.command import savings_command
+from agent.store import Store
+from hil.retrofit import Retrofit, SimDay, hourly_shares, hourly_temperature, simulate_days
+from tests.helpers import DEMO_YAML
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(find_spec("opendsm") is None, reason="needs the savings extra (OpenDSM)"),
+]
+
+TZ = ZoneInfo("Asia/Shanghai")
+FIRST = date(2025, 1, 1)
+DAYS = 730  # 2025 baseline, 2026 reporting
+RETROFIT = Retrofit(start=date(2026, 1, 1), hvac_saving=0.12)
+CALENDAR = HolidayCalendar()
+
+
+def _working(day: date) -> bool:
+    return CALENDAR.day(day).kind is DayKind.WORKDAY
+
+
+@dataclass
+class Building:
+    data_dir: Path
+    days: list[SimDay]
+
+    def saved(self, first: date, last: date) -> float:
+        return sum(d.saved_kwh for d in self.days if first <= d.day <= last)
+
+
+def _hour_ms(day: date, hour: int) -> int:
+    return round(datetime(day.year, day.month, day.day, hour, tzinfo=TZ).timestamp() * 1000)
+
+
+def _rows(meter: str, values: dict[date, float], sub_item: str | None) -> Iterator[dict]:  # type: ignore[type-arg]
+    for day, total in values.items():
+        shares = hourly_shares(_working(day))
+        for hour in range(24):
+            start = _hour_ms(day, hour)
+            yield {
+                "meter": meter, "start_ms": start, "end_ms": start + 3_600_000,
+                "value": total * shares[hour], "unit": "kWh", "quality": "measured",
+                "flags": [], "energy_type": "electricity", "sub_item": sub_item,
+                "role": "sub" if sub_item else "main",
+            }  # fmt: skip
+
+
+async def _write(db: Path, days: list[SimDay], *, noisy: bool, skip: set[date]) -> None:
+    rows = list(_rows("main_import", {d.day: d.total_kwh for d in days}, None))
+    rows += _rows("hvac", {d.day: d.hvac_kwh for d in days}, "01B00")
+    # Lighting without March 2025: a month of missing data in the baseline.
+    rows += _rows("lighting", {d.day: d.lighting_kwh for d in days if d.day not in skip}, "01A00")
+    if noisy:  # a meter whose use follows neither weather nor calendar: no usable baseline
+        rng = __import__("random").Random(7)
+        rows += _rows("power", {d.day: 800 * rng.uniform(0.3, 1.7) for d in days}, "01C00")
+    readings = [
+        Reading(
+            "hvac_controller", "outdoor_temperature", _hour_ms(d.day, hour) + 60_000,
+            round(hourly_temperature(d.mean_c, hour), 1), "degC",
+        )
+        for d in days
+        for hour in range(24)
+    ]  # fmt: skip
+    async with Store(db, batch_window=0.05, max_bytes=None) as store:
+        for n in range(0, len(rows), 5000):
+            await store.add_events([], intervals=rows[n : n + 5000])
+        for n in range(0, len(readings), 1000):
+            await store.append(readings[n : n + 1000])
+        await store.flush()
+
+
+def _building(root: Path, *, retrofit: Retrofit | None, seed: int) -> Building:
+    days = simulate_days(FIRST, DAYS, working=_working, retrofit=retrofit, seed=seed)
+    data_dir = root / "data"
+    data_dir.mkdir(parents=True)
+    march = {date(2025, 3, 1) + timedelta(days=n) for n in range(31)}
+    asyncio.run(_write(data_dir / "readings.db", days, noisy=True, skip=march))
+    return Building(data_dir, days)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo site config with hourly base intervals (the simulated year is hourly)."""
+    root = tmp_path_factory.mktemp("site")
+    text = DEMO_YAML.read_text(encoding="utf-8")
+    assert "interval_minutes: 15" in text
+    (root / "site.yaml").write_text(text.replace("interval_minutes: 15", "interval_minutes: 60"))
+    plan = {
+        "plan.yaml": "meters: [main_import, hvac]\n",
+        "control.yaml": "meters: [main_import]\n",
+        "noisy.yaml": "meters: [power]\nmodel: legacy\n",
+        "lighting.yaml": "meters: [lighting]\n",
+    }
+    common = (
+        "temperature: {device: hvac_controller, point: outdoor_temperature}\n"
+        "tariffs:\n"
+        "  electricity:\n"
+        "    source: example tariff for the test\n"
+        "    time_of_use:\n"
+        '      - {name: peak, price: 1.0, hours: [["08:00", "12:00"], ["17:00", "21:00"]]}\n'
+        '      - {name: flat, price: 0.6, hours: [["12:00", "17:00"], ["21:00", "23:00"]]}\n'
+        '      - {name: valley, price: 0.3, hours: [["23:00", "08:00"]]}\n'
+    )
+    for name, head in plan.items():
+        (root / name).write_text(head + common, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def retrofit(tmp_path_factory: pytest.TempPathFactory) -> Building:
+    return _building(tmp_path_factory.mktemp("retrofit"), retrofit=RETROFIT, seed=11)
+
+
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> Building:
+    return _building(tmp_path_factory.mktemp("control"), retrofit=None, seed=23)
+
+
+def _run(site: Path, building: Building, plan: str, *extra: str) -> str:
+    args = _parser().parse_args(
+        [
+            "savings", "--config", str(site / "site.yaml"), "--data-dir", str(building.data_dir),
+            "--plan", str(site / plan), "--baseline", "2025-01-01..2025-12-31", *extra,
+        ]
+    )  # fmt: skip
+    out = io.StringIO()
+    assert savings_command(args, db=building.data_dir / "readings.db", out=out) == 0
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def retrofit_csv(site: Path, retrofit: Building) -> list[dict[str, str]]:
+    html = site / "report.html"
+    text = _run(site, retrofit, "plan.yaml", "--period", "month", "--csv", "--html", str(html))
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _row(rows: list[dict[str, str]], meter: str, period: str) -> dict[str, str]:
+    return next(r for r in rows if r["meter"] == meter and r["period"] == period)
+
+
+def test_the_retrofit_is_found_within_its_stated_uncertainty(
+    retrofit: Building, retrofit_csv: list[dict[str, str]]
+) -> None:
+    truth = retrofit.saved(date(2026, 1, 1), date(2026, 12, 31))
+    hvac_2026 = sum(d.hvac_kwh for d in retrofit.days if d.day.year == 2026)
+    assert truth == pytest.approx(hvac_2026 * 0.12 / 0.88)  # the switch removed 12 %
+    for meter in ("main_import", "hvac"):
+        row = _row(retrofit_csv, meter, "total")
+        savings, u90 = float(row["savings"]), float(row["uncertainty_90"])
+        assert row["status"] == "ok"
+        assert int(row["days"]) == 365
+        assert abs(savings - truth) <= u90, (meter, savings, truth, u90)
+        assert row["significant_90"] == "yes"
+        assert savings > u90
+        # Priced at the year's time-of-use mix: between the valley and the peak price.
+        assert 0.3 * savings < float(row["cost"]) < 1.0 * savings
+        assert float(row["tce"]) == pytest.approx(savings * 0.1229 / 1000, rel=1e-5)
+        assert float(row["tco2"]) == pytest.approx(savings * 0.5306 / 1000, rel=1e-5)
+        assert float(row["cvrmse"]) <= 0.25
+    months = [r for r in retrofit_csv if r["meter"] == "hvac" and r["period"].startswith("2026-")]
+    assert len(months) == 12
+    total = float(_row(retrofit_csv, "hvac", "total")["savings"])
+    assert sum(float(r["savings"]) for r in months) == pytest.approx(total, rel=1e-5)
+
+
+def test_the_text_report_states_the_baseline_and_its_thresholds(
+    site: Path, retrofit: Building, retrofit_csv: list[dict[str, str]]
+) -> None:
+    html = (site / "report.html").read_text(encoding="utf-8")
+    # The model split the days by the China calendar and found the simulated balance points
+    # (heating below 12 °C, cooling above 22 °C) within a few degrees.
+    assert "working days" in html
+    assert "closed days" in html
+    assert "CV(RMSE)" in html
+    assert "(at most 25 %)" in html
+    assert "NMBE" in html
+    assert "R²" in html
+    assert "Data sufficiency" in html
+    assert "Refused" not in html
+
+
+def test_the_html_report_is_self_contained(site: Path, retrofit_csv: list[dict[str, str]]) -> None:
+    html = (site / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    for forbidden in ("<script", "<link", "src=", "@import", "url("):
+        assert forbidden not in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html
+    for kind in ("daily", "savings", "signature"):
+        assert f'data-chart="{kind}" data-meter="hvac"' in html
+    assert html.count('class="actual"') > 600  # a dot per usable day and meter
+    assert 'class="band"' in html
+
+
+def test_a_control_building_shows_no_savings(site: Path, control: Building) -> None:
+    rows = list(
+        csv.DictReader(
+            io.StringIO(_run(site, control, "control.yaml", "--period", "quarter", "--csv"))
+        )
+    )
+    assert control.saved(FIRST, date(2026, 12, 31)) == 0
+    row = _row(rows, "main_import", "total")
+    assert row["status"] == "ok"
+    assert abs(float(row["savings"])) <= float(row["uncertainty_90"])
+    assert row["significant_90"] == "no"
+    assert [r["period"] for r in rows if r["meter"] == "main_import"] == [
+        "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4", "total",
+    ]  # fmt: skip
+
+
+def test_a_baseline_above_the_cvrmse_threshold_is_refused(site: Path, control: Building) -> None:
+    text = _run(site, control, "noisy.yaml")
+    assert "Meter power" in text
+    assert "REFUSED for the contract report:" in text
+    assert "fit: CV(RMSE)" in text
+    assert "(at most 25 %)" in text
+    # No savings figure is printed for it.
+    assert "savings at 90 %" not in text
+    rows = list(csv.DictReader(io.StringIO(_run(site, control, "noisy.yaml", "--csv"))))
+    assert [r["status"] for r in rows] == ["refused"]
+    assert float(rows[0]["cvrmse"]) > 0.25
+
+
+def test_a_month_missing_from_the_baseline_is_refused(site: Path, control: Building) -> None:
+    text = _run(site, control, "lighting.yaml")
+    assert "FAIL months with less than 50 % of their days: 2025-03 (0 of 31 days)" in text
+    assert "REFUSED for the contract report:" in text
+    assert "Baseline fit" not in text  # refused before fitting
+
+
+def test_the_charts_render_in_a_headless_browser(
+    site: Path, retrofit_csv: list[dict[str, str]], tmp_path: Path
+) -> None:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    html = site / "report.html"
+    shot = tmp_path / "report.png"
+    # --dump-dom prints the DOM after the page loaded and laid out, offline (file:// only).
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [*common, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=60,
+        check=True,
+    ).stdout  # fmt: skip
+    assert dom.count("<svg") >= 6
+    assert "<parsererror" not in dom
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1000,2400", html.as_uri()],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1000, 2400)
+    assert len(png) > 50_000  # charts drawn, not a blank page (a white page is a few kB)
