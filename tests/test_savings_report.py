@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ TZ = ZoneInfo("Asia/Shanghai")
 FIRST = date(2025, 1, 1)
 DAYS = 730  # 2025 baseline, 2026 reporting
 RETROFIT = Retrofit(start=date(2026, 1, 1), hvac_saving=0.12)
+NEW_LOAD_FROM, NEW_LOAD_KWH = date(2026, 7, 1), 240.0  # the control building's new server room
 CALENDAR = HolidayCalendar()
 
 
@@ -73,14 +75,15 @@ def _rows(meter: str, values: dict[date, float], sub_item: str | None) -> Iterat
             }  # fmt: skip
 
 
-async def _write(db: Path, days: list[SimDay], *, noisy: bool, skip: set[date]) -> None:
-    rows = list(_rows("main_import", {d.day: d.total_kwh for d in days}, None))
+async def _write(db: Path, days: list[SimDay], *, new_load: float, skip: set[date]) -> None:
+    main = {d.day: d.total_kwh + (new_load if d.day >= NEW_LOAD_FROM else 0.0) for d in days}
+    rows = list(_rows("main_import", main, None))
     rows += _rows("hvac", {d.day: d.hvac_kwh for d in days}, "01B00")
     # Lighting without March 2025: a month of missing data in the baseline.
     rows += _rows("lighting", {d.day: d.lighting_kwh for d in days if d.day not in skip}, "01A00")
-    if noisy:  # a meter whose use follows neither weather nor calendar: no usable baseline
-        rng = __import__("random").Random(7)
-        rows += _rows("power", {d.day: 800 * rng.uniform(0.3, 1.7) for d in days}, "01C00")
+    # A meter whose use follows neither weather nor calendar: no usable baseline.
+    rng = random.Random(7)
+    rows += _rows("power", {d.day: 800 * rng.uniform(0.3, 1.7) for d in days}, "01C00")
     readings = [
         Reading(
             "hvac_controller", "outdoor_temperature", _hour_ms(d.day, hour) + 60_000,
@@ -97,12 +100,14 @@ async def _write(db: Path, days: list[SimDay], *, noisy: bool, skip: set[date]) 
         await store.flush()
 
 
-def _building(root: Path, *, retrofit: Retrofit | None, seed: int) -> Building:
+def _building(
+    root: Path, *, retrofit: Retrofit | None, seed: int, new_load: float = 0.0
+) -> Building:
     days = simulate_days(FIRST, DAYS, working=_working, retrofit=retrofit, seed=seed)
     data_dir = root / "data"
     data_dir.mkdir(parents=True)
     march = {date(2025, 3, 1) + timedelta(days=n) for n in range(31)}
-    asyncio.run(_write(data_dir / "readings.db", days, noisy=True, skip=march))
+    asyncio.run(_write(data_dir / "readings.db", days, new_load=new_load, skip=march))
     return Building(data_dir, days)
 
 
@@ -115,7 +120,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "site.yaml").write_text(text.replace("interval_minutes: 15", "interval_minutes: 60"))
     plan = {
         "plan.yaml": "meters: [main_import, hvac]\n",
-        "control.yaml": "meters: [main_import]\n",
+        "control.yaml": (
+            "meters: [main_import]\n"
+            "adjustments:\n"
+            f"  - {{meter: main_import, start: {NEW_LOAD_FROM}, add_per_day: {NEW_LOAD_KWH},\n"
+            '     reason: "new server room, 10 kW"}\n'
+        ),
         "noisy.yaml": "meters: [power]\nmodel: legacy\n",
         "lighting.yaml": "meters: [lighting]\n",
     }
@@ -141,7 +151,9 @@ def retrofit(tmp_path_factory: pytest.TempPathFactory) -> Building:
 
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Building:
-    return _building(tmp_path_factory.mktemp("control"), retrofit=None, seed=23)
+    return _building(
+        tmp_path_factory.mktemp("control"), retrofit=None, seed=23, new_load=NEW_LOAD_KWH
+    )
 
 
 def _run(site: Path, building: Building, plan: str, *extra: str) -> str:
@@ -222,13 +234,16 @@ def test_the_html_report_is_self_contained(site: Path, retrofit_csv: list[dict[s
 
 
 def test_a_control_building_shows_no_savings(site: Path, control: Building) -> None:
-    rows = list(
-        csv.DictReader(
-            io.StringIO(_run(site, control, "control.yaml", "--period", "quarter", "--csv"))
-        )
-    )
+    """Without the retrofit, but with a new load from July 2026 that the plan records as a
+    non-routine adjustment: the adjusted baseline carries it, so no savings appear."""
+    text = _run(site, control, "control.yaml", "--period", "quarter", "--csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert control.saved(FIRST, date(2026, 12, 31)) == 0
+    added = {"2026-Q1": 0.0, "2026-Q2": 0.0, "2026-Q3": 92 * 240.0, "2026-Q4": 92 * 240.0}
+    for period, adjustment in added.items():
+        assert float(_row(rows, "main_import", period)["adjustment"]) == pytest.approx(adjustment)
     row = _row(rows, "main_import", "total")
+    assert float(row["adjustment"]) == pytest.approx(184 * 240.0)
     assert row["status"] == "ok"
     assert abs(float(row["savings"])) <= float(row["uncertainty_90"])
     assert row["significant_90"] == "no"
