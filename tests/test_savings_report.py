@@ -259,7 +259,7 @@ def test_a_baseline_above_the_cvrmse_threshold_is_refused(site: Path, control: B
     assert "fit: CV(RMSE)" in text
     assert "(at most 25 %)" in text
     # No savings figure is printed for it.
-    assert "savings at 90 %" not in text
+    assert "at 90 % confidence" not in text
     rows = list(csv.DictReader(io.StringIO(_run(site, control, "noisy.yaml", "--csv"))))
     assert [r["status"] for r in rows] == ["refused"]
     assert float(rows[0]["cvrmse"]) > 0.25

@@ -19,7 +19,7 @@ from agent.savings.sufficiency import Check
 __all__ = ["render_html"]
 
 W, H = 900, 260
-PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 14, 30
+PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 28, 30
 ACTUAL = "#1f5fa8"
 BASELINE = "#d9822b"
 BAND = "#f3d3b0"
@@ -27,12 +27,12 @@ SAVED = "#2e8b57"
 CLOSED = "#9a4fb0"
 
 _CSS = """
-body{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:24px;
-color:#222;max-width:980px}
+body{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei","WenQuanYi Micro Hei",
+sans-serif;margin:24px;color:#222;max-width:980px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}
 h3{font-size:15px}table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}
-td.l,th.l{text-align:left}.ok{color:#1a7f37}.fail{color:#b42318;font-weight:bold}
+td.l,th.l{text-align:left}td:first-child{white-space:nowrap}.ok{color:#1a7f37}.fail{color:#b42318;font-weight:bold}
 .refused{border:2px solid #b42318;padding:8px;background:#fff4f2}
 svg{background:#fff;border:1px solid #ddd;margin:6px 0}.note{color:#555;font-size:12px}
 """
@@ -64,7 +64,7 @@ def _frame(axes: _Axes, label_y: str, ticks_x: Sequence[tuple[float, str]]) -> l
     out = [
         f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#888"/>',
         f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#888"/>',
-        f'<text x="6" y="{PAD_T + 4}" font-size="11" fill="#555">{escape(label_y)}</text>',
+        f'<text x="6" y="14" font-size="11" fill="#555">{escape(label_y)}</text>',
     ]
     for n in range(5):
         value = axes.y0 + (axes.y1 - axes.y0) * n / 4

@@ -497,20 +497,14 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def verdict(item: PeriodSavings, fsu_limit: float) -> str:
+    """Whether the savings stand out of their uncertainty, and G14's compliance criterion."""
     if item.significant:
-        text = f"savings at 90 % confidence: ±{100 * item.fsu90:.0f} %"
+        text = f"savings ±{100 * item.fsu90:.0f} % at 90 % confidence"
     else:
         text = "not distinguishable from zero at 90 % confidence"
-    g14 = item.fsu68 <= fsu_limit
-    return (
-        text
-        + (
-            "; meets G14 (uncertainty at 68 % ≤ "
-            if g14
-            else "; does not meet G14 (uncertainty at 68 % > "
-        )
-        + f"{100 * fsu_limit:.0f} % of savings)"
-    )
+    if item.fsu68 <= fsu_limit:
+        return f"{text}; meets G14 (±{100 * item.fsu68:.0f} % at 68 %)"
+    return f"{text}; fails G14 (uncertainty at 68 % above {100 * fsu_limit:.0f} % of savings)"
 
 
 def render_text(report: SavingsReport) -> str:
