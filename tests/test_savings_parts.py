@@ -7,15 +7,25 @@ import math
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
 from agent.core.errors import AgentError
+from agent.energy.config import MeterConfig
 from agent.savings.command import parse_baseline
-from agent.savings.daily import DayEnergy
+from agent.savings.daily import DayEnergy, read_temperature
 from agent.savings.plan import Adjustment, MvPlan, Tariff, TemperatureSource, Thresholds
+from agent.savings.report import (
+    MeterResult,
+    PeriodSavings,
+    _site_periods,
+    period_days,
+    period_label,
+)
 from agent.savings.stats import fit_stats, savings_uncertainty, t_quantile
 from agent.savings.sufficiency import check_sufficiency
 from agent.savings.tariffs import price_of
@@ -186,3 +196,68 @@ def test_the_baseline_argument_reads_from_to() -> None:
         parse_baseline("2025-01-01")
     with pytest.raises(AgentError, match="ends before it starts"):
         parse_baseline("2025-12-31..2025-01-01")
+
+
+def test_period_lengths_and_labels() -> None:
+    assert [period_days(date(2026, 2, 10), p) for p in ("month", "quarter", "year")] == [
+        28,
+        90,
+        365,
+    ]
+    assert period_days(date(2028, 2, 10), "month") == 29
+    assert period_label(date(2026, 8, 31), "quarter") == "2026-Q3"
+    assert period_label(date(2026, 8, 31), "month") == "2026-08"
+
+
+def test_daily_temperatures_come_from_a_csv(tmp_path: Path) -> None:
+    (tmp_path / "outdoor.csv").write_text(
+        "date,temperature_c\n2026-07-01,29.5\n2026-07-02, 30.25\n2026-07-03,nan\n",
+        encoding="utf-8",
+    )
+    source = TemperatureSource(csv=Path("outdoor.csv"))
+    read = read_temperature(
+        source, db=tmp_path / "none.db", first=date(2026, 7, 1), last=date(2026, 7, 3),
+        zone=TZ, base=tmp_path,
+    )  # fmt: skip
+    assert read == {date(2026, 7, 1): 29.5, date(2026, 7, 2): 30.25}
+    (tmp_path / "bad.csv").write_text("day,t\n2026-07-01,29.5\n", encoding="utf-8")
+    with pytest.raises(AgentError, match=r"bad.csv:2: expected columns date,temperature_c"):
+        read_temperature(
+            TemperatureSource(csv=tmp_path / "bad.csv"), db=tmp_path / "none.db",
+            first=date(2026, 7, 1), last=date(2026, 7, 3), zone=TZ, base=tmp_path,
+        )  # fmt: skip
+
+
+def _period(meter: str, savings: float, u90: float) -> PeriodSavings:
+    return PeriodSavings(
+        meter=meter, label="2026-07", days=31, calendar_days=31, baseline=1000.0 + savings,
+        adjustment=0.0, actual=1000.0, savings=savings, unit="kWh", uncertainty90=u90,
+        uncertainty68=u90 / 2, cost=savings * 0.7, price_note="", tce=None, co2=1.0,
+    )  # fmt: skip
+
+
+def test_the_site_adds_its_main_meters_and_their_uncertainties_in_quadrature() -> None:
+    def result(name: str, role: str, savings: float, u90: float, refused: bool = False) -> Any:
+        sub_item = "01B00" if role == "sub" else None
+        meter = MeterConfig.model_validate(
+            {"name": name, "device": "d", "point": name, "role": role, "sub_item": sub_item}
+        )
+        return MeterResult(
+            meter, [], periods=[_period(name, savings, u90)], refused=["x"] if refused else []
+        )
+
+    site = _site_periods(
+        [
+            result("a", "main", 300.0, 30.0),
+            result("b", "main", 100.0, 40.0),
+            result("hvac", "sub", 250.0, 20.0),  # inside a: not added again
+            result("c", "main", 999.0, 1.0, refused=True),  # refused: never used
+        ]
+    )
+    assert len(site) == 1
+    assert site[0].meter == "site electricity"
+    assert site[0].savings == 400.0
+    assert site[0].uncertainty90 == pytest.approx(50.0)
+    assert site[0].cost == pytest.approx(280.0)
+    assert site[0].tce is None  # a meter without the figure leaves the sum empty
+    assert site[0].co2 == 2.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from calendar import isleap, monthrange
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -126,6 +127,16 @@ class SavingsReport:
     factors: list[str]
     method: str
     adjustments: list[str]
+
+
+def period_days(day: date, period: str) -> int:
+    """Days in the calendar month, quarter or year that holds `day`."""
+    if period == "month":
+        return monthrange(day.year, day.month)[1]
+    if period == "quarter":
+        first = (day.month - 1) // 3 * 3 + 1
+        return sum(monthrange(day.year, m)[1] for m in range(first, first + 3))
+    return 366 if isleap(day.year) else 365
 
 
 def period_label(day: date, period: str) -> str:
@@ -422,6 +433,10 @@ def _periods(
             if label_text not in factors:
                 factors.append(label_text)
         notes = []
+        if label != TOTAL and len(group) < period_days(group[0].day, period):
+            notes.append(
+                f"part of the {period}: {len(group)} of {period_days(group[0].day, period)} days"
+            )
         if len(counted) < len(group):
             notes.append(f"{len(group) - len(counted)} days without complete data left out")
         out.append(
