@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from agent.core.errors import AgentError
+from agent.core.errors import AgentError, ConfigError
 from agent.energy.config import MeterConfig
-from agent.savings.command import parse_baseline
+from agent.savings.command import load_plan, parse_baseline
 from agent.savings.daily import DayEnergy, read_temperature
 from agent.savings.plan import Adjustment, MvPlan, Tariff, TemperatureSource, Thresholds
 from agent.savings.report import (
@@ -261,3 +261,18 @@ def test_the_site_adds_its_main_meters_and_their_uncertainties_in_quadrature() -
     assert site[0].cost == pytest.approx(280.0)
     assert site[0].tce is None  # a meter without the figure leaves the sum empty
     assert site[0].co2 == 2.0
+
+
+def test_a_bad_plan_is_one_located_sentence_per_problem(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "temperature: {device: a, point: b}\nthresholds: {cvrmse: -1, cvrmsee: 2}\nmodel: fancy\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_plan(plan)
+    assert [str(i) for i in caught.value.issues] == [
+        f"{plan}: model: 'fancy' is not one of: daily, legacy",
+        f"{plan}: thresholds.cvrmse: must be more than 0, not -1",
+        f"{plan}: thresholds.cvrmsee: unknown key 'cvrmsee' (did you mean 'cvrmse'?)",
+    ]

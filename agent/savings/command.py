@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from agent.core.errors import AgentError
+from agent.core.errors import AgentError, ConfigError, ConfigIssue
 from agent.savings.plan import MvPlan
 
 __all__ = ["load_plan", "parse_baseline", "savings_command"]
@@ -37,19 +37,27 @@ def parse_baseline(text: str) -> tuple[date, date]:
 
 
 def load_plan(path: Path) -> MvPlan:
+    """The M&V plan, or ConfigError (exit 78) with one sentence per problem."""
+    from agent.config.messages import validation_sentence
+
+    def issue(where: str, message: str) -> ConfigError:
+        return ConfigError([ConfigIssue(str(path), None, None, where, message)])
+
     try:
         data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise AgentError(f"cannot read the M&V plan {path}: {exc.strerror}") from None
+        raise issue("", f"cannot read the M&V plan: {exc.strerror}") from None
     except YAMLError as exc:
-        raise AgentError(f"{path}: not valid YAML: {exc}") from None
+        raise issue("", f"not valid YAML: {exc}") from None
     try:
         return MvPlan.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise AgentError(f"{path}: {problems}") from None
+        issues = []
+        for error in exc.errors(include_url=False):
+            sentence = validation_sentence(MvPlan, dict(error))
+            where = ".".join(str(p) for p in sentence.loc)
+            issues.append(ConfigIssue(str(path), None, None, where, sentence.message))
+        raise ConfigError(issues) from None
 
 
 def savings_command(args: argparse.Namespace, *, db: Path, out: TextIO) -> int:
