@@ -204,6 +204,13 @@ def _signature_chart(result: MeterResult) -> str:
                 f'<rect class="point" x="{x - 2:.1f}" y="{y - 2:.1f}" width="4" height="4" '
                 f'fill="none" stroke="{color}"/>'
             )
+    # The fitted model over the baseline days, on top: its change points show as the bends.
+    for r in rows:
+        if not r.reporting and r.baseline is not None:
+            body.append(
+                f'<circle class="model" cx="{axes.px(r.temperature or 0):.1f}" '
+                f'cy="{axes.py(r.baseline):.1f}" r="1.3" fill="{BASELINE}"/>'
+            )
     return _svg(
         "signature",
         result.meter.name,
@@ -276,7 +283,7 @@ def _meter_section(result: MeterResult, report: SavingsReport) -> str:
     parts.append(_signature_chart(result))
     parts.append(
         "<p class=note>Signature: dots baseline period, squares reporting period; blue working "
-        "days, purple closed days (China calendar).</p>"
+        "days, purple closed days (China calendar); orange the fitted baseline model.</p>"
     )
     return "".join(parts)
 
