@@ -71,6 +71,8 @@ def savings_command(args: argparse.Namespace, *, db: Path, out: TextIO) -> int:
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the --data-dir (or --db)")
     baseline = parse_baseline(args.baseline)
+    if args.until is not None and args.until <= baseline[1]:
+        raise AgentError(f"--until {args.until} is not after the baseline period's end")
     if args.plan is not None:
         plan, plan_dir = load_plan(args.plan), args.plan.parent
     else:

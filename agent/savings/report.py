@@ -549,7 +549,9 @@ def render_text(report: SavingsReport) -> str:
             out.append("  REFUSED for the contract report:")
             out += [f"    {reason}" for reason in result.refused]
             continue
-        out += _period_lines(result.periods, report)
+        if not result.periods:
+            out.append("  no usable day after the baseline period yet")
+        out += _period_lines(result.periods, report) if result.periods else []
     if report.site_periods:
         out += ["", "Site (main meters added)"]
         out += _period_lines(report.site_periods, report)
