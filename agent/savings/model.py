@@ -81,7 +81,6 @@ class BaselineFit:
     problems: list[str] = field(default_factory=list)  # OpenDSM's own disqualifications
     notes: list[str] = field(default_factory=list)  # OpenDSM's warnings
     _model: Any = None
-    _working: dict[date, bool] = field(default_factory=dict)
     _tz: str = "UTC"
     _electricity: bool = True
 
@@ -94,7 +93,8 @@ class BaselineFit:
         with_temp = [d for d in days if d in temperature]
         if not with_temp:
             return {}
-        self._working.update(working)
+        if hasattr(self._model, "working"):  # the calendar model: tell it the new days' types
+            self._model.working.update(working)
         index = pd.DatetimeIndex([pd.Timestamp(d) for d in with_temp]).tz_localize(self._tz)
         temps = pd.Series([_f(temperature[d]) for d in with_temp], index=index)
         meter = pd.Series([math.nan] * len(with_temp), index=index)
@@ -202,7 +202,6 @@ def fit_baseline(
         problems=[w.description for w in model.disqualification],
         notes=sorted({w.description for w in model.warnings}),
         _model=model,
-        _working=dict(working),
         _tz=tz,
         _electricity=electricity,
     )
