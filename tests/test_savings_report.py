@@ -264,8 +264,10 @@ def test_the_html_report_is_self_contained(site: Path, retrofit_csv: list[dict[s
 def test_a_control_building_shows_no_savings(site: Path, control: Building) -> None:
     """Without the retrofit, but with a new load from July 2026 that the plan records as a
     non-routine adjustment: the adjusted baseline carries it, so no savings appear."""
-    text = _run(site, control, "control.yaml", "--period", "quarter", "--csv")
+    html = control.data_dir / "control.html"
+    text = _run(site, control, "control.yaml", "--period", "quarter", "--csv", "--html", str(html))
     rows = list(csv.DictReader(io.StringIO(text)))
+    assert "new server room, 10 kW" in html.read_text(encoding="utf-8")
     assert control.saved(FIRST, date(2026, 12, 31)) == 0
     added = {"2026-Q1": 0.0, "2026-Q2": 0.0, "2026-Q3": 92 * 240.0, "2026-Q4": 92 * 240.0}
     for period, adjustment in added.items():
