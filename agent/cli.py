@@ -163,6 +163,7 @@ _MODULE_COMMANDS = {
     "agent.install": frozenset({"install", "uninstall"}),
     "agent.pulses_cli": frozenset({"pulses"}),
     "agent.platform.check": frozenset({"platform"}),
+    "agent.savings_cli": frozenset({"savings"}),
 }
 
 
@@ -210,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 -- one branch per command
     command = args.command
     if command == "validate":
         from agent.config.loader import load_config
@@ -289,6 +290,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.comfort import comfort_command
 
         return comfort_command(args, db=_db_path(args))
+    if command == "savings":
+        from agent.savings_cli import dispatch as savings_dispatch
+
+        return savings_dispatch(args, db=_db_path(args))
     if command == "sync":
         from agent.sync import sync_command
 

@@ -1,0 +1,41 @@
+"""``edge-agent savings``: its arguments, wired into agent.cli by ``add_commands(sub)``.
+
+Kept out of the agent.savings package so that building the CLI's parser (which the running
+service does too) imports none of the savings code, nor its optional OpenDSM extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+__all__ = ["add_commands", "dispatch"]
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    savings = subparsers.add_parser(
+        "savings",
+        help="M&V: baseline per meter, savings per month/quarter/year with uncertainty, HTML",
+    )
+    savings.add_argument("--config", required=True, type=Path, help="site config (YAML)")
+    savings.add_argument("--data-dir", type=Path, default=None)
+    savings.add_argument("--db", type=Path, default=None)
+    savings.add_argument("--plan", type=Path, default=None, help="M&V plan (docs/savings.md)")
+    savings.add_argument(
+        "--baseline", required=True, metavar="FROM..TO", help="e.g. 2025-01-01..2025-12-31"
+    )
+    savings.add_argument("--period", choices=["month", "quarter", "year"], default="month")
+    savings.add_argument(
+        "--until", type=date.fromisoformat, default=None, metavar="DATE",
+        help="last reporting day (default: the last day with data)",
+    )  # fmt: skip
+    savings.add_argument("--html", type=Path, default=None, metavar="FILE", help="write HTML")
+    savings.add_argument("--csv", action="store_true", help="print CSV instead of text")
+
+
+def dispatch(args: argparse.Namespace, *, db: Path) -> int:
+    from agent.savings.command import savings_command
+
+    return savings_command(args, db=db, out=sys.stdout)
