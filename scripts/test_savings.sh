@@ -8,4 +8,5 @@ source "$(dirname "$0")/_setup.sh"
 need_debs chromium
 make_venv test,savings
 cd "$ROOT"
+export EDGE_AGENT_SAVINGS_TESTS=required
 exec "$VENV/bin/pytest" tests/test_savings_parts.py tests/test_savings_report.py "$@"
