@@ -126,6 +126,7 @@ class Agent:
                 Store(
                     self.db_path,
                     batch_window=cfg.store.batch_window,
+                    publish_window=cfg.store.publish_window,
                     max_bytes=cfg.store.max_bytes,
                     integrity_every=cfg.store.integrity_check_every,
                     clock_trusted=clock_trust(cfg.store.clock_trust),

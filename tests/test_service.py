@@ -60,12 +60,17 @@ async def test_a_device_that_is_down_at_start_does_not_stop_the_others(tmp_path:
 async def test_a_clean_stop_publishes_what_it_committed_before_it_says_offline(
     tmp_path: Path, mosquitto: Any, mqtt_subscribe: Any
 ) -> None:
-    # A long batch window holds every reading of the run in memory until the stop: only the
-    # stop's own commit stores them, and the uplink must still publish them before "offline".
+    # A long batch window (and no publish window) holds every reading of the run in memory
+    # until the stop: only the stop's own commit stores them, and the uplink must still
+    # publish them before "offline".
     async with SimulatedBuilding() as sim:
         config = _retarget(demo_config(), sim, mosquitto.url)
         config = config.model_copy(
-            update={"store": config.store.model_copy(update={"batch_window": 30.0})}
+            update={
+                "store": config.store.model_copy(
+                    update={"batch_window": 30.0, "publish_window": None}
+                )
+            }
         )
         agent = Agent(config, data_dir=tmp_path)
         async with mqtt_subscribe(mosquitto, "bea/+/+/readings", "bea/+/+/status") as sub:

@@ -118,6 +118,22 @@ async def test_batches_commit_on_size_or_window(db_path: Path) -> None:
         assert time.monotonic() - started < 1.0
 
 
+async def test_a_waiting_uplink_gets_readings_within_the_publish_window(db_path: Path) -> None:
+    """Someone waits (the uplink, caught up): commit after the publish window, not the batch
+    window; no one waits: the batch window holds (fewest writes to the card)."""
+    async with Store(db_path, batch_window=30.0, publish_window=0.05) as store:
+        await store.append([reading(1)])
+        assert not await store.wait_for_new(0, 0), "committed with no one waiting"
+        waiter = asyncio.create_task(store.wait_for_new(0, 10.0))
+        await store.append([reading(2)])
+        assert await asyncio.wait_for(waiter, 10.0) is True, "held for the 30 s batch window"
+        assert store.last_seq == 2
+        await asyncio.sleep(0.05)  # the waiter has gone: the writer goes back to the window
+        await store.append([reading(3)])
+        await asyncio.sleep(0.3)
+        assert store.last_seq == 2, "committed within the batch window with no one waiting"
+
+
 async def test_wait_for_new_wakes_a_waiter(db_path: Path) -> None:
     async with Store(db_path, batch_window=WINDOW) as store:
         waiter = asyncio.create_task(store.wait_for_new(0, 5.0))

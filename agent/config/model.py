@@ -101,6 +101,10 @@ class StoreConfig(ConfigModel):
     reached, the oldest sent readings make room first; see docs/store.md."""
     batch_window: Duration = 1.0
     """Readings are committed together at most this often: a power cut can lose this much."""
+    publish_window: Duration | None = 0.2
+    """While the uplink is connected and has sent everything, readings are committed (and so
+    published) after at most this long instead of `batch_window`: the lag from read to broker
+    stays near it. None: always the batch window (fewest writes to the card)."""
     clock_trust: Literal["always", "timesyncd", "kernel"] = "always"
     """When the wall clock may stamp readings as real: `always`, or once `timesyncd` has
     synchronised it (its flag in /run), or once the `kernel` says it is synchronised (adjtimex,

@@ -29,7 +29,7 @@ from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
-from agent.store.writer import _Append, _Call, _Close, _Flush, _Job, _Writer
+from agent.store.writer import _Append, _Call, _Close, _Flush, _Hurry, _Job, _Writer
 
 # One logger for the whole package, as before it was split into modules: log lines keep
 # saying "agent.store".
@@ -90,6 +90,7 @@ class Store:
         path: Path,
         *,
         batch_window: float = 1.0,
+        publish_window: float | None = None,
         batch_max: int = 1000,
         max_pending: int = 100_000,
         close_timeout: float = 10.0,
@@ -111,6 +112,12 @@ class Store:
             raise ValueError(f"Store needs max_bytes >= {_MIN_BUDGET} (1 MiB) or None")
         self.path = Path(path)
         self.batch_window = batch_window
+        # While someone waits for new readings (the uplink, connected and caught up), commit
+        # after this long instead of the batch window: they are published sooner, and a power
+        # cut loses less, at the price of more commits only while they are being sent anyway.
+        self.publish_window = (
+            min(publish_window, batch_window) if publish_window is not None else None
+        )
         self.batch_max = batch_max
         self.max_pending = max_pending
         self.close_timeout = close_timeout
@@ -239,6 +246,7 @@ class Store:
             self.path,
             self._jobs,
             batch_window=self.batch_window,
+            publish_window=self.publish_window,
             batch_max=self.batch_max,
             max_pending=self.max_pending,
             max_bytes=self.max_bytes,
@@ -282,7 +290,7 @@ class Store:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(job, _Append):
+            if isinstance(job, _Append | _Hurry):
                 continue
             if job.future.set_running_or_notify_cancel():
                 if isinstance(job, _Close):
@@ -478,6 +486,9 @@ class Store:
         assert self._loop is not None
         entry = (after_seq, or_event, self._loop.create_future())
         self._waiters.append(entry)
+        hurry = self.publish_window is not None and (timeout is None or timeout > 0)
+        if hurry:  # commit what comes within the publish window
+            self._jobs.put(_Hurry(True))
         try:
             async with asyncio.timeout(timeout):
                 await entry[2]
@@ -486,6 +497,8 @@ class Store:
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
+            if hurry and not self._waiters and self._state == "open":
+                self._jobs.put(_Hurry(False))
         return self._last_seq > after_seq
 
     async def unsynced(

@@ -234,7 +234,14 @@ class _Close:
     future: concurrent.futures.Future[None]
 
 
-_Job = _Append | _Call | _Flush | _Close
+@dataclass(slots=True)
+class _Hurry:
+    """Someone waits for new readings (True) or no one does any more (False)."""
+
+    on: bool
+
+
+_Job = _Append | _Call | _Flush | _Close | _Hurry
 
 
 class _Writer:
@@ -246,6 +253,7 @@ class _Writer:
         jobs: queue.SimpleQueue[_Job],
         *,
         batch_window: float,
+        publish_window: float | None = None,
         batch_max: int,
         max_pending: int,
         max_bytes: int | None,
@@ -265,6 +273,8 @@ class _Writer:
         self.on_health = on_health
         self.jobs = jobs
         self.batch_window = batch_window
+        self.publish_window = publish_window  # the window while someone waits (None: same)
+        self.hurried = False
         self.batch_max = batch_max
         self.max_pending = max_pending
         self.max_bytes = max_bytes
@@ -670,6 +680,8 @@ class _Writer:
             elif isinstance(job, _Close):
                 self._close(job.future)
                 return
+            elif isinstance(job, _Hurry):
+                self.hurried = job.on
             # Checked after every job too, so that a steady stream of jobs cannot hold a
             # batch past its window.
             due = self._due_at()
@@ -698,6 +710,8 @@ class _Writer:
             return self.retry_at
         if self.first_pending_at is None:  # losses or held events only: at once
             return self.monotonic()
+        if self.hurried and self.publish_window is not None:
+            return self.first_pending_at + self.publish_window
         return self.first_pending_at + self.batch_window
 
     def _take(self, readings: list[Reading]) -> None:
