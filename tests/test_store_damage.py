@@ -19,23 +19,15 @@ from typing import Any
 
 import pytest
 
-import agent
-from agent.core.record import Reading, StoredReading
+from agent.core.record import StoredReading
 from agent.store import Store, read_events, read_stats
 from agent.store.ledger import ledger_path
 from agent.store.maintenance import check_store
+from tests.store_helpers import ENV, readings, status_text
 
 WINDOW = 0.05
 COUNT = 20_000
 SENT = 5_000  # the oldest readings, marked synced
-ENV = {**os.environ, "PYTHONPATH": str(Path(agent.__file__).resolve().parent.parent)}
-
-
-def readings(start: int, n: int) -> list[Reading]:
-    return [
-        Reading("m1", f"p{i % 20}", 1_700_000_000_000 + i, float(i), "W")
-        for i in range(start, start + n)
-    ]
 
 
 async def filled(db: Path) -> None:
@@ -77,19 +69,6 @@ async def backlog(store: Store) -> list[StoredReading]:
         out.extend(batch)
         cursor = batch[-1].seq + 1
     return out
-
-
-def status_text(db: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "agent", "status", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def damaged_event(db: Path) -> dict[str, Any]:

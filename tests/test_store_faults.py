@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-import agent
 from agent.core.record import Reading
 from agent.store import DEFAULT_MAX_BYTES, Store, read_events, read_stats
 from agent.store.ledger import read_ledger
+from tests.store_helpers import ENV, status_text
+from tests.store_helpers import readings as shared_readings
 
 WINDOW = 0.05
-ENV = {**os.environ, "PYTHONPATH": str(Path(agent.__file__).resolve().parent.parent)}
 
 # The child stores 100 readings, then limits the size of the files it may write to the largest
 # the store has now (RLIMIT_FSIZE, as `ulimit -f` or systemd's LimitFSIZE= do; Python ignores
@@ -86,19 +86,6 @@ def run_child(db: Path, mode: str) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     out["log"] = done.stderr
     return out
-
-
-def status_text(db: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "agent", "status", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_a_file_size_limit_is_recognised_and_what_it_held_at_stop_is_counted(
@@ -170,13 +157,6 @@ def test_a_lifted_limit_writes_everything_held_and_loses_nothing(tmp_path: Path)
     assert "lost:          0 readings\n" in status_text(db)
 
 
-def readings(start: int, n: int) -> list[Reading]:
-    return [
-        Reading("m1", f"p{i % 10}", 1_700_000_000_000 + i, float(i), "W")
-        for i in range(start, start + n)
-    ]
-
-
 async def test_appends_beyond_the_hold_are_counted_lost_under_their_reason(
     tmp_path: Path,
 ) -> None:
@@ -202,6 +182,8 @@ async def test_appends_beyond_the_hold_are_counted_lost_under_their_reason(
     after = read_stats(db)
     assert after.losses == {"hold_full": overflow, "not_written_at_stop": 200}
     assert after.rows + after.lost == 510
+
+
 def _started(t0: float) -> float:
     return time.monotonic() - t0
 
@@ -346,3 +328,7 @@ async def test_a_read_only_mount_is_named_as_the_cause_and_status_says_so(tmp_pa
         assert "read-only" in text
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", str(data)], check=False)
+
+
+def readings(start: int, n: int) -> list[Reading]:
+    return shared_readings(start, n, points=10)
