@@ -14,13 +14,13 @@ import csv
 import io
 import os
 import random
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,11 +30,14 @@ from agent.config.loader import load_config
 from agent.core.record import Reading
 from agent.hvac.calendar import DayKind, HolidayCalendar
 from agent.savings.command import load_plan, savings_command
-from agent.savings.html import ACTUAL, BASELINE, SAVED, render_html
-from agent.savings.report import SavingsReport, render_csv, savings_report
+from agent.savings.html import ACTUAL, BAND, BASELINE, CLOSED, SAVED, H, W, render_html
+from agent.savings.report import TOTAL, MeterResult, SavingsReport, render_csv, savings_report
 from agent.store import Store
 from hil.retrofit import Retrofit, SimDay, hourly_shares, hourly_temperature, simulate_days
 from tests.helpers import DEMO_YAML
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 # scripts/test_savings.sh (run by CI) sets this: there, a missing extra or browser is a failure.
 REQUIRED = os.environ.get("EDGE_AGENT_SAVINGS_TESTS") == "required"
@@ -309,47 +312,162 @@ def test_a_month_missing_from_the_baseline_is_refused(site: Path, control: Build
     assert "Baseline fit" not in text  # refused before fitting
 
 
-def test_the_charts_render_in_a_headless_browser(
-    site: Path, retrofit_csv: list[dict[str, str]], tmp_path: Path
-) -> None:
-    browser = shutil.which("chromium")
-    if browser is None:
-        if REQUIRED:
-            pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    html = site / "report.html"
-    shot = tmp_path / "report.png"
-    # --dump-dom prints the DOM after the page loaded and laid out, offline (file:// only).
-    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-              "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    dom = subprocess.run(
-        [*common, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=60,
-        check=True,
-    ).stdout  # fmt: skip
-    assert dom.count("<svg") >= 6
-    assert "<parsererror" not in dom
-    subprocess.run(
-        [*common, f"--screenshot={shot}", "--window-size=1000,4000", html.as_uri()],
-        capture_output=True, timeout=60, check=True,
-    )  # fmt: skip
-    # Pillow comes with the savings extra (matplotlib needs it): count the charts' colours in
-    # the rendered page, so a chart that does not draw fails the test.
-    from PIL import Image
+# Debian's browser and its WebDriver (scripts/test_savings.sh installs both). Selenium is given
+# both paths, so its Selenium Manager (which would download a browser and a driver) has no
+# reason to run; the fixture also makes sure it cannot.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SVG_NS = "http://www.w3.org/2000/svg"
+# What each chart draws, by the class of its elements (agent/savings/html.py).
+SERIES = {
+    "daily": {"band", "baseline", "actual"},
+    "savings": {"saving", "uncertainty"},
+    "signature": {"point", "model"},
+}
+# The least number of pixels of each colour a chart paints, about a third of what the simulated
+# building's charts paint at 1 px per unit: dots, lines, the band, bars.
+PAINTED = {
+    "daily": {ACTUAL: 1000, BASELINE: 1000, BAND: 1000},
+    "savings": {SAVED: 5000},
+    "signature": {ACTUAL: 400, CLOSED: 200, BASELINE: 300},
+}
+# Per chart after layout: its box on the page, and the box (in the chart's own units) of every
+# element it drew, by class. getBBox is computed from the parsed geometry, so a chart whose
+# points did not parse or land nowhere shows here.
+GEOMETRY_JS = """
+return Array.from(document.querySelectorAll("svg.chart"), (svg) => {
+  const box = svg.getBoundingClientRect();
+  const series = {};
+  for (const el of svg.querySelectorAll("[class]")) {
+    const b = el.getBBox();
+    (series[el.getAttribute("class")] ??= []).push([b.x, b.y, b.width, b.height]);
+  }
+  return {kind: svg.dataset.chart, meter: svg.dataset.meter, ns: svg.namespaceURI,
+          isSvg: svg instanceof SVGSVGElement, width: box.width, height: box.height, series};
+});
+"""
 
-    image = Image.open(shot).convert("RGB")
-    assert image.size == (1000, 4000)
-    counts: dict[tuple[int, int, int], int] = {
-        colour: n for n, colour in image.getcolors(maxcolors=1_000_000)
+
+def _unavailable(why: str) -> NoReturn:
+    if REQUIRED:
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
+    """Debian's chromium, headless, driven by Debian's chromedriver through Selenium."""
+    if find_spec("selenium") is None:
+        _unavailable("Selenium is not installed (the savings-test extra): scripts/test_savings.sh")
+    for path, deb in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            _unavailable(f"Debian's {deb} is not installed (apt-get install {deb})")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    # Selenium Manager would fetch a browser and a driver from the internet: offline if it ran,
+    # and pointed at a file that does not exist, so that reaching it at all fails the test.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    monkeypatch.setenv("SE_MANAGER_PATH", str(tmp_path / "no-selenium-manager"))
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--force-device-scale-factor=1", "--window-size=1000,1200",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):  # fmt: skip
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(
+        executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")
+    )
+    with webdriver.Chrome(options=options, service=service) as driver:
+        driver.set_page_load_timeout(30)
+        driver.set_script_timeout(30)
+        yield driver
+
+
+def _drawn(result: MeterResult) -> dict[str, dict[str, int]]:
+    """How many elements of each class each chart of a meter must hold, from the report."""
+    observed = [d for d in result.days if d.observed is not None]
+    signature = [d for d in observed if d.temperature is not None]
+    periods = [p for p in result.periods if p.label != TOTAL]
+    return {
+        "daily": {
+            "actual": len(observed),
+            "band": 1,
+            "baseline": 1,
+        },
+        "savings": {"saving": len(periods), "uncertainty": len(periods)},
+        "signature": {
+            "point": len(signature),
+            "model": sum(1 for d in signature if not d.reporting and d.baseline is not None),
+        },
     }
 
-    def pixels(hex_colour: str) -> int:
-        rgb = tuple(int(hex_colour[n : n + 2], 16) for n in (1, 3, 5))
-        return sum(
-            n
-            for c, n in counts.items()
-            if max(abs(a - b) for a, b in zip(c, rgb, strict=True)) < 24
-        )
 
-    assert pixels(ACTUAL) > 2000  # the daily dots and the signature of two meters
-    assert pixels(BASELINE) > 2000  # the baseline lines
-    assert pixels(SAVED) > 5000  # the monthly savings bars
+def test_the_charts_render_in_a_headless_browser(
+    site: Path, retrofit_report: SavingsReport, chromium: WebDriver
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    # The browser driven is Debian's (not one Selenium found or fetched elsewhere).
+    version = subprocess.run(
+        [CHROMIUM, "--version"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    assert chromium.capabilities["browserVersion"] == version[1]
+    chromium.get((site / "report.html").as_uri())
+    assert chromium.execute_script("return document.readyState") == "complete"
+    # The file loaded nothing else (it opens offline) and parsed without error.
+    assert chromium.execute_script('return performance.getEntriesByType("resource").length') == 0
+    assert chromium.find_elements(By.TAG_NAME, "parsererror") == []
+
+    charts = chromium.execute_script(GEOMETRY_JS)
+    expected = {r.meter.name: _drawn(r) for r in retrofit_report.meters}
+    assert sorted((c["kind"], c["meter"]) for c in charts) == sorted(
+        (kind, meter) for meter in expected for kind in SERIES
+    )
+    for chart in charts:
+        where = f"{chart['kind']} chart of {chart['meter']}"
+        assert chart["isSvg"], where
+        assert chart["ns"] == SVG_NS, where
+        # The page lays the chart out at its own size (plus its 1 px border).
+        assert chart["width"] == pytest.approx(W + 2, abs=1), where
+        assert chart["height"] == pytest.approx(H + 2, abs=1), where
+        series = chart["series"]
+        counts = {name: len(boxes) for name, boxes in series.items()}
+        assert counts == expected[chart["meter"]][chart["kind"]], where
+        for name, boxes in series.items():
+            # Each element has a size (a line at least a length) and lies inside the chart.
+            for x, y, w, h in boxes:
+                assert w > 0 or h > 0, f"{where}: an empty {name}"
+                assert -1 <= x <= x + w <= W + 1, where
+                assert -1 <= y <= y + h <= H + 1, where
+            # The series as a whole spans both axes.
+            assert max(x + w for x, _, w, _ in boxes) - min(x for x, *_ in boxes) > 0, where
+            assert max(y + h for _, y, _, h in boxes) - min(y for _, y, *_ in boxes) > 0, where
+
+    # The charts' colours in the pixels of each chart as painted (Pillow comes with the savings
+    # extra, as matplotlib needs it): a chart laid out but not painted fails here.
+    from PIL import Image
+
+    for chart in charts:
+        where = f"{chart['kind']} chart of {chart['meter']}"
+        element = chromium.find_element(
+            By.CSS_SELECTOR,
+            f'svg.chart[data-chart="{chart["kind"]}"][data-meter="{chart["meter"]}"]',
+        )
+        chromium.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        image = Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB")
+        assert image.size == (W + 2, H + 2), where
+        found = image.getcolors(maxcolors=(W + 2) * (H + 2))
+        for colour, least in PAINTED[chart["kind"]].items():
+            rgb = tuple(int(colour[n : n + 2], 16) for n in (1, 3, 5))
+            near = sum(
+                n for n, c in found if max(abs(a - b) for a, b in zip(c, rgb, strict=True)) < 24
+            )
+            assert near > least, f"{where}: {near} pixels of {colour}"
+
+    # No error on the console (a failed load, a bad attribute value).
+    assert [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"] == []
