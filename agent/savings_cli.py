@@ -33,6 +33,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )  # fmt: skip
     savings.add_argument("--html", type=Path, default=None, metavar="FILE", help="write HTML")
     savings.add_argument("--csv", action="store_true", help="print CSV instead of text")
+    savings.add_argument(
+        "--publish", action="store_true",
+        help="also hand each month's figures to the running agent (--data-dir), which "
+        "publishes them upstream as savings.monthly events (needs --period month)",
+    )  # fmt: skip
 
 
 def dispatch(args: argparse.Namespace, *, db: Path) -> int:
