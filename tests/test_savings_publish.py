@@ -35,7 +35,7 @@ from agent.demo import _retarget, demo_config
 from agent.hvac.spool import SPOOL_DIR, cli_command
 from agent.savings.model import BaselineFit
 from agent.savings.plan import MvPlan
-from agent.savings.publish import monthly_figures, publish_monthly
+from agent.savings.publish import monthly_figures, publish_monthly, read_figures
 from agent.savings.report import TOTAL, MeterResult, PeriodSavings, SavingsReport
 from agent.savings.stats import FitStats
 from agent.savings.sufficiency import Check
@@ -154,7 +154,7 @@ def test_publishing_refuses_other_periods_and_months_too_large_before_sending(
 ) -> None:
     report = _report()
     report.period = "quarter"
-    with pytest.raises(AgentError, match="give --period month, not quarter"):
+    with pytest.raises(AgentError, match=r"a report by month \(--period month\), not by quarter"):
         monthly_figures(report)
     report = _report()
     many = report.meters[0]
@@ -165,6 +165,39 @@ def test_publishing_refuses_other_periods_and_months_too_large_before_sending(
                        rf"than the agent takes \({MAX_COMMAND_BYTES}\)"):  # fmt: skip
         publish_monthly(report, spool, timeout=1.0)
     assert list(spool.iterdir()) == []  # nothing sent, not even the months that fit
+
+
+def test_a_figures_file_that_is_not_one_is_a_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "months.json"
+    cases = {
+        "{not json": "not a JSON file",
+        '{"kind": "savings.monthly", "months": []}': "not a file of monthly figures",
+        '[{"month": "2026-01"}]': "not a file of monthly figures",
+        '{"kind": "savings.monthly", "months": [3]}': "every month must be an object with `month`",
+    }
+    for text, sentence in cases.items():
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(AgentError, match=sentence):
+            read_figures(path)
+    # Nothing is sent from a bad file, and a report needs its config and baseline.
+    assert main(["savings", "--data-dir", str(tmp_path), "--publish-figures", str(path)]) == 1
+    assert main(["savings", "--data-dir", str(tmp_path), "--period", "month"]) == 1
+    (tmp_path / "readings.db").touch()
+    by_quarter = ["savings", "--config", str(DEMO_YAML), "--data-dir", str(tmp_path),
+                  "--baseline", "2025-01-01..2025-12-31", "--period", "quarter", "--figures",
+                  str(tmp_path / "q.json")]  # fmt: skip
+    assert main(by_quarter) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[2] == "edge-agent: --figures gives monthly figures: use --period month, not quarter"
+    assert not (tmp_path / "q.json").exists()
+    assert err[0].endswith("every month must be an object with `month`")
+    assert err[1] == (
+        "edge-agent: give --config and --baseline (or --publish-figures FILE to publish figures "
+        "made elsewhere)"
+    )
+    assert not (tmp_path / SPOOL_DIR).exists()
 
 
 @asynccontextmanager
@@ -205,15 +238,25 @@ async def test_savings_publish_reaches_the_broker_as_monthly_events(
     monkeypatch.setattr(agent.savings.report, "savings_report", made)
     plan = tmp_path / "plan.yaml"
     plan.write_text(json.dumps(PLAN), encoding="utf-8")
+    figures = tmp_path / "months.json"
     args = ["savings", "--config", str(DEMO_YAML), "--data-dir", str(tmp_path), "--plan",
-            str(plan), "--baseline", "2025-01-01..2025-12-31", "--publish"]  # fmt: skip
+            str(plan), "--baseline", "2025-01-01..2025-12-31", "--publish", "--figures",
+            str(figures)]  # fmt: skip
     async with (
         mqtt_subscribe(mosquitto, f"{BASE}/events") as sub,
         _demo_agent(tmp_path, mosquitto),
     ):
         status = await asyncio.to_thread(main, args)
         await sub.wait_for(lambda m: len(_published(m)) == 2, within=10)
-    captured = capsys.readouterr()
+        captured = capsys.readouterr()
+        # The same months from the file, as a gateway that cannot make the report publishes
+        # them: no config, no report, no extra.
+        again = ["savings", "--data-dir", str(tmp_path), "--publish-figures", str(figures)]
+        status_again = await asyncio.to_thread(main, again)
+        await sub.wait_for(lambda m: len(_published(m)) == 4, within=10)
+    assert status_again == 0
+    from_file = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["ok"] for r in from_file] == [True, True]
     assert status == 0, captured.err
     assert asked[0]["baseline"] == (date(2025, 1, 1), date(2025, 12, 31))
     assert "Meter main_import (electricity, kWh)" in captured.out  # the report, as without
@@ -231,13 +274,14 @@ async def test_savings_publish_reaches_the_broker_as_monthly_events(
     events = _published(sub.messages)
     months = monthly_figures(report)
     assert [e["detail"] for e in events] == [
-        {"command": reply["id"], **figures} for reply, figures in zip(replies, months, strict=True)
+        {"command": reply["id"], **month}
+        for reply, month in zip(replies + from_file, months + months, strict=True)
     ]
     assert (events[0]["site"], events[0]["gateway"]) == ("jz-demo-office", "gw1")
     # The audit trail says who and what, without carrying the figures twice.
     audit = [e for e in read_events(tmp_path / "readings.db", limit=200)
              if e.kind == "report.command"]  # fmt: skip
-    assert sorted(e.detail["report"]["month"] for e in audit) == ["2026-01", "2026-02"]
+    assert sorted(e.detail["report"]["month"] for e in audit) == ["2026-01"] * 2 + ["2026-02"] * 2
     keys = {"event", "ts", "source", "sender", "id", "ok", "reason", "applied", "report"}
     assert all(set(e.detail) == keys and e.detail["source"] == "cli" for e in audit)
     assert audit[0].detail["report"]["meters"] == ["main_import", "hvac", "water"]

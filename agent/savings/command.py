@@ -73,8 +73,9 @@ def savings_command(args: argparse.Namespace, *, db: Path, out: TextIO) -> int:
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the --data-dir (or --db)")
     baseline = parse_baseline(args.baseline)
-    if args.publish and args.period != "month":
-        raise AgentError(f"--publish sends monthly figures: give --period month, not {args.period}")
+    if (args.publish or args.figures is not None) and args.period != "month":
+        flag = "--publish" if args.publish else "--figures"
+        raise AgentError(f"{flag} gives monthly figures: use --period month, not {args.period}")
     if args.until is not None and args.until <= baseline[1]:
         raise AgentError(f"--until {args.until} is not after the baseline period's end")
     if args.plan is not None:
@@ -112,6 +113,10 @@ def savings_command(args: argparse.Namespace, *, db: Path, out: TextIO) -> int:
         from agent.savings.html import render_html
 
         args.html.write_text(render_html(report), encoding="utf-8")
+    if args.figures is not None:
+        from agent.savings.publish import write_figures
+
+        write_figures(report, args.figures)
     if args.publish:
         from agent.hvac.spool import DEFAULT_REPLY_TIMEOUT_S, SPOOL_DIR
         from agent.savings.publish import publish_monthly

@@ -5,6 +5,10 @@ as ``edge-agent pulses set`` does; the agent records each as a ``savings.monthly
 its uplink publishes it (docs/payload.md). One month a command keeps each well within the
 command size limit (8 KiB) for a plan of a dozen meters, and gives upstream one record a month.
 
+Where the report cannot be made on the gateway (a Raspberry Pi cannot install the extra), it is
+made on a laptop from a copy of the data, its figures written to a file (``--figures``), and
+that file published on the gateway (``--publish-figures``): the same commands, no extra needed.
+
 Plain JSON figures, built from the report object only: nothing here needs OpenDSM.
 """
 
@@ -24,7 +28,14 @@ from agent.core.clock import system_clock
 from agent.core.errors import AgentError
 from agent.savings.report import TOTAL, MeterResult, PeriodSavings, SavingsReport
 
-__all__ = ["EVENT_KIND", "monthly_figures", "publish_monthly"]
+__all__ = [
+    "EVENT_KIND",
+    "monthly_figures",
+    "publish_monthly",
+    "read_figures",
+    "send_months",
+    "write_figures",
+]
 
 EVENT_KIND = "savings.monthly"
 
@@ -73,7 +84,7 @@ def monthly_figures(report: SavingsReport) -> list[dict[str, Any]]:
     site's sums per energy type. AgentError unless the report is by month."""
     if report.period != "month":
         raise AgentError(
-            f"--publish sends monthly figures: give --period month, not {report.period}"
+            f"monthly figures need a report by month (--period month), not by {report.period}"
         )
     months = sorted(
         {p.label for r in report.meters for p in r.periods if p.label != TOTAL}
@@ -121,14 +132,51 @@ def monthly_figures(report: SavingsReport) -> list[dict[str, Any]]:
 def publish_monthly(
     report: SavingsReport, spool: Path, *, timeout: float, out: TextIO = sys.stdout
 ) -> int:
+    """Hand each month of ``report`` to the agent: `send_months`."""
+    months = monthly_figures(report)
+    if not months:
+        raise AgentError("--publish: the report has no month with savings figures to publish")
+    return send_months(months, spool, timeout=timeout, out=out)
+
+
+def write_figures(report: SavingsReport, path: Path) -> None:
+    """The monthly figures as a file (``--figures``): made where the report can be (a laptop
+    with the extra), published from the gateway (``--publish-figures``), which needs no extra."""
+    body = {"kind": EVENT_KIND, "site": report.site, "months": monthly_figures(report)}
+    try:
+        path.write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise AgentError(f"--figures {path}: {exc.strerror or exc}") from None
+
+
+def read_figures(path: Path) -> list[dict[str, Any]]:
+    """The months of a file `write_figures` wrote; AgentError with a sentence otherwise (the
+    agent checks each month again when it takes it)."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AgentError(f"--publish-figures {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AgentError(f"--publish-figures {path}: not a JSON file ({exc})") from None
+    months = body.get("months") if isinstance(body, dict) else None
+    if not isinstance(months, list) or not months or body.get("kind") != EVENT_KIND:
+        raise AgentError(
+            f"--publish-figures {path}: not a file of monthly figures (written by "
+            "`edge-agent savings ... --figures FILE`), or it holds no month"
+        )
+    if not all(isinstance(m, dict) and isinstance(m.get("month"), str) for m in months):
+        raise AgentError(f"--publish-figures {path}: every month must be an object with `month`")
+    return months
+
+
+def send_months(
+    months: list[dict[str, Any]], spool: Path, *, timeout: float, out: TextIO = sys.stdout
+) -> int:
     """Hand each month to the agent (its reply printed, one JSON line a month): 0 when the agent
     recorded every month, 1 at the first it did not (the months before it stay recorded).
     AgentError, before anything is sent, when a month is too large for a command."""
     from agent.hvac.spool import cli_command
 
-    months = monthly_figures(report)
-    if not months:
-        raise AgentError("--publish: the report has no month with savings figures to publish")
     commands = [
         record_report_command(
             EVENT_KIND, figures, command_id=f"cli-{uuid.uuid4().hex}", expires=_expiry(timeout)
