@@ -1,6 +1,7 @@
 """Commands reaching the running agent, from MQTT and from the local spool (the CLI): one
 command path (agent.commands.path) over the kinds this gateway has — HVAC overrides with an
-hvac section, ``set_counter`` with pulse meters —, its memory of spent ids kept in the store.
+hvac section, ``set_counter`` with pulse meters, and always ``record_report`` from the CLI (a
+savings report published as an event) —, its memory of spent ids kept in the store.
 
 Each outcome is recorded in the store (the audit event and the memory, one transaction) before
 anything is applied; a store that cannot record refuses the command with the cause and changes
@@ -20,6 +21,7 @@ from agent.commands.config import CommandsConfig
 from agent.commands.counters import CounterKind, Meter, PulseCounter
 from agent.commands.memory import CommandMemory
 from agent.commands.path import CommandKind, CommandPath
+from agent.commands.reports import PUBLISH, ReportKind
 from agent.commands.signature import read_secret
 from agent.core.clock import Clock
 from agent.core.configbase import DeviceConfigBase
@@ -74,6 +76,7 @@ class CommandInbox:
         if meters:
             others = {d.name: d.protocol for d in devices if d.name not in meters}
             kinds.append(CounterKind(meters, others=others))
+        kinds.append(ReportKind())
         memory = CommandMemory(
             capacity=capacity, per_sender=config.per_sender, window=config.window
         )
@@ -81,6 +84,12 @@ class CommandInbox:
 
     @property
     def takes_commands(self) -> bool:
+        """Whether to listen for upstream (MQTT) commands: a kind takes them."""
+        return any(not getattr(k, "local_only", False) for k in self.path.kinds)
+
+    @property
+    def takes_local_commands(self) -> bool:
+        """Whether to serve the CLI's command spool (always: a report can be published)."""
         return bool(self.path.kinds)
 
     async def load(self) -> None:
@@ -122,11 +131,16 @@ class CommandInbox:
         return None
 
     async def _record(self, kind: str, event: dict[str, Any], memory: str | None) -> None:
+        # A kind's decision may carry one more event (a published report): recorded in the same
+        # transaction as the audit event and the memory, so neither exists without the other.
+        extra: tuple[str, dict[str, Any]] | None = event.pop(PUBLISH, None)
         stamped = {"event": event.pop("event"), "ts": ms_to_iso(self.clock.now_ms()), **event}
+        events = [(kind, stamped)] if extra is None else [(kind, stamped), extra]
         if memory is None:
+            assert extra is None  # only an accepted command, which spent its id, carries one
             await self.store.add_event(kind, stamped)
         else:
-            await self.store.add_events([(kind, stamped)], meta={MEMORY_KEY: memory})
+            await self.store.add_events(events, meta={MEMORY_KEY: memory})
 
     async def _save_overrides(self) -> None:
         assert self.hvac is not None

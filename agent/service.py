@@ -220,7 +220,7 @@ class Agent:
                         finishing.append(
                             group.create_task(self.hvac.run(finish), name="agent[hvac].control")
                         )
-                    if self.inbox.takes_commands:
+                    if self.inbox.takes_local_commands:
                         group.create_task(
                             serve_spool(
                                 self.data_dir / SPOOL_DIR, self._local_command, stop=finish

@@ -8,6 +8,7 @@ Modules, each holding one thing:
 - ``signature``: HMAC-SHA256 over the RFC 8785 canonical form, and the secret file;
 - ``path``: the command path: checked, recorded, then applied; the kinds plug into it;
 - ``counters``: the ``set_counter`` kind (pulse meters); the HVAC kind is agent.hvac.commands;
+- ``reports``: the ``record_report`` kind (local CLI only): a report published as an event;
 - ``config``: the ``commands:`` section of the site config.
 
 The running agent composes them in agent.inbox. This package imports nothing eagerly and

@@ -2,13 +2,15 @@
 
 Reads the site config (meters, time zone, calendar, factors), the M&V plan (`--plan`, or one
 derived from the site config when the HVAC season follows an outdoor sensor), and the store
-read-only; prints the report as text or CSV and writes the HTML file if asked.
+read-only; prints the report as text or CSV and writes the HTML file if asked; with
+``--publish``, hands its monthly figures to the running agent (agent.savings.publish).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from datetime import date
 from pathlib import Path
 from typing import TextIO
@@ -71,6 +73,9 @@ def savings_command(args: argparse.Namespace, *, db: Path, out: TextIO) -> int:
     if not db.is_file():
         raise AgentError(f"there is no buffer at {db}: give the --data-dir (or --db)")
     baseline = parse_baseline(args.baseline)
+    if (args.publish or args.figures is not None) and args.period != "month":
+        flag = "--publish" if args.publish else "--figures"
+        raise AgentError(f"{flag} gives monthly figures: use --period month, not {args.period}")
     if args.until is not None and args.until <= baseline[1]:
         raise AgentError(f"--until {args.until} is not after the baseline period's end")
     if args.plan is not None:
@@ -108,4 +113,15 @@ def savings_command(args: argparse.Namespace, *, db: Path, out: TextIO) -> int:
         from agent.savings.html import render_html
 
         args.html.write_text(render_html(report), encoding="utf-8")
+    if args.figures is not None:
+        from agent.savings.publish import write_figures
+
+        write_figures(report, args.figures)
+    if args.publish:
+        from agent.hvac.spool import DEFAULT_REPLY_TIMEOUT_S, SPOOL_DIR
+        from agent.savings.publish import publish_monthly
+
+        # The agent's spool beside its store; the replies on stderr, apart from the report.
+        spool = db.parent / SPOOL_DIR
+        return publish_monthly(report, spool, timeout=DEFAULT_REPLY_TIMEOUT_S, out=sys.stderr)
     return 0
