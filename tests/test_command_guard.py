@@ -201,6 +201,14 @@ async def test_set_counter_refusals_say_why(body: Any, reason: str) -> None:
     assert reason in reply["reason"]
 
 
+async def test_a_command_for_a_part_this_gateway_lacks_says_so() -> None:
+    path = _path()  # pulse meters, no hvac section
+    command = {k: v for k, v in _command("c-1").items() if k != "set_counter"}
+    reply = await path.handle({**command, "action": "override", "zone": "z1"}, now=NOW)
+    assert reply["ok"] is False
+    assert reply["reason"] == "this gateway takes no HVAC commands: its config has no hvac section"
+
+
 # ---- the running agent: memory across a restart, signatures, set_counter over MQTT --------------
 
 

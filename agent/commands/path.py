@@ -100,6 +100,14 @@ class _Outcome:
     spent: bool  # the id went into the memory (undone when recording fails)
 
 
+# The fields that open the command kinds a gateway has only with the matching config: a command
+# naming one where that part is missing is told so, rather than "unknown field".
+_KINDS_NOT_HERE = {
+    "action": "this gateway takes no HVAC commands: its config has no hvac section",
+    "set_counter": "this gateway takes no set_counter commands: it has no pulse meters",
+}
+
+
 class CommandPath:
     """Commands through the envelope, the memory and their kind (see the module's doc)."""
 
@@ -281,6 +289,8 @@ class CommandPath:
         known = [f for k in self.kinds for f in k.fields]
         for key in data:
             if key not in ENVELOPE_FIELDS and key not in known:
+                if key in _KINDS_NOT_HERE:  # a real command, for a part this gateway lacks
+                    return _KINDS_NOT_HERE[key]
                 return f"unknown field {key!r}{did_you_mean(str(key), known)}"
         return "the command has no " + " or ".join(f"`{k.fields[0]}`" for k in self.kinds)
 
