@@ -13,19 +13,20 @@ configs that are right, and to give up on anything the located path would check:
   values, more values than the loader's limit, nesting deeper than its limit, numbers larger
   than its limit.
 
-Each plain scalar is resolved and built exactly as the located path does it (ruamel's YAML 1.2
-core resolver, so ``yes`` is text and ``0x10`` a number, and ruamel's safe constructor), once
-per distinct text; quoted and block scalars are text. The node tree is dropped as soon as the
-data is built.
+Each plain scalar is resolved by the YAML 1.2 core schema (YAML 1.2.2, 10.3.2: ``yes`` is text,
+``0x10`` a number), as the located path's ruamel.yaml resolves it, once per distinct text;
+quoted and block scalars are text. Only the common forms are built here (decimal and hex whole
+numbers, decimal numbers with a point or an exponent, true/false, null, dates kept as text);
+anything else that could be a number (``0o17``, ``1_000``, ``.inf``) is left to the located
+path, so a start on a valid config never imports ruamel.yaml (a test compares both paths on
+every scalar of the shipped configs and on the odd ones). The node tree is dropped as soon as
+the data is built.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.nodes import ScalarNode as RuamelScalar
 
 try:  # PyYAML with libyaml: optional, the located path needs only ruamel.yaml
     import yaml as _yaml  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -43,6 +44,19 @@ _STR, _MAP, _SEQ = f"{_TAG}str", f"{_TAG}map", f"{_TAG}seq"
 _GIVE_UP = re.compile(
     "[!&*]|<<|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
 )
+# The YAML 1.2 core schema's words (10.3.2), and the number forms built here.
+_WORDS: dict[str, object] = {
+    **dict.fromkeys(("null", "Null", "NULL", "~", ""), None),
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+}
+_DECIMAL = re.compile(r"[-+]?[0-9]+")  # 017 is 17 in YAML 1.2: no octal without 0o
+_HEX = re.compile(r"([-+]?)0x([0-9a-fA-F]+)")
+_FLOAT = re.compile(r"[-+]?[0-9]+(?:\.[0-9]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The other forms a YAML 1.2 number takes in ruamel.yaml (0o17, 0b101, 1_000, .5, .inf, ...):
+# a text of this shape may be one, and goes to the located path.
+_NUMBER_LIKE = re.compile(r"[-+]?(?:0[box][0-9a-f_]+|[-+._0-9e]*|\.(?:inf|nan))", re.IGNORECASE)
 
 
 class _GiveUp(Exception):
@@ -69,9 +83,6 @@ class _Builder:
         self.max_depth = max_depth
         self.max_number = max_number
         self.count = 0
-        ruamel = YAML(typ="safe", pure=True)
-        self.resolver = ruamel.resolver
-        self.constructor = ruamel.constructor
         self.plain: dict[str, Any] = {}
 
     def value(self, node: Any, depth: int) -> Any:
@@ -104,22 +115,35 @@ class _Builder:
             return self.plain[text]
         except KeyError:
             pass
-        tag = self.resolver.resolve(RuamelScalar, text, (True, False))
-        if tag in (_STR, f"{_TAG}timestamp"):  # no setting is a date: the text as written
-            value: Any = text
-        else:
-            try:
-                value = self.constructor.construct_object(RuamelScalar(tag, text), deep=True)
-            except Exception as exc:  # the located path says why it cannot be read
-                raise _GiveUp from exc
-            if (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and abs(value) > self.max_number
-            ):
-                raise _GiveUp
+        value = _plain(text)
+        if isinstance(value, int | float) and not isinstance(value, bool) and (
+            abs(value) > self.max_number
+        ):
+            raise _GiveUp
         self.plain[text] = value
         return value
+
+
+def _plain(text: str) -> Any:
+    """A plain scalar's value by the YAML 1.2 core schema; _GiveUp for a form not built here."""
+    if text in _WORDS:
+        return _WORDS[text]
+    if text[:1] not in "-+.0123456789":
+        if text == "=":  # YAML's "value" key: the located path rejects it
+            raise _GiveUp
+        return text
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    if hexadecimal := _HEX.fullmatch(text):
+        sign, digits = hexadecimal.groups()
+        return -int(digits, 16) if sign == "-" else int(digits, 16)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if _DATE.fullmatch(text):
+        return text  # no setting is a date: the text as written, as on the located path
+    if _NUMBER_LIKE.fullmatch(text) and text.count(".") < 2:  # 127.0.0.1 is text
+        raise _GiveUp  # 0o17, 1_000, .inf, .5: the located path reads them
+    return text  # 5s, 08:00, 01A00, 127.0.0.1: no number has their shape
 
 
 def quick_data(text: str, *, max_values: int, max_depth: int, max_number: float) -> Any:
