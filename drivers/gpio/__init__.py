@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from drivers.gpio.driver import DRIVER, RELAY_DRIVER, GpioDriver, RelayDriver
@@ -69,11 +70,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "DRIVER",
