@@ -19,13 +19,14 @@ quoted and block scalars are text. Only the common forms are built here (decimal
 numbers, decimal numbers with a point or an exponent, true/false, null, dates kept as text);
 anything else that could be a number (``0o17``, ``1_000``, ``.inf``) is left to the located
 path, so a start on a valid config never imports ruamel.yaml (a test compares both paths on
-every scalar of the shipped configs and on the odd ones). The node tree is dropped as soon as
-the data is built.
+every scalar of the shipped configs and on the odd ones). No node tree is built: the data comes
+straight from the parser's events, so the peak memory of a large config is about its data.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 try:  # PyYAML with libyaml: optional, the located path needs only ruamel.yaml
@@ -37,8 +38,6 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on what is i
 
 __all__ = ["available", "quick_data"]
 
-_TAG = "tag:yaml.org,2002:"
-_STR, _MAP, _SEQ = f"{_TAG}str", f"{_TAG}map", f"{_TAG}seq"
 # What the located path checks or reports, found in the text itself: tags, anchors, aliases,
 # merge keys, and the characters YAML 1.2 does not allow (5.1, printable characters).
 _GIVE_UP = re.compile(
@@ -78,6 +77,9 @@ def available() -> bool:
 
 
 class _Builder:
+    """Plain data straight from libyaml's parser events: no node tree is ever held, so a large
+    config costs its data and little more at its peak."""
+
     def __init__(self, max_values: int, max_depth: int, max_number: float) -> None:
         self.max_values = max_values
         self.max_depth = max_depth
@@ -85,32 +87,48 @@ class _Builder:
         self.count = 0
         self.plain: dict[str, Any] = {}
 
-    def value(self, node: Any, depth: int) -> Any:
+    def document(self, events: Iterator[Any]) -> Any:
+        """The one document of the stream (_GiveUp for none or more than one)."""
+        if not isinstance(next(events), _yaml.StreamStartEvent):
+            raise _GiveUp
+        if not isinstance(next(events), _yaml.DocumentStartEvent):
+            raise _GiveUp  # no document at all
+        root = self.value(next(events), events, 0)
+        if not isinstance(next(events), _yaml.DocumentEndEvent):
+            raise _GiveUp
+        if not isinstance(next(events), _yaml.StreamEndEvent):
+            raise _GiveUp  # a second document
+        return root
+
+    def value(self, event: Any, events: Iterator[Any], depth: int) -> Any:
         self.count += 1
         if self.count > self.max_values or depth > self.max_depth:
             raise _GiveUp
-        if isinstance(node, _yaml.ScalarNode):
-            return self.scalar(node)
-        if isinstance(node, _yaml.SequenceNode) and node.tag == _SEQ:
-            return [self.value(item, depth + 1) for item in node.value]
-        if isinstance(node, _yaml.MappingNode) and node.tag == _MAP:
+        if isinstance(event, _yaml.ScalarEvent):
+            return self.scalar(event)
+        if isinstance(event, _yaml.SequenceStartEvent) and event.tag is None:
+            items = []
+            while not isinstance(item := next(events), _yaml.SequenceEndEvent):
+                items.append(self.value(item, events, depth + 1))
+            return items
+        if isinstance(event, _yaml.MappingStartEvent) and event.tag is None:
             out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, _yaml.ScalarNode):
+            while not isinstance(key_event := next(events), _yaml.MappingEndEvent):
+                if not isinstance(key_event, _yaml.ScalarEvent):
                     raise _GiveUp
-                key = self.scalar(key_node)
+                key = self.scalar(key_event)
                 if key in out:
                     raise _GiveUp
-                out[key] = self.value(value_node, depth + 1)
+                out[key] = self.value(next(events), events, depth + 1)
             return out
-        raise _GiveUp
+        raise _GiveUp  # an alias, or a tag
 
-    def scalar(self, node: Any) -> Any:
-        if node.tag != _STR:
+    def scalar(self, event: Any) -> Any:
+        if event.tag is not None:
             raise _GiveUp
-        if node.style:  # quoted or block: text (libyaml gives a plain scalar the style '')
-            return node.value
-        text: str = node.value
+        if event.style:  # quoted or block: text (libyaml gives a plain scalar the style '')
+            return event.value
+        text: str = event.value
         try:
             return self.plain[text]
         except KeyError:
@@ -151,12 +169,9 @@ def quick_data(text: str, *, max_values: int, max_depth: int, max_number: float)
     if _CLoader is None or _GIVE_UP.search(text):
         return None
     try:
-        documents = list(_yaml.compose_all(text, Loader=_Loader))
-    except (_yaml.YAMLError, RecursionError):
+        data = _Builder(max_values, max_depth, max_number).document(
+            iter(_yaml.parse(text, Loader=_Loader))
+        )
+    except (_GiveUp, _yaml.YAMLError, RecursionError, StopIteration):
         return None
-    if len(documents) != 1 or documents[0] is None:
-        return None
-    try:
-        return _Builder(max_values, max_depth, max_number).value(documents[0], 0)
-    except (_GiveUp, RecursionError):
-        return None
+    return data
