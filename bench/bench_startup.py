@@ -16,6 +16,8 @@ with the lowest and highest beside it: on a shared machine quote the median.
 
     nice -n 10 .venv/bin/python -m bench.bench_startup
     nice -n 10 .venv/bin/python -m bench.bench_startup --runs 7 --only import validate
+    git archive HEAD~3 agent drivers | tar -x -C /tmp/old && \
+        nice -n 10 .venv/bin/python -m bench.bench_startup --code /tmp/old
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ IMPORTS = {
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's code
+    return {**os.environ, "PYTHONPATH": os.environ.get("BENCH_CODE", str(ROOT))}
 
 
-def _reaped(cmd: Sequence[str], *, cwd: Path = ROOT) -> tuple[float, float, float]:
-    """Run ``cmd`` to its end: (wall s, CPU s, peak RSS MB) of that one process."""
+def _reaped(cmd: Sequence[str]) -> tuple[float, float, float]:
+    """Run ``cmd`` to its end: (wall s, CPU s, peak RSS MB) of that one process. It runs in the
+    temp directory: `-c` and `-m` put the working directory first on the path, ahead of the
+    code chosen by PYTHONPATH."""
+    cwd = tempfile.gettempdir()
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -148,7 +153,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--only", nargs="+", choices=["import", "validate", "first"],
         default=["import", "validate", "first"],
     )  # fmt: skip
+    parser.add_argument(
+        "--code", type=Path, default=ROOT,
+        help="the directory the agent's packages are imported from (default: this checkout), "
+        "e.g. a `git archive` of an older commit, to compare two versions",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    os.environ["BENCH_CODE"] = str(args.code.resolve())  # the children's PYTHONPATH
     print("median (lowest-highest) of", args.runs, "runs", flush=True)
     if "import" in args.only:
         bench_imports(args.runs)
