@@ -30,6 +30,7 @@ NOT_FOR_MODBUS = {
     "ruamel",
     "agent.config.located",
     "agent.hvac.controller",
+    "agent.hvac.commands",
     "agent.energy.live",
     "agent.platform.uplink",
     "drivers.ble.driver",
