@@ -223,12 +223,9 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0912 -- one branch p
         )
         return 0
     if command == "schema":
-        from agent.config.model import SiteConfig
+        from agent.config.reference import json_schema
 
-        schema = SiteConfig.model_json_schema(by_alias=True)
-        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["title"] = "Building Edge Agent site config"
-        print(json.dumps(schema, indent=2, ensure_ascii=False))
+        print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
         return 0
     if command == "run":
         from agent.config.loader import load_config

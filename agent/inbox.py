@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.commands.config import CommandsConfig
 from agent.commands.counters import CounterKind, Meter, PulseCounter
@@ -29,8 +29,10 @@ from agent.core.errors import AgentError, StoreError
 from agent.core.record import ms_to_iso
 from agent.core.source import PushSource
 from agent.hvac.clock import timesyncd_synchronized
-from agent.hvac.controller import HvacController
 from agent.store import Store
+
+if TYPE_CHECKING:  # a site without HVAC does not load the controller
+    from agent.hvac.controller import HvacController
 
 __all__ = ["MEMORY_KEY", "CommandInbox"]
 

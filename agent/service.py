@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.config.model import SiteConfig
@@ -21,21 +21,22 @@ from agent.core.errors import StoreError
 from agent.core.links import Link
 from agent.core.record import Reading
 from agent.core.source import Driver, PointInfo, PolledDevice, PushDriver, PushSource
-from agent.energy.live import EnergyLive
-from agent.hvac.controller import HvacController
 from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
 from agent.inbox import CommandInbox
-from agent.platform.session import PlatformTime
-from agent.platform.uplink import PlatformUplink
 from agent.sdnotify import notify
 from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
-from agent.status_led import run_status_led
 from agent.store import Store
 from agent.store.clocktrust import trust as clock_trust
 from agent.uplink import Uplink
+
+if TYPE_CHECKING:  # imported in `run` only when the config has the part (start-up memory)
+    from agent.energy.live import EnergyLive
+    from agent.hvac.controller import HvacController
+    from agent.platform.session import PlatformTime
+    from agent.platform.uplink import PlatformUplink
 
 __all__ = ["Agent"]
 
@@ -148,6 +149,8 @@ class Agent:
                 for device in self.devices.values()
             ]
             if cfg.hvac is not None:
+                from agent.hvac.controller import HvacController
+
                 self.hvac = HvacController(
                     cfg.hvac,
                     devices=self.devices,  # the pollers' devices: one lock per physical link
@@ -158,6 +161,8 @@ class Agent:
                     room_sensors=self.push_sources,  # BLE sensors keep their latest reading
                 )
             if cfg.energy is not None and cfg.energy.meters:
+                from agent.energy.live import EnergyLive
+
                 self.energy = EnergyLive(
                     cfg.energy, site=cfg.site, store=self.store, clock=self.clock
                 )
@@ -181,6 +186,8 @@ class Agent:
                     clock=self.clock,
                 )
             if cfg.platform is not None and cfg.energy is not None:
+                from agent.platform.uplink import PlatformUplink
+
                 self.platform = PlatformUplink(
                     cfg.platform,
                     energy=cfg.energy,
@@ -228,6 +235,8 @@ class Agent:
                             name="agent[commands].spool",
                         )
                     if cfg.gateway.status_led is not None:
+                        from agent.status_led import run_status_led
+
                         group.create_task(
                             run_status_led(self, cfg.gateway.status_led, stop),
                             name="agent[gateway].status-led",

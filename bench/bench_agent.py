@@ -138,6 +138,8 @@ class Meters:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 # -- the broker --------------------------------------------------------------------------------

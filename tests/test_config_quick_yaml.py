@@ -3,7 +3,9 @@ and leaves everything it does not handle to the located path, whose messages sta
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +58,58 @@ def test_the_quick_path_gives_the_located_paths_config(
 )
 def test_plain_scalars_resolve_by_yaml_1_2(scalar: str, value: object) -> None:
     assert quick_data(f"key: {scalar}\n", **LIMITS) == {"key": value}
+
+
+ODD_SCALARS = [
+    *("yes", "no", "on", "off", "y", "n", "Yes", "TRUE", "True", "tRue", "NULL", "Null", "~", "="),
+    *("0", "-0", "+7", "007", "08", "-017", "0x1F", "-0x1f", "0X1F", "0o17", "0b101", "1_000"),
+    *("1.5", "-1.5", "+.5", ".5", "5.", "1e3", "1E-3", "1.5e+3", ".5e+3", "1e", "e3", "1.2.3"),
+    *(".inf", "-.Inf", ".NaN", ".nan", "inf", "nan", "0x", "0o", "1:30", "08:00", "1:30:00"),
+    *("2026-01-01", "2026-1-1", "2026-01-01T08:00:00Z", "2026-01-01 08:00:00", "20260101"),
+    *("01A00", "0A", "1d", "5s", "250ms", "1h30m", "127.0.0.1", "-", "+", ".", "-a", "=a", "<a"),
+]
+
+
+def _shipped_scalars() -> set[str]:
+    """Every plain scalar of the shipped configs and the test configs."""
+    import yaml  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    from agent.config.quick_yaml import _Loader
+
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, yaml.ScalarNode):
+            if not node.style:
+                found.add(node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(key)
+                walk(value)
+
+    for path in [*(ROOT / "config").glob("*.yaml"), *(ROOT / "tests" / "configs").glob("*.yaml")]:
+        with contextlib.suppress(yaml.YAMLError):
+            for document in yaml.compose_all(path.read_text(encoding="utf-8"), Loader=_Loader):
+                walk(document)
+    return found
+
+
+@pytest.mark.parametrize("scalar", sorted({*ODD_SCALARS, *_shipped_scalars()}))
+def test_a_plain_scalar_is_what_the_located_path_reads_or_left_to_it(scalar: str) -> None:
+    from agent.config.located import Tree, parse
+
+    text = f"key: {scalar}\n"
+    issues = loader._Issues("site.yaml")
+    root = parse(text, issues)
+    located = Tree(issues).convert(root) if root is not None and not issues else None
+    quick = quick_data(text, **LIMITS)
+    if quick is not None:
+        assert located is not None, f"the quick path read {scalar!r}, the located one cannot"
+        assert quick == located
+        assert type(quick["key"]) is type(located["key"])
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from agent.config.reference import models
+from agent.config.reference import description, models
 from agent.energy.config import (
     EnergyConfig,
     MeterConfig,
@@ -46,8 +46,8 @@ def test_every_energy_field_is_described() -> None:
     missing = [
         f"{model.__name__}.{name}"
         for model in models(EnergyConfig)
-        for name, field in model.model_fields.items()
-        if not field.description
+        for name in model.model_fields
+        if not description(model, name)
     ]
     assert missing == []
 

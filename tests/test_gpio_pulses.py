@@ -25,6 +25,7 @@ import pytest
 from gpiozero import LED  # (untyped: reported once, on the import above)
 from pydantic import ValidationError
 
+from agent.config.reference import description
 from agent.core.backoff import Backoff
 from agent.core.clock import ManualClock
 from agent.core.links import GpioConfig, Link
@@ -560,4 +561,4 @@ def test_config_errors_say_what_is_wrong(overrides: dict[str, Any], message: str
 
 
 def test_every_config_field_is_described() -> None:
-    assert all(f.description for f in PulseMeterConfig.model_fields.values())
+    assert all(description(PulseMeterConfig, name) for name in PulseMeterConfig.model_fields)

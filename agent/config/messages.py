@@ -14,12 +14,14 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
-from ruamel.yaml.error import MarkedYAMLError
 
 from agent.core.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from ruamel.yaml.error import MarkedYAMLError
 
 __all__ = ["Sentence", "describe", "file_sentence", "validation_sentence", "yaml_sentence"]
 

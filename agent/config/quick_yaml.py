@@ -13,19 +13,21 @@ configs that are right, and to give up on anything the located path would check:
   values, more values than the loader's limit, nesting deeper than its limit, numbers larger
   than its limit.
 
-Each plain scalar is resolved and built exactly as the located path does it (ruamel's YAML 1.2
-core resolver, so ``yes`` is text and ``0x10`` a number, and ruamel's safe constructor), once
-per distinct text; quoted and block scalars are text. The node tree is dropped as soon as the
-data is built.
+Each plain scalar is resolved by the YAML 1.2 core schema (YAML 1.2.2, 10.3.2: ``yes`` is text,
+``0x10`` a number), as the located path's ruamel.yaml resolves it, once per distinct text;
+quoted and block scalars are text. Only the common forms are built here (decimal and hex whole
+numbers, decimal numbers with a point or an exponent, true/false, null, dates kept as text);
+anything else that could be a number (``0o17``, ``1_000``, ``.inf``) is left to the located
+path, so a start on a valid config never imports ruamel.yaml (a test compares both paths on
+every scalar of the shipped configs and on the odd ones). No node tree is built: the data comes
+straight from the parser's events, so the peak memory of a large config is about its data.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.nodes import ScalarNode as RuamelScalar
 
 try:  # PyYAML with libyaml: optional, the located path needs only ruamel.yaml
     import yaml as _yaml  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -36,13 +38,24 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on what is i
 
 __all__ = ["available", "quick_data"]
 
-_TAG = "tag:yaml.org,2002:"
-_STR, _MAP, _SEQ = f"{_TAG}str", f"{_TAG}map", f"{_TAG}seq"
 # What the located path checks or reports, found in the text itself: tags, anchors, aliases,
 # merge keys, and the characters YAML 1.2 does not allow (5.1, printable characters).
 _GIVE_UP = re.compile(
     "[!&*]|<<|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
 )
+# The YAML 1.2 core schema's words (10.3.2), and the number forms built here.
+_WORDS: dict[str, object] = {
+    **dict.fromkeys(("null", "Null", "NULL", "~", ""), None),
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+}
+_DECIMAL = re.compile(r"[-+]?[0-9]+")  # 017 is 17 in YAML 1.2: no octal without 0o
+_HEX = re.compile(r"([-+]?)0x([0-9a-fA-F]+)")
+_FLOAT = re.compile(r"[-+]?[0-9]+(?:\.[0-9]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The other forms a YAML 1.2 number takes in ruamel.yaml (0o17, 0b101, 1_000, .5, .inf, ...):
+# a text of this shape may be one, and goes to the located path.
+_NUMBER_LIKE = re.compile(r"[-+]?(?:0[box][0-9a-f_]+|[-+._0-9e]*|\.(?:inf|nan))", re.IGNORECASE)
 
 
 class _GiveUp(Exception):
@@ -64,62 +77,91 @@ def available() -> bool:
 
 
 class _Builder:
+    """Plain data straight from libyaml's parser events: no node tree is ever held, so a large
+    config costs its data and little more at its peak."""
+
     def __init__(self, max_values: int, max_depth: int, max_number: float) -> None:
         self.max_values = max_values
         self.max_depth = max_depth
         self.max_number = max_number
         self.count = 0
-        ruamel = YAML(typ="safe", pure=True)
-        self.resolver = ruamel.resolver
-        self.constructor = ruamel.constructor
         self.plain: dict[str, Any] = {}
 
-    def value(self, node: Any, depth: int) -> Any:
+    def document(self, events: Iterator[Any]) -> Any:
+        """The one document of the stream (_GiveUp for none or more than one)."""
+        if not isinstance(next(events), _yaml.StreamStartEvent):
+            raise _GiveUp
+        if not isinstance(next(events), _yaml.DocumentStartEvent):
+            raise _GiveUp  # no document at all
+        root = self.value(next(events), events, 0)
+        if not isinstance(next(events), _yaml.DocumentEndEvent):
+            raise _GiveUp
+        if not isinstance(next(events), _yaml.StreamEndEvent):
+            raise _GiveUp  # a second document
+        return root
+
+    def value(self, event: Any, events: Iterator[Any], depth: int) -> Any:
         self.count += 1
         if self.count > self.max_values or depth > self.max_depth:
             raise _GiveUp
-        if isinstance(node, _yaml.ScalarNode):
-            return self.scalar(node)
-        if isinstance(node, _yaml.SequenceNode) and node.tag == _SEQ:
-            return [self.value(item, depth + 1) for item in node.value]
-        if isinstance(node, _yaml.MappingNode) and node.tag == _MAP:
+        if isinstance(event, _yaml.ScalarEvent):
+            return self.scalar(event)
+        if isinstance(event, _yaml.SequenceStartEvent) and event.tag is None:
+            items = []
+            while not isinstance(item := next(events), _yaml.SequenceEndEvent):
+                items.append(self.value(item, events, depth + 1))
+            return items
+        if isinstance(event, _yaml.MappingStartEvent) and event.tag is None:
             out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, _yaml.ScalarNode):
+            while not isinstance(key_event := next(events), _yaml.MappingEndEvent):
+                if not isinstance(key_event, _yaml.ScalarEvent):
                     raise _GiveUp
-                key = self.scalar(key_node)
+                key = self.scalar(key_event)
                 if key in out:
                     raise _GiveUp
-                out[key] = self.value(value_node, depth + 1)
+                out[key] = self.value(next(events), events, depth + 1)
             return out
-        raise _GiveUp
+        raise _GiveUp  # an alias, or a tag
 
-    def scalar(self, node: Any) -> Any:
-        if node.tag != _STR:
+    def scalar(self, event: Any) -> Any:
+        if event.tag is not None:
             raise _GiveUp
-        if node.style:  # quoted or block: text (libyaml gives a plain scalar the style '')
-            return node.value
-        text: str = node.value
+        if event.style:  # quoted or block: text (libyaml gives a plain scalar the style '')
+            return event.value
+        text: str = event.value
         try:
             return self.plain[text]
         except KeyError:
             pass
-        tag = self.resolver.resolve(RuamelScalar, text, (True, False))
-        if tag in (_STR, f"{_TAG}timestamp"):  # no setting is a date: the text as written
-            value: Any = text
-        else:
-            try:
-                value = self.constructor.construct_object(RuamelScalar(tag, text), deep=True)
-            except Exception as exc:  # the located path says why it cannot be read
-                raise _GiveUp from exc
-            if (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and abs(value) > self.max_number
-            ):
-                raise _GiveUp
+        value = _plain(text)
+        if isinstance(value, int | float) and not isinstance(value, bool) and (
+            abs(value) > self.max_number
+        ):
+            raise _GiveUp
         self.plain[text] = value
         return value
+
+
+def _plain(text: str) -> Any:
+    """A plain scalar's value by the YAML 1.2 core schema; _GiveUp for a form not built here."""
+    if text in _WORDS:
+        return _WORDS[text]
+    if text[:1] not in "-+.0123456789":
+        if text == "=":  # YAML's "value" key: the located path rejects it
+            raise _GiveUp
+        return text
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    if hexadecimal := _HEX.fullmatch(text):
+        sign, digits = hexadecimal.groups()
+        return -int(digits, 16) if sign == "-" else int(digits, 16)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if _DATE.fullmatch(text):
+        return text  # no setting is a date: the text as written, as on the located path
+    if _NUMBER_LIKE.fullmatch(text) and text.count(".") < 2:  # 127.0.0.1 is text
+        raise _GiveUp  # 0o17, 1_000, .inf, .5: the located path reads them
+    return text  # 5s, 08:00, 01A00, 127.0.0.1: no number has their shape
 
 
 def quick_data(text: str, *, max_values: int, max_depth: int, max_number: float) -> Any:
@@ -127,12 +169,9 @@ def quick_data(text: str, *, max_values: int, max_depth: int, max_number: float)
     if _CLoader is None or _GIVE_UP.search(text):
         return None
     try:
-        documents = list(_yaml.compose_all(text, Loader=_Loader))
-    except (_yaml.YAMLError, RecursionError):
+        data = _Builder(max_values, max_depth, max_number).document(
+            iter(_yaml.parse(text, Loader=_Loader))
+        )
+    except (_GiveUp, _yaml.YAMLError, RecursionError, StopIteration):
         return None
-    if len(documents) != 1 or documents[0] is None:
-        return None
-    try:
-        return _Builder(max_values, max_depth, max_number).value(documents[0], 0)
-    except (_GiveUp, RecursionError):
-        return None
+    return data

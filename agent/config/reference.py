@@ -1,21 +1,92 @@
-"""The config reference (docs/config-reference.md), generated from the models themselves,
-so the docs cannot drift from what the loader accepts. ``python -m agent.config.reference``."""
+"""The config reference (docs/config-reference.md) and the JSON schema (`edge-agent schema`),
+generated from the models themselves, so the docs cannot drift from what the loader accepts.
+``python -m agent.config.reference``.
+
+A field's description is the docstring under it in its model's class, read here from the source
+(the rule of pydantic's ``use_attribute_docstrings``, which the models leave off so that a start
+does not parse every model's source), or a ``Field(description=...)`` where one is given.
+"""
 
 from __future__ import annotations
 
+import ast
 import enum
+import functools
+import inspect
+import itertools
 import sys
+import textwrap
 import types
 import typing
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import PydanticUndefined, core_schema
 
 from agent.config.model import SiteConfig
 
-__all__ = ["models", "render", "undocumented"]
+__all__ = ["description", "json_schema", "models", "render", "undocumented"]
+
+
+@functools.cache
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """The docstrings under the annotated attributes of ``cls``'s own body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (a class made at run time)
+        return {}
+    body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def description(model: type[BaseModel], name: str) -> str | None:
+    """The description of ``model``'s field ``name``: its ``Field(description=...)``, else the
+    docstring under it in the class that declares it (a subclass that declares a field again
+    describes it again)."""
+    field = model.model_fields[name]
+    if field.description is not None:
+        return field.description
+    for cls in model.__mro__:
+        if name in inspect.get_annotations(cls):
+            return _attribute_docstrings(cls).get(name)
+    return None
+
+
+class _Described(GenerateJsonSchema):
+    """pydantic's JSON schema with each property's description from `description`."""
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        json_schema = super().model_schema(schema)
+        model = schema["cls"]
+        properties = json_schema.get("properties", {})
+        for name, field in model.model_fields.items():
+            key = field.alias if self.by_alias and field.alias else name
+            text = description(model, name)
+            if key in properties and text and "description" not in properties[key]:
+                # as pydantic does: no description beside a $ref that only repeats its own
+                described = {**properties[key], "description": text}
+                properties[key] = self.handle_ref_overrides(described)
+        return json_schema
+
+
+def json_schema() -> dict[str, Any]:
+    """The site config's JSON schema (draft 2020-12), for editors that check YAML as typed."""
+    schema = SiteConfig.model_json_schema(by_alias=True, schema_generator=_Described)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Building Edge Agent site config"
+    return schema
 
 
 def _inner_models(annotation: Any) -> list[type[BaseModel]]:
@@ -88,8 +159,8 @@ def undocumented() -> list[str]:
     return [
         f"{model.__name__}.{name}"
         for model in models()
-        for name, field in model.model_fields.items()
-        if not field.description
+        for name in model.model_fields
+        if not description(model, name)
     ]
 
 
@@ -106,9 +177,9 @@ def render() -> str:
         lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             key = field.alias or name
-            description = (field.description or "").replace("\n", " ").replace("|", "\\|")
+            text = (description(model, name) or "").replace("\n", " ").replace("|", "\\|")
             type_name = _type_name(field.annotation).replace("|", "\\|")
-            lines.append(f"| `{key}` | {type_name} | {_default(field)} | {description} |")
+            lines.append(f"| `{key}` | {type_name} | {_default(field)} | {text} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -23,8 +23,6 @@ from datetime import date
 from functools import cache
 from importlib.metadata import version
 
-import holidays
-
 from agent.hvac.program import CalendarConfig, expand_days
 
 __all__ = ["DayInfo", "DayKind", "HolidayCalendar", "YearSource", "package_covers"]
@@ -63,7 +61,11 @@ class DayInfo:
 
 @cache
 def _china(year: int, *, observed: bool) -> tuple[dict[date, str], frozenset[date]]:
-    # The names' language is pinned: by default the package follows the process locale.
+    # Imported on the first China year asked for: a site without HVAC never loads the package
+    # (its import costs about 2 MB). The names' language is pinned: by default the package
+    # follows the process locale.
+    import holidays
+
     calendar = holidays.country_holidays("CN", years=year, observed=observed, language="zh_CN")
     closed = {day: name for day, name in calendar.items() if day.year == year}
     makeup = frozenset(day for day in calendar.weekend_workdays if day.year == year)

@@ -28,7 +28,6 @@ from typing import Any, TextIO
 
 from agent.core.clock import system_clock
 from agent.core.errors import AgentError
-from agent.hvac.commands import make_command
 
 __all__ = [
     "SPOOL_DIR",
@@ -190,6 +189,10 @@ def cli_override(
 ) -> int:
     """``edge-agent override set|clear``: 0 when the agent accepted, 1 otherwise. A naive
     ``until`` is taken in this machine's local time."""
+    # The HVAC command model only here: the agent serves the spool for every site, with or
+    # without HVAC, and need not load it for that.
+    from agent.hvac.commands import make_command
+
     if timeout is None:
         timeout = DEFAULT_REPLY_TIMEOUT_S
     if until is not None and until.tzinfo is None:

@@ -9,11 +9,13 @@ FIPS 197 with SP 800-38A's CBC mode, through the `cryptography` package; MD5 is 
 from __future__ import annotations
 
 import hashlib
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing import TYPE_CHECKING
 
 from agent.platform.errors import ProtocolError
 from agent.platform.profiles import Md5Order, Padding
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 __all__ = ["AesKey", "decrypt", "encrypt", "md5_answer"]
 
@@ -54,8 +56,16 @@ def _unpad(data: bytes, padding: Padding) -> bytes:
     return data[: end + 1] if end >= 0 else data
 
 
+def _cbc(key: AesKey) -> Cipher[modes.CBC]:
+    # `cryptography` on the first message: the site config names an AesKey (this module) when
+    # it is validated, and a gateway without a platform never loads the package (about 9 MB).
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    return Cipher(algorithms.AES(key.key), modes.CBC(key.iv))
+
+
 def encrypt(key: AesKey, plaintext: bytes, padding: Padding) -> bytes:
-    enc = Cipher(algorithms.AES(key.key), modes.CBC(key.iv)).encryptor()
+    enc = _cbc(key).encryptor()
     return enc.update(_pad(plaintext, padding)) + enc.finalize()
 
 
@@ -65,7 +75,7 @@ def decrypt(key: AesKey, ciphertext: bytes, padding: Padding) -> bytes:
             f"an encrypted payload of {len(ciphertext)} bytes is not whole AES blocks: "
             "is the platform encrypting this message (profile setting `encrypted`)?"
         )
-    dec = Cipher(algorithms.AES(key.key), modes.CBC(key.iv)).decryptor()
+    dec = _cbc(key).decryptor()
     return _unpad(dec.update(ciphertext) + dec.finalize(), padding)
 
 

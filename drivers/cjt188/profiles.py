@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from drivers.cjt188.data import POINT_UNITS, STATUS_POINTS, layout_for
 from drivers.cjt188.frame import DI_ORDERS, DiOrder, MeterKind, classify_meter_type
 
@@ -110,4 +108,7 @@ def _parse(name: str, raw: Any) -> Cjt188Profile:
 @functools.cache
 def load_profile(name: str) -> Cjt188Profile:
     """A shipped profile by name ("cjt188-water", "cjt188-heat", ...); KeyError if none."""
+    # ruamel.yaml only once a profile is read: a config of explicit points never loads it.
+    from ruamel.yaml import YAML
+
     return _parse(name, YAML(typ="safe", pure=True).load(profile_text(name)))

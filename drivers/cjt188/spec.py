@@ -24,7 +24,6 @@ from pydantic import Field, field_validator
 
 from agent.core.configbase import AddressedMeterConfig
 from agent.core.durations import Duration
-from drivers.cjt188.profiles import load_profile, profile_names
 
 __all__ = ["Cjt188Device"]
 
@@ -65,8 +64,12 @@ class Cjt188Device(AddressedMeterConfig):
 
     @classmethod
     def profile_names(cls) -> tuple[str, ...]:
+        from drivers.cjt188.profiles import profile_names  # the codec: when used
+
         return profile_names()
 
     @classmethod
     def profile_units(cls, profile: str) -> dict[str, str]:
+        from drivers.cjt188.profiles import load_profile
+
         return {point.name: point.unit for point in load_profile(profile).points}

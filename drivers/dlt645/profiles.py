@@ -18,9 +18,6 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from drivers.dlt645.data import (
     BlockEntry,
     DataEntry,
@@ -99,6 +96,10 @@ def load_profile(name: str) -> Dlt645Profile:
 
 def parse_profile(text: str, *, name: str) -> Dlt645Profile:
     """Parse and validate a profile's YAML text (``name`` is used in error messages)."""
+    # ruamel.yaml only once a profile is read: a config of explicit points never loads it.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
         data = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:

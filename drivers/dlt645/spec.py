@@ -25,7 +25,6 @@ from pydantic import Field, field_validator
 
 from agent.core.configbase import AddressedMeterConfig
 from agent.core.durations import Duration
-from drivers.dlt645.profiles import load_profile, profile_names
 
 __all__ = ["Dlt645Device"]
 
@@ -64,8 +63,12 @@ class Dlt645Device(AddressedMeterConfig):
 
     @classmethod
     def profile_names(cls) -> tuple[str, ...]:
+        from drivers.dlt645.profiles import profile_names  # the codec: when used
+
         return profile_names()
 
     @classmethod
     def profile_units(cls, profile: str) -> dict[str, str]:
+        from drivers.dlt645.profiles import load_profile
+
         return {name: entry.unit for name, entry in load_profile(profile).entries.items()}

@@ -33,8 +33,6 @@ import logging
 import math
 from typing import Any, Literal, get_args
 
-from gpiozero import LED  # type: ignore[import-untyped]  # ships no type hints
-
 from agent.core.clock import Clock, system_clock
 from drivers.gpio.pulses import PinBackend
 
@@ -106,6 +104,9 @@ class StatusLed:
         logged and the LED stays dark (the agent runs on without it)."""
         if self._closed:
             return
+        # gpiozero only once the pin is opened: a config without GPIO never loads it.
+        from gpiozero import LED  # type: ignore[import-untyped]  # ships no type hints
+
         try:
             self._led = LED(
                 self.pin,

@@ -32,8 +32,6 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
-from gpiozero import DigitalInputDevice  # type: ignore[import-untyped]  # ships no type hints
-
 from agent.core.errors import DriverError
 from agent.core.links import GpioConfig, Link
 
@@ -249,6 +247,9 @@ class PulseCounter:
         PinUnavailableError."""
         if self._device is not None:
             return
+        # gpiozero only once a pin is opened: a config without GPIO never loads it.
+        from gpiozero import DigitalInputDevice  # type: ignore[import-untyped]  # no type hints
+
         factory = self.backend.factory
         pull_up = {"up": True, "down": False, "none": None}[self.pull]
         try:

@@ -24,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from gpiozero import DigitalInputDevice, DigitalOutputDevice  # type: ignore[import-untyped]
-
 from agent.core.clock import Clock
 from agent.core.errors import DeviceUnavailableError, DriverError
 from agent.core.record import Quality, Reading, Value
@@ -103,6 +101,12 @@ class RelayDevice:
     def _open(self) -> None:
         if self._output is not None:
             return
+        # gpiozero only once a pin is opened: a config without GPIO never loads it.
+        from gpiozero import (  # type: ignore[import-untyped]  # no type hints
+            DigitalInputDevice,
+            DigitalOutputDevice,
+        )
+
         config = self.config
         initial = {"off": False, "on": True, "keep": None}[config.initial]
         try:

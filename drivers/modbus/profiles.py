@@ -20,8 +20,6 @@ import functools
 from importlib import resources
 from typing import Any
 
-from ruamel.yaml import YAML
-
 __all__ = [
     "DEVICE_DEFAULT_KEYS",
     "POINT_NAMES",
@@ -111,6 +109,9 @@ def profile_text(name: str) -> str:
 
 @functools.cache
 def _load(name: str) -> dict[str, Any]:
+    # ruamel.yaml only once a profile is read: a config of explicit points never loads it.
+    from ruamel.yaml import YAML
+
     data = YAML(typ="safe", pure=True).load(profile_text(name))
     # A malformed shipped profile is a packaging bug, not a user error: crash loudly.
     if not isinstance(data, dict) or not isinstance(data.get("points"), dict):
