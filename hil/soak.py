@@ -29,6 +29,9 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import ctypes
+import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -64,6 +67,7 @@ from hil.soak_faults import (
 
 __all__ = ["main", "rss_kib", "slope_kib_per_min"]
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 MIN_INTERVAL_S = 0.25  # no poll faster than this, whatever --speed says
 AGENT_START_TIMEOUT_S = 60.0
 AGENT_STOP_TIMEOUT_S = 60.0
@@ -88,6 +92,10 @@ CSV_FIELDS = (
     "evicted_synced",
     "db_bytes",
     "fault",
+    "agent_sqlite_kib",
+    "agent_malloc_used_kib",
+    "agent_malloc_free_kib",
+    "agent_py_blocks",
 )
 
 
@@ -170,9 +178,50 @@ async def _child(spec: dict[str, Any]) -> int:
     return 0
 
 
+class _Mallinfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (malloc.h), summed over every malloc arena."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@functools.cache
+def _library(name: str, fallback: str) -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library(name) or fallback)
+
+
+def _native_memory() -> dict[str, int | None]:
+    """Where the agent's anonymous memory is: SQLite's own heap (sqlite3_memory_used), what
+    malloc has handed out and what it holds free (glibc mallinfo2), Python's allocated blocks.
+    None where this platform's libraries do not say (not glibc, a static SQLite)."""
+    figures: dict[str, int | None] = {
+        "sqlite_kib": None,
+        "malloc_used_kib": None,
+        "malloc_free_kib": None,
+        "py_blocks": sys.getallocatedblocks(),
+    }
+    with contextlib.suppress(OSError, AttributeError):
+        lib = _library("sqlite3", "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        figures["sqlite_kib"] = int(lib.sqlite3_memory_used()) // 1024
+    with contextlib.suppress(OSError, AttributeError):
+        libc = _library("c", "libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        info = libc.mallinfo2()
+        figures["malloc_used_kib"] = (info.uordblks + info.hblkhd) // 1024
+        figures["malloc_free_kib"] = info.fordblks // 1024
+    return figures
+
+
 def _counters(agent: Agent) -> dict[str, Any]:
     uplink = agent.uplink
     return {
+        **_native_memory(),
         "polled": agent.readings_polled,
         "published": uplink.sent if uplink is not None else 0,
         "backfilled": uplink.backfilled if uplink is not None else 0,
@@ -306,6 +355,10 @@ async def _sample(
                     stats.evicted_synced if stats else "",
                     stats.bytes if stats else "",
                     run.fault,
+                    *(
+                        "" if counters.get(key) is None else counters[key]
+                        for key in ("sqlite_kib", "malloc_used_kib", "malloc_free_kib", "py_blocks")
+                    ),
                 ]
             )
             out.flush()
@@ -403,6 +456,7 @@ async def _start_agent(
         "hil.soak",
         "--child",
         json.dumps(spec),
+        cwd=PACKAGE_ROOT,  # the child runs this very hil (a checkout's, or the installed one)
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -694,6 +748,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         parser.error("give a duration: --hours, --minutes or --seconds")
     if not args.speed > 0:
         parser.error("--speed must be positive")
+    args.workdir = args.workdir.resolve()  # the child runs elsewhere
     if args.workdir.exists():
         shutil.rmtree(args.workdir)
     args.workdir.mkdir(parents=True)
