@@ -33,6 +33,7 @@ import ctypes
 import ctypes.util
 import functools
 import json
+import linecache
 import logging
 import os
 import shutil
@@ -247,7 +248,11 @@ async def _trace(path: Path, every: float, stop: asyncio.Event) -> None:
     tracemalloc.start(12)
     await asyncio.sleep(every)
     first = tracemalloc.take_snapshot()
-    clean = (tracemalloc.Filter(False, tracemalloc.__file__),)
+    # Not the tracer's own memory: its module, the source lines it reads (linecache), this loop.
+    clean = tuple(
+        tracemalloc.Filter(False, name)
+        for name in (tracemalloc.__file__, linecache.__file__, __file__)
+    )
     first = first.filter_traces(clean)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
