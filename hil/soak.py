@@ -36,6 +36,7 @@ import json
 import linecache
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -76,6 +77,9 @@ AGENT_STOP_TIMEOUT_S = 60.0
 # the end of the run comes, counts as not recovered.
 RECOVERY_GRACE_S = 10.0
 HOUR_S = 3600.0
+# An error line of the agent's that says readings were lost ("store: 90 readings could not be
+# written to ... and are lost"): the soak compares the sum with the store's counters.
+_LOST = re.compile(rb"\b(\d+) readings?\b.*\blost\b")
 # The devices a device drop silences, in turn: a Modbus TCP meter, the HVAC controller, the PV.
 DROPPED_DEVICES = ("main_meter", "hvac_controller", "pv_inverter")
 CSV_FIELDS = (
@@ -278,6 +282,7 @@ class _Run:
     counters: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] | None = None
     log_lines: int = 0
+    log_lost: int = 0  # readings the agent's error lines say were lost
     warnings: int = 0
     errors: int = 0
     tracebacks: int = 0
@@ -308,7 +313,9 @@ async def _read_log(stream: asyncio.StreamReader, run: _Run, log_path: Path) -> 
             run.log_lines += 1
             run.warnings += b"WARNING" in line
             run.errors += b"ERROR" in line or b"CRITICAL" in line
-            run.tracebacks += line.startswith(b"Traceback")
+            run.tracebacks += b"Traceback (most recent call last)" in line
+            if b"ERROR" in line and (lost := _LOST.search(line)):
+                run.log_lost += int(lost.group(1))
             with contextlib.suppress(OSError):
                 log_file.write(line)
                 log_file.flush()
@@ -636,40 +643,63 @@ def _summary(
         lines.append("no store: the agent never wrote one")
         ok = False
     else:
-        buf = status["buffer"]
-        polled = int(final.get("polled", 0))
-        stored = int(buf["last_seq"])
-        lost_unstored = int(buf["lost_unstored"])
-        dropped_unsent = int(buf["dropped_unsent"])
-        published = int(final.get("published", 0))
-        unexplained = polled - stored - lost_unstored
-        lines += [
-            f"agent counters: polled {polled}, stored {stored}, published {published} "
-            f"(of them {final.get('backfilled', 0)} as backlog), still unsent {buf['unsynced']}",
-            f"lost by reason: never stored (store could not write) {lost_unstored}, "
-            f"evicted before sending (size budget) {dropped_unsent}; "
-            f"evicted after sending (not lost) {buf['evicted_synced']}",
-            f"polled - stored - counted lost = {unexplained}"
-            + (" (nothing lost uncounted)" if unexplained == 0 else " LOST WITHOUT A COUNT"),
-        ]
-        if unexplained != 0:
-            ok = False
-        if lost_unstored and "disk_full" not in run.injected:
-            lines.append("readings lost unstored without a disk fault: UNEXPLAINED")
-            ok = False
-        if dropped_unsent and "broker_restart" not in run.injected:
-            lines.append("readings evicted unsent without a broker outage: UNEXPLAINED")
-            ok = False
-        if published + dropped_unsent + int(buf["unsynced"]) < stored:
-            lines.append(
-                f"published + evicted unsent + unsent = "
-                f"{published + dropped_unsent + int(buf['unsynced'])} < stored {stored}: "
-                "readings neither sent nor waiting"
-            )
-            ok = False
+        checked, balanced = _loss_check(run, status["buffer"], final, clean=run.final is not None)
+        lines += checked
+        ok = ok and balanced
     lines.append("verdict: " + ("OK" if ok else "FAILED"))
     print("\n".join(lines), file=out, flush=True)
     return 0 if ok else 1
+
+
+def _loss_check(
+    run: _Run, buf: dict[str, Any], final: dict[str, Any], *, clean: bool
+) -> tuple[list[str], bool]:
+    """Every reading polled is stored or counted lost under a reason an injected fault explains;
+    every stored reading is published, evicted unsent or still waiting. Returns the report's
+    lines and whether all of that holds."""
+    polled = int(final.get("polled", 0))
+    stored = int(buf["last_seq"])
+    lost_unstored = int(buf["lost_unstored"])
+    dropped_unsent = int(buf["dropped_unsent"])
+    published = int(final.get("published", 0))
+    lines = [
+        f"agent counters: polled {polled}, stored {stored}, published {published} "
+        f"(of them {final.get('backfilled', 0)} as backlog), still unsent {buf['unsynced']}",
+        f"lost by reason: never stored (store could not write) {lost_unstored}, "
+        f"evicted before sending (size budget) {dropped_unsent}; "
+        f"evicted after sending (not lost) {buf['evicted_synced']}",
+    ]
+    ok = True
+    if run.log_lost > lost_unstored + dropped_unsent:
+        lines.append(
+            f"the agent's log says {run.log_lost} readings were lost, the store counts "
+            f"{lost_unstored + dropped_unsent}: LOST WITHOUT A COUNT"
+        )
+        ok = False
+    if not clean:
+        # Its last counters are from before it died: the balances below would not hold anyway.
+        lines.append("the agent did not stop cleanly: counters from its last report, no balance")
+        return lines, False
+    unexplained = polled - stored - lost_unstored
+    lines.append(
+        f"polled - stored - counted lost = {unexplained}"
+        + (" (nothing lost uncounted)" if unexplained == 0 else " LOST WITHOUT A COUNT")
+    )
+    if unexplained != 0:
+        ok = False
+    if lost_unstored and "disk_full" not in run.injected:
+        lines.append("readings lost unstored without a disk fault: UNEXPLAINED")
+        ok = False
+    if dropped_unsent and "broker_restart" not in run.injected:
+        lines.append("readings evicted unsent without a broker outage: UNEXPLAINED")
+        ok = False
+    if (accounted := published + dropped_unsent + int(buf["unsynced"])) < stored:
+        lines.append(
+            f"published + evicted unsent + unsent = {accounted} < stored {stored}: "
+            "readings neither sent nor waiting"
+        )
+        ok = False
+    return lines, ok
 
 
 def _duration(args: argparse.Namespace) -> float:
