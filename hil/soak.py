@@ -267,6 +267,13 @@ async def _trace(path: Path, every: float, stop: asyncio.Event) -> None:
         for stat in snapshot.compare_to(first, "traceback")[:15]:
             lines.append(f"{stat.size_diff / 1024:+.1f} KiB {stat.count_diff:+d} blocks")
             lines.extend(f"    {frame}" for frame in stat.traceback.format()[-8:])
+        # A slow growth spread over many small sites shows only when summed by file.
+        lines.append("by file:")
+        lines.extend(
+            f"  {stat.size_diff / 1024:+.1f} KiB {stat.count_diff:+d} blocks "
+            f"{stat.traceback[0].filename}"
+            for stat in snapshot.compare_to(first, "filename")[:12]
+        )
         # The disk fault refuses this too.
         with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n\n")
