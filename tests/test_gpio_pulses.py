@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from agent.config.reference import description
 from agent.core.backoff import Backoff
 from agent.core.clock import ManualClock
+from agent.core.errors import StoreError
 from agent.core.links import GpioConfig, Link
 from agent.core.record import Quality, Reading
 from agent.sources.compose import MemoryState
@@ -368,6 +369,42 @@ async def test_the_count_is_saved_before_each_reading_reaches_the_sink(
         await eventually(lambda: source.counter.pulses == 1, "the pulse counted")
         await source.emit(sink)
     assert seen == [(1, 1)]
+
+
+class _FailingState(MemoryState):
+    """Saved state whose store cannot write (a store error of another kind than a held one)."""
+
+    failing = True
+
+    async def save(self, value: str) -> None:
+        if self.failing:
+            raise StoreError("writing quirks:water failed: disk I/O error")
+        await super().save(value)
+
+
+async def test_a_count_that_cannot_be_saved_still_reaches_the_sink(
+    edge_time: EdgeTime, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.gpio.source")
+    state = _FailingState()
+    seen: list[Any] = []
+
+    async def sink(readings: Sequence[Reading]) -> None:
+        seen.append(readings[1].value)
+
+    async with opened(meter(max_rate=10, bounce=0.001), state, clock) as (source, pin):
+        await drive_in_thread(pin, edge_time, reed_pulse(T0, width=0.01))
+        await eventually(lambda: source.counter.pulses == 1, "the pulse counted")
+        await source.emit(sink)
+        await source.emit(sink)
+        state.failing = False
+        await source.emit(sink)
+    assert seen == [1, 1, 1]
+    assert state.value is not None
+    assert json.loads(state.value)["pulses"] == 1
+    said = [r.getMessage() for r in caplog.records if "could not be saved" in r.getMessage()]
+    assert len(said) == 1, "said once while it fails"
+    assert any("saved again" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_restart_mid_train_continues_the_count_within_the_window(

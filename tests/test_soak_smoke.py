@@ -57,7 +57,7 @@ def test_soak_injects_each_fault_once_and_reports(tmp_path: Path) -> None:
     assert "verdict: OK" in report
     # The disk fault really refused the agent's writes, and it said so in its log.
     agent_log = (tmp_path / "soak" / "agent.log").read_text(encoding="utf-8")
-    assert "cannot write readings" in agent_log
+    assert "store: cannot write to" in agent_log
     assert "is unavailable" in agent_log  # the silenced meter
     with rss_csv.open(encoding="utf-8") as rows:
         samples = list(csv.DictReader(rows))

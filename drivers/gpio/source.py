@@ -32,6 +32,7 @@ from typing import Any
 
 from agent.core.backoff import Backoff
 from agent.core.clock import Clock
+from agent.core.errors import StoreError
 from agent.core.record import Reading
 from agent.core.source import PointInfo, SavedState, Sink
 from drivers.gpio.pulses import PinBackend, PinUnavailableError, PulseCounter
@@ -81,6 +82,7 @@ class PulseMeterSource:
             {p: PointInfo(unit=u, interval=config.interval) for p, u in units.items()}
         )
         self.emitted = 0  # emissions handed to the sink, for the live view and tests
+        self._save_failing = False  # said once while saving the count fails
         self._failing = False
         if saved:
             self._restore(saved)
@@ -158,7 +160,18 @@ class PulseMeterSource:
             Reading(self.name, PULSES_POINT, ts, counter.pulses, ""),
             Reading(self.name, NOISE_POINT, ts, counter.noise, ""),
         ]
-        await self.save()
+        try:
+            await self.save()
+        except StoreError as exc:
+            # The count lives on in memory and in the readings; a store that cannot save it
+            # must not stop the counting (the next emit saves it again).
+            if not self._save_failing:
+                self._save_failing = True
+                log.warning("pulse input %s: the count could not be saved: %s", self.name, exc)
+        else:
+            if self._save_failing:
+                self._save_failing = False
+                log.info("pulse input %s: the count is saved again", self.name)
         await sink(readings)
         self.emitted += 1
         return readings
