@@ -178,6 +178,9 @@ def _remove_db(path: Path) -> None:
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
     """Consecutive integers as (first, last) ranges: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    seqs = list(seqs)
+    if seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))):
+        return [(seqs[0], seqs[-1])]  # the uplink's usual batch, checked at C speed
     runs: list[tuple[int, int]] = []
     for seq in sorted(set(seqs)):
         if runs and runs[-1][1] == seq - 1:
