@@ -194,6 +194,8 @@ _QUALITY_OF = {int(q): q for q in Quality}  # a dict look-up: Quality(n) costs m
 
 
 def _to_stored(row: tuple[Any, ...]) -> StoredReading:
+    """A reading as the file holds it: (seq, device, point, ts_ms, value, unit, quality), the
+    quality column with its flags."""
     seq, device, point, ts_ms, value, unit, quality = row
     bits = quality & _QUALITY_BITS
     return StoredReading(

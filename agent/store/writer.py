@@ -285,6 +285,7 @@ class _Writer:
         self.conn: sqlite3.Connection | None = None
         self.db: sqlite_utils.Database | None = None
         self.point_ids: dict[tuple[str, str, str], int] = {}
+        self.point_names: dict[int, tuple[str, str, str]] = {}  # filled as the uplink reads
         self.pending: deque[Reading] = deque()
         self.first_pending_at: float | None = None
         self.retry_at: float | None = None  # set while commits fail: the next attempt
@@ -361,6 +362,7 @@ class _Writer:
         conn, self.db = _connect(self.path, self.clock)
         self.conn = conn
         (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        self.point_names = {}  # another file: its ids name other points
         self.point_ids = {
             (device, point, unit): pid
             for pid, device, point, unit in conn.execute(
@@ -1287,14 +1289,36 @@ class _Writer:
     # jobs run through _Call
 
     def unsynced(self, limit: int, from_seq: int, below_seq: int) -> list[StoredReading]:
+        """The uplink's read, for every reading the gateway takes: the names come from the
+        points this connection has already seen rather than from a join on every row (a
+        point's names never change; a row whose point is not in the file is left out, as the
+        join would)."""
         assert self.conn is not None
         start = max(from_seq, _floor(self.conn))
-        cur = self.conn.execute(
-            f"{_SELECT_READING} WHERE r.seq >= ? AND r.seq < ? AND r.synced = 0"
-            " ORDER BY r.seq LIMIT ?",
+        rows = self.conn.execute(
+            "SELECT seq, point_id, ts_ms, value, quality FROM readings"
+            " WHERE seq >= ? AND seq < ? AND synced = 0 ORDER BY seq LIMIT ?",
             (start, below_seq, limit),
-        )
-        return [_to_stored(row) for row in cur]
+        ).fetchall()
+        names = self.point_names
+        out = []
+        for seq, pid, ts_ms, value, quality in rows:
+            name = names.get(pid) or self._point_names(pid)
+            if name is not None:
+                device, point, unit = name
+                out.append(_to_stored((seq, device, point, ts_ms, value, unit, quality)))
+        return out
+
+    def _point_names(self, pid: int) -> tuple[str, str, str] | None:
+        """(device, point, unit) of a point not yet seen on this connection."""
+        assert self.conn is not None
+        row = self.conn.execute(
+            "SELECT device, point, unit FROM points WHERE id = ?", (pid,)
+        ).fetchone()
+        if row is None:
+            return None
+        self.point_names[pid] = (str(row[0]), str(row[1]), str(row[2]))
+        return self.point_names[pid]
 
     def correct_clock(self, boot: str, offset_ms: int) -> int:
         """The clock is trusted now (``offset_ms``: wall minus monotonic): give the readings
