@@ -104,12 +104,16 @@ def encode_readings(
     ``json.dumps(body, ensure_ascii=False, separators=(",", ":"))`` with each record as
     ``StoredReading.to_record`` gives it (tests/test_uplink.py holds it to that).
     """
-    text = _json_text
+    text, float_text, isfinite = _json_text, float.__repr__, math.isfinite
     records = []
     for r in readings:
-        value, quality = _json_value(r.value), _LABELS[r.quality]
-        if value is None:  # JSON has no infinity or NaN; such a value is not a measurement
-            value, quality = "null", "bad"
+        value, quality = r.value, _LABELS[r.quality]
+        if type(value) is float and isfinite(value):  # nearly every reading: no call
+            value = float_text(value)
+        else:
+            value = _json_value(value)
+            if value is None:  # JSON has no infinity or NaN; such a value is not a measurement
+                value, quality = "null", "bad"
         clock = ',"clock":"untrusted"}' if r.clock_untrusted else "}"
         records.append(
             f'{{"seq":{int(r.seq)},"device":{text(r.device)},"point":{text(r.point)},'

@@ -12,6 +12,7 @@ against the registers' raw bits (`raw_bits`), as the SunSpec specification write
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from collections.abc import Sequence
@@ -59,9 +60,10 @@ def _to_bytes(registers: Sequence[int], word_order: WordOrder, byte_order: ByteO
     if word_order is WordOrder.LITTLE:
         regs.reverse()
     packer = _REGISTER_STRUCTS.get(len(regs))
-    if packer is not None and all(0 <= r <= 0xFFFF for r in regs):
-        return packer.pack(*regs)
-    return b"".join(r.to_bytes(2, "big") for r in regs)  # long strings; bad values raise here
+    if packer is not None:
+        with contextlib.suppress(struct.error):  # not a register's value: raised below
+            return packer.pack(*regs)
+    return b"".join(r.to_bytes(2, "big") for r in regs)  # also long strings
 
 
 def _from_bytes(data: bytes, word_order: WordOrder, byte_order: ByteOrder) -> list[int]:
