@@ -285,7 +285,8 @@ class _Writer:
         self.conn: sqlite3.Connection | None = None
         self.db: sqlite_utils.Database | None = None
         self.point_ids: dict[tuple[str, str, str], int] = {}
-        self.point_names: dict[int, tuple[str, str, str]] = {}  # filled as the uplink reads
+        # The same points by id, for the uplink's reads (the same tuples: no second copy).
+        self.point_names: dict[int, tuple[str, str, str]] = {}
         self.pending: deque[Reading] = deque()
         self.first_pending_at: float | None = None
         self.retry_at: float | None = None  # set while commits fail: the next attempt
@@ -362,13 +363,13 @@ class _Writer:
         conn, self.db = _connect(self.path, self.clock)
         self.conn = conn
         (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        self.point_names = {}  # another file: its ids name other points
         self.point_ids = {
             (device, point, unit): pid
             for pid, device, point, unit in conn.execute(
                 "SELECT id, device, point, unit FROM points"
             )
         }
+        self.point_names = {pid: key for key, pid in self.point_ids.items()}
         self.identity = _identity(self.path)
         self.next_check_at = self.monotonic() + self.check_every
 
@@ -917,6 +918,7 @@ class _Writer:
                 events.extend(self._record_losses(recorded))
         # Only now: what a rolled-back transaction inserted does not exist.
         self.point_ids.update(new_points)
+        self.point_names.update((pid, key) for key, pid in new_points.items())
         self.held_events.clear()
         self.held_meta.clear()
         if recorded:
@@ -1290,9 +1292,9 @@ class _Writer:
 
     def unsynced(self, limit: int, from_seq: int, below_seq: int) -> list[StoredReading]:
         """The uplink's read, for every reading the gateway takes: the names come from the
-        points this connection has already seen rather than from a join on every row (a
-        point's names never change; a row whose point is not in the file is left out, as the
-        join would)."""
+        points the writer keeps in memory rather than from a join on every row (a point's
+        names never change; a row whose point is not in the file is left out, as the join
+        would)."""
         assert self.conn is not None
         start = max(from_seq, _floor(self.conn))
         rows = self.conn.execute(
@@ -1310,7 +1312,7 @@ class _Writer:
         return out
 
     def _point_names(self, pid: int) -> tuple[str, str, str] | None:
-        """(device, point, unit) of a point not yet seen on this connection."""
+        """(device, point, unit) of a point this writer did not add (another process did)."""
         assert self.conn is not None
         row = self.conn.execute(
             "SELECT device, point, unit FROM points WHERE id = ?", (pid,)
