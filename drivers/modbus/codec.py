@@ -12,7 +12,6 @@ against the registers' raw bits (`raw_bits`), as the SunSpec specification write
 
 from __future__ import annotations
 
-import contextlib
 import math
 import struct
 from collections.abc import Sequence
@@ -54,15 +53,17 @@ _REGISTER_STRUCTS = {n: struct.Struct(f">{n}H") for n in (1, 2, 4)}
 
 
 def _to_bytes(registers: Sequence[int], word_order: WordOrder, byte_order: ByteOrder) -> bytes:
-    regs = list(registers)
+    regs = registers
     if byte_order is ByteOrder.LITTLE:
         regs = [_swap_bytes(r) for r in regs]
     if word_order is WordOrder.LITTLE:
-        regs.reverse()
+        regs = regs[::-1]
     packer = _REGISTER_STRUCTS.get(len(regs))
     if packer is not None:
-        with contextlib.suppress(struct.error):  # not a register's value: raised below
+        try:  # not contextlib.suppress: a context manager per point costs as much as the pack
             return packer.pack(*regs)
+        except struct.error:
+            pass  # not a register's value: the per-register path below raises for it
     return b"".join(r.to_bytes(2, "big") for r in regs)  # also long strings
 
 
@@ -125,10 +126,8 @@ def raw_to_engineering(
     raw: int | float | bool | str, scale: float, offset: float
 ) -> float | int | bool | str:
     """Apply scale and offset; integers stay integers when scale is 1 and offset 0."""
-    if isinstance(raw, bool | str):
-        return raw
-    if scale == 1.0 and offset == 0.0:
-        return raw
+    if (scale == 1.0 and offset == 0.0) or isinstance(raw, bool | str):
+        return raw  # the common case first: nothing to apply
     value = raw * scale + offset
     # Scaled integers (e.g. 2201 x 0.1) should read 220.1, not 220.10000000000002.
     if isinstance(raw, int) and math.isfinite(value):
