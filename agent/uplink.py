@@ -31,7 +31,7 @@ from agent.config.model import SiteInfo, UplinkConfig
 from agent.core.backoff import Backoff
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError, UplinkError
-from agent.core.record import StoredReading, ms_to_iso
+from agent.core.record import Quality, StoredReading, ms_to_iso
 from agent.store import Store, StoreEvent
 
 CommandHandler = Callable[[bytes, str | None], Awaitable[dict[str, Any]]]
@@ -97,18 +97,55 @@ class _Pacer:
 def encode_readings(
     site_id: str, gateway_id: str, readings: Sequence[StoredReading], *, backfill: bool = False
 ) -> bytes:
-    """The JSON payload of one readings message (UTF-8); ``backfill`` marks backlog."""
+    """The JSON payload of one readings message (UTF-8); ``backfill`` marks backlog.
+
+    Written out field by field rather than through a dict per reading and ``json.dumps``: this
+    runs for every reading the gateway takes. The bytes are exactly those of
+    ``json.dumps(body, ensure_ascii=False, separators=(",", ":"))`` with each record as
+    ``StoredReading.to_record`` gives it (tests/test_uplink.py holds it to that).
+    """
+    text, float_text, isfinite = _json_text, float.__repr__, math.isfinite
     records = []
-    for reading in readings:
-        record = reading.to_record()
-        value = record["value"]
-        if isinstance(value, float) and not math.isfinite(value):
-            # JSON has no infinity; such a value is not a measurement.
-            record["value"] = None
-            record["quality"] = "bad"
-        records.append(record)
-    body = {"gateway": gateway_id, "site": site_id, "backfill": backfill, "readings": records}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    for r in readings:
+        value, quality = r.value, _LABELS[r.quality]
+        if type(value) is float and isfinite(value):  # nearly every reading: no call
+            value = float_text(value)
+        else:
+            value = _json_value(value)
+            if value is None:  # JSON has no infinity or NaN; such a value is not a measurement
+                value, quality = "null", "bad"
+        clock = ',"clock":"untrusted"}' if r.clock_untrusted else "}"
+        records.append(
+            f'{{"seq":{int(r.seq)},"device":{text(r.device)},"point":{text(r.point)},'
+            f'"ts":"{ms_to_iso(r.ts_ms)}","value":{value},"unit":{text(r.unit)},'
+            f'"quality":"{quality}"{clock}'
+        )
+    return (
+        f'{{"gateway":{text(gateway_id)},"site":{text(site_id)},'
+        f'"backfill":{"true" if backfill else "false"},"readings":[{",".join(records)}]}}'
+    ).encode()
+
+
+_json_text: Callable[[str], str] = json.encoder.encode_basestring  # what ensure_ascii=False uses
+_LABELS = {quality: quality.label for quality in Quality}
+
+
+def _json_value(value: object) -> str | None:
+    """A reading's value as JSON text, the way ``json.dumps`` writes it; None for a float
+    that JSON cannot hold (infinity, NaN)."""
+    if type(value) is float:  # the common case first
+        return float.__repr__(value) if math.isfinite(value) else None
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _json_text(value)
+    if isinstance(value, float):
+        return float.__repr__(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)  # anything else: as before
 
 
 def encode_event(site_id: str, gateway_id: str, event: StoreEvent) -> bytes:

@@ -52,8 +52,8 @@ def _check_value(reading: Reading) -> None:
     """Refuse, in the caller, a value SQLite cannot hold: a bad value is a bug in a driver, and
     it must not sit in the batch and make every commit fail."""
     value = reading.value
-    if value is None or isinstance(value, float | str):
-        return
+    if type(value) is float or value is None or isinstance(value, float | str):
+        return  # float first: nearly every reading
     if isinstance(value, int):  # bool included: stored as 0/1
         if not _INT64[0] <= value <= _INT64[1]:
             raise ValueError(f"{reading.device}.{reading.point}: {value} does not fit in 64 bits")

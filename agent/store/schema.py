@@ -190,17 +190,23 @@ _SELECT_READING = (
 _QUALITY_BITS = 0x0F  # the rest of the column holds flags (0x10: agent.store.clocktrust)
 
 
+_QUALITY_OF = {int(q): q for q in Quality}  # a dict look-up: Quality(n) costs more, per row
+
+
 def _to_stored(row: tuple[Any, ...]) -> StoredReading:
+    """A reading as the file holds it: (seq, device, point, ts_ms, value, unit, quality), the
+    quality column with its flags."""
     seq, device, point, ts_ms, value, unit, quality = row
+    bits = quality & _QUALITY_BITS
     return StoredReading(
-        seq=seq,
-        device=device,
-        point=point,
-        ts_ms=ts_ms,
-        value=value,
-        unit=unit,
-        quality=Quality(quality & _QUALITY_BITS),
-        clock_untrusted=bool(quality & ~_QUALITY_BITS),
+        seq,
+        device,
+        point,
+        ts_ms,
+        value,
+        unit,
+        _QUALITY_OF[bits] if bits in _QUALITY_OF else Quality(bits),  # the latter raises
+        quality != bits,  # flags set: stamped by an untrusted clock
     )
 
 

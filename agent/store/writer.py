@@ -178,6 +178,9 @@ def _remove_db(path: Path) -> None:
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
     """Consecutive integers as (first, last) ranges: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    seqs = list(seqs)
+    if seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))):
+        return [(seqs[0], seqs[-1])]  # the uplink's usual batch, checked at C speed
     runs: list[tuple[int, int]] = []
     for seq in sorted(set(seqs)):
         if runs and runs[-1][1] == seq - 1:
@@ -282,6 +285,8 @@ class _Writer:
         self.conn: sqlite3.Connection | None = None
         self.db: sqlite_utils.Database | None = None
         self.point_ids: dict[tuple[str, str, str], int] = {}
+        # The same points by id, for the uplink's reads (the same tuples: no second copy).
+        self.point_names: dict[int, tuple[str, str, str]] = {}
         self.pending: deque[Reading] = deque()
         self.first_pending_at: float | None = None
         self.retry_at: float | None = None  # set while commits fail: the next attempt
@@ -364,6 +369,7 @@ class _Writer:
                 "SELECT id, device, point, unit FROM points"
             )
         }
+        self.point_names = {pid: key for key, pid in self.point_ids.items()}
         self.identity = _identity(self.path)
         self.next_check_at = self.monotonic() + self.check_every
 
@@ -912,6 +918,7 @@ class _Writer:
                 events.extend(self._record_losses(recorded))
         # Only now: what a rolled-back transaction inserted does not exist.
         self.point_ids.update(new_points)
+        self.point_names.update((pid, key) for key, pid in new_points.items())
         self.held_events.clear()
         self.held_meta.clear()
         if recorded:
@@ -1284,14 +1291,36 @@ class _Writer:
     # jobs run through _Call
 
     def unsynced(self, limit: int, from_seq: int, below_seq: int) -> list[StoredReading]:
+        """The uplink's read, for every reading the gateway takes: the names come from the
+        points the writer keeps in memory rather than from a join on every row (a point's
+        names never change; a row whose point is not in the file is left out, as the join
+        would)."""
         assert self.conn is not None
         start = max(from_seq, _floor(self.conn))
-        cur = self.conn.execute(
-            f"{_SELECT_READING} WHERE r.seq >= ? AND r.seq < ? AND r.synced = 0"
-            " ORDER BY r.seq LIMIT ?",
+        rows = self.conn.execute(
+            "SELECT seq, point_id, ts_ms, value, quality FROM readings"
+            " WHERE seq >= ? AND seq < ? AND synced = 0 ORDER BY seq LIMIT ?",
             (start, below_seq, limit),
-        )
-        return [_to_stored(row) for row in cur]
+        ).fetchall()
+        names = self.point_names
+        out = []
+        for seq, pid, ts_ms, value, quality in rows:
+            name = names.get(pid) or self._point_names(pid)
+            if name is not None:
+                device, point, unit = name
+                out.append(_to_stored((seq, device, point, ts_ms, value, unit, quality)))
+        return out
+
+    def _point_names(self, pid: int) -> tuple[str, str, str] | None:
+        """(device, point, unit) of a point this writer did not add (another process did)."""
+        assert self.conn is not None
+        row = self.conn.execute(
+            "SELECT device, point, unit FROM points WHERE id = ?", (pid,)
+        ).fetchone()
+        if row is None:
+            return None
+        self.point_names[pid] = (str(row[0]), str(row[1]), str(row[2]))
+        return self.point_names[pid]
 
     def correct_clock(self, boot: str, offset_ms: int) -> int:
         """The clock is trusted now (``offset_ms``: wall minus monotonic): give the readings

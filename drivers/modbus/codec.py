@@ -29,14 +29,17 @@ __all__ = [
 ]
 
 _STRUCT = {
-    DataType.INT16: ">h",
-    DataType.UINT16: ">H",
-    DataType.INT32: ">i",
-    DataType.UINT32: ">I",
-    DataType.INT64: ">q",
-    DataType.UINT64: ">Q",
-    DataType.FLOAT32: ">f",
-    DataType.FLOAT64: ">d",
+    data_type: struct.Struct(fmt)
+    for data_type, fmt in (
+        (DataType.INT16, ">h"),
+        (DataType.UINT16, ">H"),
+        (DataType.INT32, ">i"),
+        (DataType.UINT32, ">I"),
+        (DataType.INT64, ">q"),
+        (DataType.UINT64, ">Q"),
+        (DataType.FLOAT32, ">f"),
+        (DataType.FLOAT64, ">d"),
+    )
 }
 
 
@@ -44,13 +47,24 @@ def _swap_bytes(register: int) -> int:
     return ((register & 0xFF) << 8) | (register >> 8)
 
 
+# Registers to big-endian bytes, by register count: one struct call instead of a join of
+# per-register conversions (this runs for every point of every reply).
+_REGISTER_STRUCTS = {n: struct.Struct(f">{n}H") for n in (1, 2, 4)}
+
+
 def _to_bytes(registers: Sequence[int], word_order: WordOrder, byte_order: ByteOrder) -> bytes:
-    regs = list(registers)
+    regs = registers
     if byte_order is ByteOrder.LITTLE:
         regs = [_swap_bytes(r) for r in regs]
     if word_order is WordOrder.LITTLE:
-        regs.reverse()
-    return b"".join(r.to_bytes(2, "big") for r in regs)
+        regs = regs[::-1]
+    packer = _REGISTER_STRUCTS.get(len(regs))
+    if packer is not None:
+        try:  # not contextlib.suppress: a context manager per point costs as much as the pack
+            return packer.pack(*regs)
+        except struct.error:
+            pass  # not a register's value: the per-register path below raises for it
+    return b"".join(r.to_bytes(2, "big") for r in regs)  # also long strings
 
 
 def _from_bytes(data: bytes, word_order: WordOrder, byte_order: ByteOrder) -> list[int]:
@@ -80,11 +94,11 @@ def decode(
         # word order does not apply to strings, byte order does.
         raw = _to_bytes(registers, WordOrder.BIG, byte_order)
         return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").rstrip()
-    fmt = _STRUCT[data_type]
-    expected = struct.calcsize(fmt) // 2
+    layout = _STRUCT[data_type]
+    expected = layout.size // 2
     if len(registers) != expected:
         raise ValueError(f"{data_type.value} takes {expected} registers, got {len(registers)}")
-    (value,) = struct.unpack(fmt, _to_bytes(registers, word_order, byte_order))
+    (value,) = layout.unpack(_to_bytes(registers, word_order, byte_order))
     return value  # type: ignore[no-any-return]
 
 
@@ -104,19 +118,16 @@ def encode(
             raise ValueError("a string needs its length in registers")
         data = str(value).encode("ascii")[: 2 * length].ljust(2 * length, b"\x00")
         return _from_bytes(data, WordOrder.BIG, byte_order)
-    fmt = _STRUCT[data_type]
     number = value if data_type in (DataType.FLOAT32, DataType.FLOAT64) else int(value)
-    return _from_bytes(struct.pack(fmt, number), word_order, byte_order)
+    return _from_bytes(_STRUCT[data_type].pack(number), word_order, byte_order)
 
 
 def raw_to_engineering(
     raw: int | float | bool | str, scale: float, offset: float
 ) -> float | int | bool | str:
     """Apply scale and offset; integers stay integers when scale is 1 and offset 0."""
-    if isinstance(raw, bool | str):
-        return raw
-    if scale == 1.0 and offset == 0.0:
-        return raw
+    if (scale == 1.0 and offset == 0.0) or isinstance(raw, bool | str):
+        return raw  # the common case first: nothing to apply
     value = raw * scale + offset
     # Scaled integers (e.g. 2201 x 0.1) should read 220.1, not 220.10000000000002.
     if isinstance(raw, int) and math.isfinite(value):

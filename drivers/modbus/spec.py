@@ -71,18 +71,22 @@ class DataType(enum.StrEnum):
     @property
     def registers(self) -> int:
         """Registers one value takes (strings: per `length`, see ModbusPoint.register_count)."""
-        return {
-            "bit": 1,
-            "int16": 1,
-            "uint16": 1,
-            "int32": 2,
-            "uint32": 2,
-            "int64": 4,
-            "uint64": 4,
-            "float32": 2,
-            "float64": 4,
-            "string": 1,
-        }[self.value]
+        return _REGISTERS[self]  # a StrEnum: hashes and compares as its value
+
+
+# Per value: asked for every point of every reply, so built once.
+_REGISTERS = {
+    "bit": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float32": 2,
+    "float64": 4,
+    "string": 1,
+}
 
 
 _INTEGER_TYPES = frozenset(
