@@ -46,11 +46,24 @@ def _graph() -> dict[str, set[str]]:
 
 def _unit(module: str) -> str:
     """The package a module belongs to, for the cycle check: agent.core, agent.config,
-    drivers.modbus, hil, ... (a loose module of agent is a unit of its own)."""
+    drivers.modbus, hil, ... (a loose module of agent is a unit of its own). The soak
+    (hil/soak*.py) is a harness above both the agent and the simulated building: a unit of its
+    own, which the building and the agent must never import."""
     parts = module.split(".")
     if parts[0] == "hil":
-        return "hil"
+        return "hil.soak" if parts[1:] and parts[1].startswith("soak") else "hil"
     return ".".join(parts[:2])
+
+
+def test_nothing_imports_the_soak() -> None:
+    wrong = {
+        f"{m} imports {i}"
+        for m, imports in _graph().items()
+        if _unit(m) != "hil.soak"
+        for i in imports
+        if _unit(i) == "hil.soak"
+    }
+    assert not wrong, sorted(wrong)
 
 
 def test_the_core_imports_nothing_else_of_ours() -> None:
