@@ -105,21 +105,34 @@ def encode_readings(
     ``StoredReading.to_record`` gives it (tests/test_uplink.py holds it to that).
     """
     text, float_text, isfinite = _json_text, float.__repr__, math.isfinite
-    records = []
+    # A batch holds few points, few units and few stamps (every point of a reply shares one):
+    # their JSON is written once per batch, not once per reading.
+    heads: dict[tuple[str, str], str] = {}
+    tails: dict[tuple[str, Quality, bool], str] = {}
+    last_ts, stamp = None, ""
+    records: list[str] = []
+    append = records.append
     for r in readings:
-        value, quality = r.value, _LABELS[r.quality]
+        value, quality = r.value, r.quality
         if type(value) is float and isfinite(value):  # nearly every reading: no call
             value = float_text(value)
         else:
             value = _json_value(value)
             if value is None:  # JSON has no infinity or NaN; such a value is not a measurement
-                value, quality = "null", "bad"
-        clock = ',"clock":"untrusted"}' if r.clock_untrusted else "}"
-        records.append(
-            f'{{"seq":{int(r.seq)},"device":{text(r.device)},"point":{text(r.point)},'
-            f'"ts":"{ms_to_iso(r.ts_ms)}","value":{value},"unit":{text(r.unit)},'
-            f'"quality":"{quality}"{clock}'
-        )
+                value, quality = "null", Quality.BAD
+        if r.ts_ms != last_ts:
+            last_ts = r.ts_ms
+            stamp = f',"ts":"{ms_to_iso(last_ts)}","value":'
+        head = heads.get((r.device, r.point))
+        if head is None:
+            head = f',"device":{text(r.device)},"point":{text(r.point)}'
+            heads[r.device, r.point] = head
+        tail = tails.get((r.unit, quality, r.clock_untrusted))
+        if tail is None:
+            clock = ',"clock":"untrusted"}' if r.clock_untrusted else "}"
+            tail = f',"unit":{text(r.unit)},"quality":"{_LABELS[quality]}"{clock}'
+            tails[r.unit, quality, r.clock_untrusted] = tail
+        append(f'{{"seq":{int(r.seq)}{head}{stamp}{value}{tail}')
     return (
         f'{{"gateway":{text(gateway_id)},"site":{text(site_id)},'
         f'"backfill":{"true" if backfill else "false"},"readings":[{",".join(records)}]}}'

@@ -435,7 +435,8 @@ def test_payload_bytes_are_those_of_json_dumps_of_each_record() -> None:
             seq=2**40 + i,
             device=names[i % len(names)],
             point=names[(i + 1) % len(names)],
-            ts_ms=(-1_001, 0, 999, 1_700_000_000_123, 4_102_444_799_999)[i % 5],
+            # in pairs: a stamp shared by neighbours is written once per batch
+            ts_ms=(-1_001, 0, 999, 1_700_000_000_123, 4_102_444_799_999)[i // 2 % 5],
             value=value,
             unit=names[(i + 2) % len(names)] if i % 3 else "",
             quality=Quality(i % 3),

@@ -10,6 +10,7 @@ gateway and never reused, so a reading has no ``seq`` before it is stored.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,7 +63,13 @@ def iso_to_ms(text: str) -> int:
     return round(dt.timestamp() * 1000)
 
 
-@dataclass(frozen=True, slots=True)
+# Readings are made for every point of every cycle, twice (taken, then read back to be sent).
+# A frozen dataclass's own __init__ sets each field through object.__setattr__, about four
+# times what the slot descriptors cost (0.8 against 0.3 us for a Reading here): these two
+# classes set their slots directly (still frozen: assigning a field raises).
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Reading:
     """A value taken from a device, not yet stored."""
 
@@ -73,8 +80,24 @@ class Reading:
     unit: str
     quality: Quality = Quality.GOOD
 
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, positional as it always was
+        self,
+        device: str,
+        point: str,
+        ts_ms: int,
+        value: Value,
+        unit: str,
+        quality: Quality = Quality.GOOD,
+    ) -> None:
+        _r_device(self, device)
+        _r_point(self, point)
+        _r_ts_ms(self, ts_ms)
+        _r_value(self, value)
+        _r_unit(self, unit)
+        _r_quality(self, quality)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class StoredReading:
     """A committed reading, with its gateway-wide sequence number."""
 
@@ -87,6 +110,26 @@ class StoredReading:
     quality: Quality
     clock_untrusted: bool = False
     """Stamped before the clock was trusted, and not corrected since: ``ts`` is not real."""
+
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, positional as it always was
+        self,
+        seq: int,
+        device: str,
+        point: str,
+        ts_ms: int,
+        value: Value,
+        unit: str,
+        quality: Quality,
+        clock_untrusted: bool = False,
+    ) -> None:
+        _s_seq(self, seq)
+        _s_device(self, device)
+        _s_point(self, point)
+        _s_ts_ms(self, ts_ms)
+        _s_value(self, value)
+        _s_unit(self, unit)
+        _s_quality(self, quality)
+        _s_clock_untrusted(self, clock_untrusted)
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -101,3 +144,17 @@ class StoredReading:
         if self.clock_untrusted:
             record["clock"] = "untrusted"
         return record
+
+
+def _setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The slot descriptor's setter of ``cls.name`` (what object.__setattr__ ends up calling)."""
+    return cls.__dict__[name].__set__  # type: ignore[no-any-return]
+
+
+_r_device, _r_point, _r_ts_ms, _r_value, _r_unit, _r_quality = (
+    _setter(Reading, f) for f in ("device", "point", "ts_ms", "value", "unit", "quality")
+)
+_s_seq, _s_device, _s_point, _s_ts_ms, _s_value, _s_unit, _s_quality, _s_clock_untrusted = (
+    _setter(StoredReading, f)
+    for f in ("seq", "device", "point", "ts_ms", "value", "unit", "quality", "clock_untrusted")
+)

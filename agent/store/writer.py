@@ -882,8 +882,12 @@ class _Writer:
         events: list[StoreEvent] = []
         with self._transaction():
             before = _sequence(conn)
-            point_of = [self._point_id(r, new_points) for r in batch]
-            flagged = any(isinstance(r, UntrustedReading) for r in batch)
+            known = self.point_ids  # one look-up per reading; a new point goes through _point_id
+            point_of = [
+                known.get((r.device, r.point, r.unit)) or self._point_id(r, new_points)
+                for r in batch
+            ]
+            flagged = any(issubclass(kind, UntrustedReading) for kind in {type(r) for r in batch})
             conn.executemany(
                 "INSERT INTO readings (point_id, ts_ms, value, quality) VALUES (?, ?, ?, ?)",
                 [

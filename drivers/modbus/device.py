@@ -34,11 +34,12 @@ from agent.core.record import Quality, Reading, Value
 from agent.core.source import PointInfo, SavedState
 from drivers.modbus import codec
 from drivers.modbus.bus import ModbusBusClient
-from drivers.modbus.codec import decode, raw_bits, raw_to_engineering, scale_with_exponent
+from drivers.modbus.codec import raw_to_engineering, scale_with_exponent
 from drivers.modbus.errors import ModbusExceptionError, ShortReplyError
 from drivers.modbus.plan import ReadRequest
 from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, ReadSession, plan_reads
 from drivers.modbus.spec import MAX_SCALE_FACTOR, DataType, ModbusDevice, ModbusPoint, Table
+from drivers.modbus.unpack import ReplyDecoder
 
 __all__ = ["GATEWAY_NO_ANSWER", "ModbusDeviceClient", "ModbusPointInfo"]
 
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 # Exceptions a Modbus TCP gateway sends when the device behind it is absent or silent
 # (Modbus application protocol v1.1b3, section 7: 0x0A path unavailable, 0x0B no response).
 GATEWAY_NO_ANSWER = (0x0A, 0x0B)
+
+# Reply decoders kept per device (a plan has a few requests; a re-plan makes a few more).
+_DECODERS_KEPT = 64
 
 _INT_RANGES = {
     DataType.INT16: (-(2**15), 2**15 - 1),
@@ -107,6 +111,11 @@ class ModbusDeviceClient:
         self._learned = False
         self._answering: bool | None = None  # whether it answered the last cycle (for retries)
         self.cost = CostModel.for_bus(bus.spec)
+        self._decoders: dict[int, ReplyDecoder] = {}
+        self._wanted: dict[tuple[str, ...], tuple[frozenset[str], list[tuple[str, ModbusPoint]]]]
+        self._wanted = {}
+        # Whether any point is scaled by another point's reading (SunSpec); most devices not.
+        self._scale_factors = any(p.scale_factor is not None for p in device.points.values())
         self._points: Mapping[str, PointInfo] = MappingProxyType(
             {
                 name: ModbusPointInfo(
@@ -127,33 +136,35 @@ class ModbusDeviceClient:
     def points(self) -> Mapping[str, PointInfo]:
         return self._points
 
-    def _decode(
-        self, name: str, point: ModbusPoint, request: ReadRequest, raw: list[int] | list[bool]
-    ) -> Reading:
-        """The reading of one point from a reply. A point with a `scale_factor` keeps its raw
-        value here; `_apply_scale_factors` finishes it once the cycle's SF readings are in."""
-        offset = point.address - request.address
-        ts = self._clock.now_ms()
-        if request.table.is_bits:
-            value: float | int | bool | str = bool(raw[offset])
-        else:
-            regs = [int(r) for r in raw[offset : offset + point.register_count]]
-            word_order = point.word_order or self.device.word_order
-            byte_order = point.byte_order or self.device.byte_order
-            if point.not_available is not None and point.not_available == raw_bits(
-                regs, word_order=word_order, byte_order=byte_order
-            ):
-                # The device says it has no value here (SunSpec "not implemented").
-                return Reading(self.device.name, name, ts, None, point.unit, Quality.BAD)
-            value = decode(
-                regs, point.type, word_order=word_order, byte_order=byte_order, bit=point.bit
-            )
-            if point.scale_factor is None:
-                value = raw_to_engineering(value, point.scale, point.offset)
-        if isinstance(value, float) and not math.isfinite(value):
-            # NaN or infinity from a float register is not a measurement.
-            return Reading(self.device.name, name, ts, None, point.unit, Quality.BAD)
-        return Reading(self.device.name, name, ts, value, point.unit, Quality.GOOD)
+    def _decoder(self, request: ReadRequest) -> ReplyDecoder:
+        """The request's decoder, worked out on its first reply (a kept plan gives the same
+        request objects every cycle; the few made for a re-plan are dropped with the rest
+        when the cache is full)."""
+        kept = self._decoders.get(id(request))
+        if kept is not None and kept.request is request:
+            return kept
+        if len(self._decoders) >= _DECODERS_KEPT:
+            self._decoders.clear()
+        decoder = ReplyDecoder(
+            self.device.name, request, self.device.word_order, self.device.byte_order
+        )
+        self._decoders[id(request)] = decoder
+        return decoder
+
+    def _members(
+        self, names: Sequence[str] | None
+    ) -> tuple[frozenset[str], list[tuple[str, ModbusPoint]]]:
+        """The points asked for (all when ``names`` is empty) and the points to read for them
+        (with their scale factors). The same sets come back every cycle: worked out once."""
+        key = tuple(names) if names else ()
+        kept = self._wanted.get(key)
+        if kept is None:
+            chosen = self._with_scale_factors(names or list(self.device.points))
+            members = [(n, self.device.points[n]) for n in chosen]
+            if len(self._wanted) >= _DECODERS_KEPT:
+                self._wanted.clear()
+            kept = self._wanted[key] = (frozenset(names or self.device.points), members)
+        return kept
 
     def _with_scale_factors(self, names: Iterable[str]) -> list[str]:
         """``names`` plus the scale-factor points they need, each once, in order."""
@@ -236,14 +247,12 @@ class ModbusDeviceClient:
 
         Raises DeviceUnavailableError, carrying the readings taken so far, when the device
         stops answering; a refusal is learned and its points read one by one, never raised."""
-        names = points
-        asked = set(names or self.device.points)
+        asked, members = self._members(points)
         readings: list[Reading] = []
         answered = False
         failed: str | None = None  # why the device stopped answering, if it did
-        chosen = self._with_scale_factors(names or list(self.device.points))
         session = ReadSession(
-            [(n, self.device.points[n]) for n in chosen],
+            members,
             cost=self.cost,
             max_registers=self.device.max_registers,
             quirks=self.quirks,
@@ -269,12 +278,16 @@ class ModbusDeviceClient:
                 break
             answered = True
             self._learn(session.answered(request))
-            readings.extend(self._decode(n, p, request, raw) for n, p in request.points)
+            # One stamp per reply: its points were read together.
+            readings.extend(self._decoder(request).decode(raw, self._clock.now_ms()))
         self._answering = failed is None if (answered or failed is not None) else self._answering
         if self._learned and self._state is not None:
             self._learned = False
             await self._state.save(self.quirks.to_json())
-        done = [r for r in self._apply_scale_factors(readings) if r.point in asked]
+        if self._scale_factors:
+            readings = self._apply_scale_factors(readings)
+        # Only scale-factor points read for the others' sake are left out.
+        done = readings if len(members) == len(asked) else [r for r in readings if r.point in asked]
         if failed is not None:
             raise DeviceUnavailableError(self.device.name, failed, readings=done)
         return done
