@@ -29,7 +29,7 @@ from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
-from agent.store.writer import _Append, _Call, _Close, _Flush, _Hurry, _Job, _Writer
+from agent.store.writer import _Append, _Call, _Close, _Flush, _Hurry, _Inbox, _Job, _Writer
 
 # One logger for the whole package, as before it was split into modules: log lines keep
 # saying "agent.store".
@@ -137,6 +137,7 @@ class Store:
         # Set by the writer thread (a reference assignment: atomic), read by anyone.
         self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._inbox = _Inbox()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"  # new -> open -> closed
@@ -245,6 +246,7 @@ class Store:
         writer = _Writer(
             self.path,
             self._jobs,
+            inbox=self._inbox,
             batch_window=self.batch_window,
             publish_window=self.publish_window,
             batch_max=self.batch_max,
@@ -351,7 +353,17 @@ class Store:
         if self.clock_trusted is not None:
             batch = await self._stamp_trust(batch)
         if batch:
-            self._submit(_Append(batch))
+            self._check_open()  # again: the store may have closed while the trust was asked
+            inbox = self._inbox
+            inbox.batches.append(batch)
+            if not inbox.open:  # these readings open the writer's window: wake it
+                inbox.unseen = len(batch)
+                self._submit(_Append())
+            else:
+                inbox.unseen += len(batch)
+                if inbox.unseen >= self.batch_max:  # the window holds batch_max: commit now
+                    inbox.unseen = 0
+                    self._submit(_Append())
 
     async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
         """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
