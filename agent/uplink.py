@@ -60,6 +60,7 @@ _TCP_CONNECT_TIMEOUT_S = 5.0
 # A graceful stop says "offline" itself (a clean DISCONNECT discards the will), within this.
 _GOODBYE_TIMEOUT_S = 2.0
 _EVENTS_PER_READ = 50
+_LIVE_READ = 1000  # live readings read (and marked synced) at once, at most, beyond batch_size
 
 DEFAULT_BACKFILL_RATE = 1000.0
 """Readings per second of backlog when the config says nothing (about 1 Mbit/s of JSON)."""
@@ -391,6 +392,10 @@ class Uplink:
         ``backlog`` from the store's oldest unsynced reading up to that seq.
         """
         size = self.config.batch_size
+        # Live readings are read and marked synced a commit at a time (up to this many), sent
+        # in messages of `size`: one store read and one marking transaction per commit rather
+        # than per message (each marking is a transaction with its fsync).
+        live_read = max(size, _LIVE_READ)
         live_from = self.store.last_seq + 1  # committed from now on: live
         live = live_from
         backlog, backlog_done = 0, False
@@ -403,13 +408,13 @@ class Uplink:
                 if events_seen is None or self.store.last_event_id > events_seen:
                     events_seen = self.store.last_event_id
                     await self._send_events(client)
-                fresh = await self.store.unsynced(size, from_seq=live)
+                fresh = await self.store.unsynced(live_read, from_seq=live)
                 if fresh:
                     await self._send(client, fresh, backfill=False)
                     live = fresh[-1].seq + 1
-                if len(fresh) == size:
+                if len(fresh) == live_read:
                     continue  # more live readings: they go first
-                # Every unsynced reading up to `before` was in that read (fewer than `size`).
+                # Every unsynced reading up to `before` was in that read (fewer than asked).
                 live = max(live, before + 1)
                 if not backlog_done:
                     wait = self._pacer.delay()
@@ -475,17 +480,21 @@ class Uplink:
     async def _send(
         self, client: aiomqtt.Client, batch: Sequence[StoredReading], *, backfill: bool
     ) -> None:
-        """Publish one batch and mark it synced once the broker has acknowledged it.
+        """Publish a batch, in messages of ``batch_size`` readings, and mark it synced once
+        the broker has acknowledged them all.
 
-        If marking fails (StoreError), the broker still has the batch and it will be sent
-        again later: a duplicate, never a loss.
+        If marking fails (StoreError), or the link fails after some messages, the broker still
+        has what it acknowledged and it will be sent again later: a duplicate, never a loss.
         """
-        payload = encode_readings(self.site.id, self.gateway_id, batch, backfill=backfill)
-        await self._publish(client, self.readings_topic, payload)
-        self.sent += len(batch)
-        if backfill:
-            self.backfilled += len(batch)
-        self.last_sync_ms = self.clock.now_ms()
+        size = self.config.batch_size
+        for start in range(0, len(batch), size):
+            part = batch[start : start + size]
+            payload = encode_readings(self.site.id, self.gateway_id, part, backfill=backfill)
+            await self._publish(client, self.readings_topic, payload)
+            self.sent += len(part)
+            if backfill:
+                self.backfilled += len(part)
+            self.last_sync_ms = self.clock.now_ms()
         await self.store.mark_synced([r.seq for r in batch])
 
     async def _send_events(self, client: aiomqtt.Client) -> int:

@@ -520,6 +520,29 @@ def message_body(message: aiomqtt.Message) -> dict[str, Any]:
     return json.loads(bytes(message.payload))  # type: ignore[arg-type,no-any-return]
 
 
+async def test_a_commit_of_many_live_readings_goes_in_messages_of_batch_size(
+    tmp_path: Path, mosquitto: Any, mqtt_subscribe: Any
+) -> None:
+    # Live readings are read and marked a commit at a time, but each message still carries at
+    # most batch_size of them, oldest first.
+    config = config_for(mosquitto, batch_size=7)
+    async with Store(tmp_path / "r.db", batch_window=WINDOW) as store:
+        uplink = make_uplink(config, store)
+        topic = uplink.readings_topic
+        async with mqtt_subscribe(mosquitto, topic) as sub, running(uplink):
+            await store.append(readings(0, 1))  # the uplink is sending live once this is out
+            await sub.wait_for(lambda m: len(seqs(m, topic)) >= 1, within=5)
+            await store.append(readings(1, 30))  # one commit
+            await store.flush()
+            await sub.wait_for(lambda m: len(seqs(m, topic)) >= 31, within=5)
+            await until_synced(store, within=3)
+            sizes = [len(json.loads(p)["readings"]) for p in sub.payloads(topic)]
+            assert seqs(sub.messages, topic) == list(range(1, 32))
+            assert sizes == [1, 7, 7, 7, 7, 2]
+            assert not any(json.loads(p)["backfill"] for p in sub.payloads(topic)[1:])
+            assert uplink.sent == 31
+
+
 async def test_after_an_outage_live_readings_flow_while_the_backlog_drains_paced(
     tmp_path: Path, mosquitto: Any, mqtt_subscribe: Any
 ) -> None:
