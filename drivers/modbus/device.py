@@ -112,8 +112,6 @@ class ModbusDeviceClient:
         self._answering: bool | None = None  # whether it answered the last cycle (for retries)
         self.cost = CostModel.for_bus(bus.spec)
         self._decoders: dict[int, ReplyDecoder] = {}
-        self._wanted: dict[tuple[str, ...], tuple[frozenset[str], list[tuple[str, ModbusPoint]]]]
-        self._wanted = {}
         # Whether any point is scaled by another point's reading (SunSpec); most devices not.
         self._scale_factors = any(p.scale_factor is not None for p in device.points.values())
         self._points: Mapping[str, PointInfo] = MappingProxyType(
@@ -150,21 +148,6 @@ class ModbusDeviceClient:
         )
         self._decoders[id(request)] = decoder
         return decoder
-
-    def _members(
-        self, names: Sequence[str] | None
-    ) -> tuple[frozenset[str], list[tuple[str, ModbusPoint]]]:
-        """The points asked for (all when ``names`` is empty) and the points to read for them
-        (with their scale factors). The same sets come back every cycle: worked out once."""
-        key = tuple(names) if names else ()
-        kept = self._wanted.get(key)
-        if kept is None:
-            chosen = self._with_scale_factors(names or list(self.device.points))
-            members = [(n, self.device.points[n]) for n in chosen]
-            if len(self._wanted) >= _DECODERS_KEPT:
-                self._wanted.clear()
-            kept = self._wanted[key] = (frozenset(names or self.device.points), members)
-        return kept
 
     def _with_scale_factors(self, names: Iterable[str]) -> list[str]:
         """``names`` plus the scale-factor points they need, each once, in order."""
@@ -247,12 +230,14 @@ class ModbusDeviceClient:
 
         Raises DeviceUnavailableError, carrying the readings taken so far, when the device
         stops answering; a refusal is learned and its points read one by one, never raised."""
-        asked, members = self._members(points)
+        names = points
+        asked = set(names or self.device.points)
         readings: list[Reading] = []
         answered = False
         failed: str | None = None  # why the device stopped answering, if it did
+        chosen = self._with_scale_factors(names or list(self.device.points))
         session = ReadSession(
-            members,
+            [(n, self.device.points[n]) for n in chosen],
             cost=self.cost,
             max_registers=self.device.max_registers,
             quirks=self.quirks,
@@ -287,7 +272,7 @@ class ModbusDeviceClient:
         if self._scale_factors:
             readings = self._apply_scale_factors(readings)
         # Only scale-factor points read for the others' sake are left out.
-        done = readings if len(members) == len(asked) else [r for r in readings if r.point in asked]
+        done = readings if len(chosen) == len(asked) else [r for r in readings if r.point in asked]
         if failed is not None:
             raise DeviceUnavailableError(self.device.name, failed, readings=done)
         return done
