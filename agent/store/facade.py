@@ -358,12 +358,17 @@ class Store:
             inbox.batches.append(batch)
             if not inbox.open:  # these readings open the writer's window: wake it
                 inbox.unseen = len(batch)
-                self._submit(_Append())
+                self._wake_writer()
             else:
                 inbox.unseen += len(batch)
                 if inbox.unseen >= self.batch_max:  # the window holds batch_max: commit now
                     inbox.unseen = 0
-                    self._submit(_Append())
+                    self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if not self._inbox.woken:
+            self._inbox.woken = True
+            self._submit(_Append())
 
     async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
         """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""

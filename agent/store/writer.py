@@ -253,10 +253,13 @@ class _Inbox:
     writer thread for each of 50 devices a second cost a thread switch each (and the GIL twice).
     """
 
-    __slots__ = ("batches", "open", "unseen")
+    __slots__ = ("batches", "open", "unseen", "woken")
 
     def __init__(self) -> None:
         self.batches: deque[list[Reading]] = deque()
+        # Set by the loop when it puts an ``_Append``, cleared by the writer as it takes the
+        # batches: one wake at a time.
+        self.woken = False
         # Set by the writer only: it holds readings and will commit them at its window's end.
         self.open = False
         self.unseen = 0  # the loop's own count of the readings in the writer's open window
@@ -741,6 +744,7 @@ class _Writer:
             self._tell_inbox()
 
     def _take_inbox(self) -> None:
+        self.inbox.woken = False  # first: a batch appended after this wakes the thread again
         batches = self.inbox.batches
         while batches:
             self._take(batches.popleft())
