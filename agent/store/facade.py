@@ -29,7 +29,7 @@ from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
-from agent.store.writer import _Append, _Call, _Close, _Flush, _Hurry, _Job, _Writer
+from agent.store.writer import _Append, _Call, _Close, _Flush, _Hurry, _Job, _Wake, _Writer
 
 # One logger for the whole package, as before it was split into modules: log lines keep
 # saying "agent.store".
@@ -46,6 +46,12 @@ DEFAULT_INTEGRITY_EVERY = 86400.0
 
 _MIN_BUDGET = 1024 * 1024  # as StoreConfig.max_bytes: below this the WAL allowance dominates
 _TRUST_RECHECK_S = 1.0  # how often an untrusted clock's trust is asked again, at most
+# Jobs the writer has not taken yet past which `append` waits (each append is one job, a device
+# cycle's readings): a poll load the writer cannot absorb then slows the sources, which report
+# overruns, instead of growing memory without bound and queueing every other caller (the
+# uplink's reads and marks) behind it. A commit that stalls the writer for a moment fills less.
+MAX_QUEUED_JOBS = 64
+_ROOM_RECHECK_S = 0.005
 
 
 def _check_value(reading: Reading) -> None:
@@ -137,6 +143,7 @@ class Store:
         # Set by the writer thread (a reference assignment: atomic), read by anyone.
         self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._urgent: queue.SimpleQueue[_Call] = queue.SimpleQueue()  # the uplink's calls
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"  # new -> open -> closed
@@ -145,6 +152,7 @@ class Store:
         self._last_event_id = 0
         # (after_seq, wake on a new event too, future) of each wait_for_new()
         self._waiters: list[tuple[int, bool, asyncio.Future[None]]] = []
+        self._room: asyncio.Lock | None = None  # appends waiting for the writer, in turn
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, state={self._state})"
@@ -256,6 +264,7 @@ class Store:
             on_health=self._set_health,
             check_every=self.check_every,
             integrity_every=self.integrity_every,
+            urgent=self._urgent,
         )
         try:
             last_seq = writer.open()
@@ -286,11 +295,15 @@ class Store:
 
     def _fail_queued_jobs(self, exc: BaseException) -> None:
         while True:
+            job: _Job
             try:
-                job = self._jobs.get_nowait()
+                job = self._urgent.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(job, _Append | _Hurry):
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    return
+            if isinstance(job, _Append | _Hurry | _Wake):
                 continue
             if job.future.set_running_or_notify_cancel():
                 if isinstance(job, _Close):
@@ -331,9 +344,17 @@ class Store:
         if self._fatal is not None:  # the writer died between the check and the put
             self._fail_queued_jobs(self._fatal)
 
-    async def _call(self, what: str, fn: Callable[[_Writer], T]) -> T:
+    async def _call(self, what: str, fn: Callable[[_Writer], T], *, urgent: bool = False) -> T:
+        """Run ``fn`` on the writer thread; an ``urgent`` call (one that reads or marks only
+        committed rows) is served before the appends queued ahead of it."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._submit(_Call(what, fn, future))
+        job = _Call(what, fn, future)
+        if urgent:
+            self._check_open()
+            self._urgent.put(job)
+            self._submit(_Wake())
+        else:
+            self._submit(job)
         return await asyncio.wrap_future(future)
 
     # writing
@@ -344,6 +365,8 @@ class Store:
         A value SQLite cannot hold raises ``TypeError``/``ValueError`` here, in the caller.
         """
         self._check_open()
+        if self._jobs.qsize() > MAX_QUEUED_JOBS:
+            await self._wait_for_room()
         batch = list(readings)
         for reading in batch:
             _check_value(reading)
@@ -351,6 +374,16 @@ class Store:
             batch = await self._stamp_trust(batch)
         if batch:
             self._submit(_Append(batch))
+
+    async def _wait_for_room(self) -> None:
+        """Wait, in turn with the other appends, until the writer has caught up; on a short
+        sleep (no signal from the thread needed: this happens only while the writer is behind)."""
+        if self._room is None:
+            self._room = asyncio.Lock()
+        async with self._room:
+            while self._jobs.qsize() > MAX_QUEUED_JOBS and self.is_open:  # noqa: ASYNC110
+                await asyncio.sleep(_ROOM_RECHECK_S)
+        self._check_open()
 
     async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
         """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
@@ -404,7 +437,9 @@ class Store:
         if not seqs:
             return
         chosen, at_ms = list(seqs), self.clock.now_ms()
-        await self._call("marking readings as synced", lambda w: w.mark_synced(chosen, at_ms))
+        await self._call(
+            "marking readings as synced", lambda w: w.mark_synced(chosen, at_ms), urgent=True
+        )
 
     async def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
         """Record an event (e.g. ``hvac.write``), committed before this returns.
@@ -461,7 +496,9 @@ class Store:
         if ids:
             chosen = list(ids)
             await self._call(
-                "marking events as published", lambda w: w.mark_events_published(chosen)
+                "marking events as published",
+                lambda w: w.mark_events_published(chosen),
+                urgent=True,
             )
 
     # reading
@@ -511,7 +548,7 @@ class Store:
         """
         below = _MAX_SEQ if below_seq is None else below_seq
         return await self._call(
-            "reading unsynced readings", lambda w: w.unsynced(limit, from_seq, below)
+            "reading unsynced readings", lambda w: w.unsynced(limit, from_seq, below), urgent=True
         )
 
     async def readings_after(
@@ -531,7 +568,9 @@ class Store:
 
     async def unpublished_events(self, limit: int = 100) -> list[StoreEvent]:
         """Alert events the broker has not acknowledged yet, oldest first."""
-        return await self._call("reading events", lambda w: w.unpublished_events(limit))
+        return await self._call(
+            "reading events", lambda w: w.unpublished_events(limit), urgent=True
+        )
 
     async def latest(self) -> list[StoredReading]:
         """The newest committed reading of every point, ordered by device and point."""

@@ -244,7 +244,12 @@ class _Hurry:
     on: bool
 
 
-_Job = _Append | _Call | _Flush | _Close | _Hurry
+@dataclass(slots=True)
+class _Wake:
+    """A call waits in the urgent queue: take it now, even if the writer is idle."""
+
+
+_Job = _Append | _Call | _Flush | _Close | _Hurry | _Wake
 
 
 class _Writer:
@@ -266,6 +271,7 @@ class _Writer:
         on_health: Callable[[StoreHealth], None] = lambda _: None,
         check_every: float = 30.0,
         integrity_every: float | None = None,
+        urgent: queue.SimpleQueue[_Call] | None = None,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -275,6 +281,12 @@ class _Writer:
         self.monotonic = monotonic
         self.on_health = on_health
         self.jobs = jobs
+        # Calls served before the next job of `jobs` (the uplink's: reads of committed rows
+        # and marks, which no queued append can change), so that a poll load filling `jobs`
+        # does not make the uplink wait behind every append in it.
+        self.urgent: queue.SimpleQueue[_Call] = (
+            urgent if urgent is not None else queue.SimpleQueue()
+        )
         self.batch_window = batch_window
         self.publish_window = publish_window  # the window while someone waits (None: same)
         self.hurried = False
@@ -672,6 +684,12 @@ class _Writer:
     def serve(self) -> None:
         while True:
             job = self._next_job()
+            while True:
+                try:
+                    call = self.urgent.get_nowait()
+                except queue.Empty:
+                    break
+                self._run(call)
             now = self.monotonic()
             if now >= self.next_check_at:
                 self._check_file()
