@@ -25,6 +25,7 @@ from agent.hvac.overrides import OverrideBook
 from agent.hvac.spool import SPOOL_DIR, serve_spool
 from agent.inbox import CommandInbox
 from agent.sdnotify import notify
+from agent.sources.cadence import keep_cadence
 from agent.sources.compose import open_links, open_sources
 from agent.sources.poller import IntervalPoller
 from agent.sources.state import MetaState
@@ -214,6 +215,11 @@ class Agent:
                         for source in self.push_sources.values()
                     ]
                     self.source_tasks = sources
+                    if self.pollers:  # overruns, for `edge-agent status`
+                        group.create_task(
+                            keep_cadence(self.pollers, store, clock=self.clock),
+                            name="agent[pollers].cadence",
+                        )
                     if self.uplink is not None:
                         group.create_task(self.uplink.run(), name="agent[uplink].run")
                     if self.platform is not None:
