@@ -130,6 +130,7 @@ class Meters:
             [sys.executable, "-m", "bench.bench_agent", "--serve-meters", str(meters),
              "--lines", str(lines), "--latency-ms", str(latency * 1e3)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True,
+            stderr=subprocess.DEVNULL,  # pymodbus's traces of requests cut short at the end
         )  # fmt: skip
         self.ports: list[int] = json.loads(self._line())["ports"]
 

@@ -5,8 +5,8 @@ loopback, the agent's own pollers, a store file in tmp_path and a real broker.
   cycle each (a meter's requests back to back, never interleaved with another's), none starved;
   each poller counts the ticks it missed, once per tick, and `edge-agent status` says which
   device's interval was not kept.
-- Under a poll load the store cannot absorb, the pollers wait for the store (and report
-  overruns) and the uplink keeps publishing.
+- Under a poll load the store and the uplink cannot absorb, the pollers wait for them (and
+  report overruns) and the uplink keeps publishing.
 
 Assertions are on counts and order, never on how fast this machine is.
 """
@@ -24,15 +24,18 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.config.loader import load_config_text
 from agent.core.clock import system_clock
+from agent.core.record import Reading
 from agent.service import Agent
 from agent.sources.compose import open_devices, open_links
 from agent.sources.poller import IntervalPoller
 from agent.status import print_status, status_report
+from agent.store import Store, facade
 from tests.conftest import MosquittoBroker, subscribe
 from tests.helpers import discard
 
@@ -229,3 +232,38 @@ async def test_the_uplink_publishes_under_a_saturating_poll_load(
     assert all(p.health.overruns for p in agent.pollers)
     assert agent.uplink is not None
     assert agent.uplink.sent > 0
+
+
+async def test_appends_wait_for_an_uplink_that_acknowledges_but_falls_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facade, "MAX_UNACKED_LIVE", 100)
+    now = [1000.0]  # the store's monotonic clock, moved by hand
+
+    def batch(count: int) -> list[Reading]:
+        return [Reading("m1", f"p{i}", 1_700_000_000_000 + i, 1.0, "W") for i in range(count)]
+
+    async with Store(tmp_path / "readings.db", monotonic=lambda: now[0]) as store:
+        # Nothing acknowledged yet (no uplink, or the broker away): the store buffers.
+        await store.append(batch(300))
+        await store.flush()
+        assert store.last_seq == 300
+        await store.append(batch(1))
+        # The uplink acknowledges, 299 readings behind the newest commit: the next append
+        # waits until it has caught up.
+        await store.mark_synced([1])
+        waiting = asyncio.create_task(store.append(batch(1)))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await store.mark_synced(list(range(2, 250)))
+        async with asyncio.timeout(5):
+            await waiting
+        # An uplink that stops acknowledging (the broker went away) holds nothing up.
+        await store.append(batch(300))
+        await store.flush()
+        waiting = asyncio.create_task(store.append(batch(1)))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        now[0] += 10
+        async with asyncio.timeout(5):
+            await waiting
