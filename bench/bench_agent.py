@@ -36,12 +36,13 @@ only; 60 s and two runs per case are what the issue's table used:
         --which agent reference --batch-window 250ms
 
 The saturated line (50 meters at 5 ms per request on one connection: about 1,450 points/s of the
-nominal 1,750 is all the line can carry) and a saturating poll load (no latency, every meter
-polled every 20 ms: far more than one process can poll, so the question is whether the uplink
-still gets its turn):
+nominal 1,750 is all the line can carry) and a saturating poll load (no latency, 10 connections,
+every meter polled every 20 ms: far more than one process can poll, store and publish, so the
+question is whether the store and the uplink still get their turn: delivered pts/s, lag and the
+unsent backlog say):
 
     nice -n 10 .venv/bin/python -m bench.bench_agent --meters 50 --lines 1 --latency-ms 5
-    nice -n 10 .venv/bin/python -m bench.bench_agent --meters 50 --lines 1 --interval 0.02
+    nice -n 10 .venv/bin/python -m bench.bench_agent --meters 50 --lines 10 --interval 0.02
 """
 
 from __future__ import annotations
