@@ -258,9 +258,19 @@ async def test_appends_wait_for_an_uplink_that_acknowledges_but_falls_behind(
         await store.mark_synced(list(range(2, 250)))
         async with asyncio.timeout(5):
             await waiting
-        # An uplink that stops acknowledging (the broker went away) holds nothing up.
         await store.append(batch(300))
         await store.flush()
+        assert store.last_seq == 602
+        # A stop while an append waits: what it read is stored all the same.
+        cancelled = asyncio.create_task(store.append(batch(1)))
+        await asyncio.sleep(0.2)
+        assert not cancelled.done()
+        cancelled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cancelled
+        await store.flush()
+        assert store.last_seq == 603
+        # An uplink that stops acknowledging (the broker went away) holds nothing up.
         waiting = asyncio.create_task(store.append(batch(1)))
         await asyncio.sleep(0.2)
         assert not waiting.done()

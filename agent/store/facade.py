@@ -371,13 +371,12 @@ class Store:
     # writing
 
     async def append(self, readings: Sequence[Reading]) -> None:
-        """Queue readings for the next batch and return at once (they are not committed yet).
+        """Queue readings for the next batch (they are not committed yet) and return; at once,
+        unless the writer or an acknowledging uplink is far behind (see `_wait_for_room`).
 
         A value SQLite cannot hold raises ``TypeError``/``ValueError`` here, in the caller.
         """
         self._check_open()
-        if self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_behind():
-            await self._wait_for_room()
         batch = list(readings)
         for reading in batch:
             _check_value(reading)
@@ -385,6 +384,10 @@ class Store:
             batch = await self._stamp_trust(batch)
         if batch:
             self._submit(_Append(batch))
+        # Queued first, then the wait: a caller cancelled while it waits (a stop) has still
+        # handed over what it read.
+        if self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_behind():
+            await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
         """Wait, in turn with the other appends, until the writer has caught up and the uplink,
@@ -397,7 +400,6 @@ class Store:
                 self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_behind()
             ) and self.is_open:
                 await asyncio.sleep(_ROOM_RECHECK_S)
-        self._check_open()
 
     def _uplink_behind(self) -> bool:
         return (
