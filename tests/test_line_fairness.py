@@ -52,7 +52,7 @@ def meter_words(unit: int, points: int) -> list[int]:
 
 @contextlib.asynccontextmanager
 async def meters(
-    units: int, *, latency: float, points: int = 1
+    units: int, *, latency: float, points: int = 1, starts: tuple[int, ...] = CLUSTER_STARTS
 ) -> AsyncIterator[tuple[int, list[tuple[int, int]]]]:
     """A Modbus TCP server on loopback whose units 1..``units`` each hold ``points`` float32
     points at every cluster start; yields its port and the log of (unit, address) of every
@@ -67,7 +67,7 @@ async def meters(
     def meter(unit: int) -> SimDevice:
         holding = [
             SimData(address=start, values=meter_words(unit, points), datatype=DataType.REGISTERS)
-            for start in CLUSTER_STARTS
+            for start in starts
         ]
         bits = [SimData(address=0, count=16, values=False, datatype=DataType.BITS)]
         none = [SimData(address=0, count=1, datatype=DataType.INVALID)]
@@ -162,6 +162,38 @@ async def test_devices_on_a_saturated_line_take_it_in_turn_a_whole_cycle_each() 
         assert health.overruns <= elapsed / interval + 1, (poller.name, health)
         assert health.missed_interval == interval
         assert health.last_overrun_ms is not None
+
+
+async def test_a_long_read_gives_way_to_a_waiting_device() -> None:
+    """A device whose cycle is thirty requests of 20 ms keeps the bus for half a second at
+    most: a device waiting meanwhile goes before the long read ends."""
+    starts = tuple(200 * n for n in range(30))
+    async with meters(2, latency=0.02, starts=starts) as (port, answered):
+        text = [
+            f"buses: {{line: {{kind: modbus_tcp, host: 127.0.0.1, port: {port}, timeout: 1s}}}}",
+            "devices:",
+            "  - {name: long, bus: line, unit_id: 1, interval: 60s, points: {"
+            + ", ".join(f"c{a}: {{register: {a}, type: float32}}" for a in starts)
+            + "}}",
+            "  - {name: short, bus: line, unit_id: 2, interval: 60s, "
+            "points: {c0: {register: 0, type: float32}}}",
+        ]
+        config = load_config_text(
+            "site: {id: s, name: S}\ngateway: {id: gw1}\n" + "\n".join(text) + "\n",
+            filename="site.yaml",
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            links = await open_links(config.buses, stack)
+            devices = await open_devices(config.devices, links, stack=stack, clock=system_clock())
+            async with asyncio.TaskGroup() as group:  # one cycle each, started together
+                group.create_task(devices["long"].read())
+                group.create_task(devices["short"].read())
+    order = [unit for unit, _ in answered]
+    assert order.count(1) == len(starts)
+    assert order.count(2) == 1
+    short_at = order.index(2)
+    assert order[:short_at] == [1] * short_at
+    assert 2 <= short_at < len(starts), order  # the long read kept the bus, but not to the end
 
 
 async def test_status_names_the_devices_whose_interval_was_not_kept(tmp_path: Path) -> None:
