@@ -20,6 +20,7 @@ import io
 import itertools
 import json
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -266,46 +267,95 @@ async def test_the_uplink_publishes_under_a_saturating_poll_load(
     assert agent.uplink.sent > 0
 
 
-async def test_appends_wait_for_an_uplink_that_acknowledges_but_falls_behind(
+async def test_appends_wait_for_a_held_up_writer_never_for_a_backfilling_uplink(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(facade, "MAX_UNACKED_LIVE", 100)
-    now = [1000.0]  # the store's monotonic clock, moved by hand
+    """Polling gives way to a writer that cannot keep up (memory stays bounded), but never to
+    an uplink that is behind: after an outage the uplink acknowledges old readings for a long
+    while, and holding the pollers up then would leave gaps in what the meters measured."""
+    monkeypatch.setattr(facade, "MAX_QUEUED_JOBS", 2)
+    seq = iter(range(10**6))
 
     def batch(count: int) -> list[Reading]:
-        return [Reading("m1", f"p{i}", 1_700_000_000_000 + i, 1.0, "W") for i in range(count)]
+        return [
+            Reading("m1", f"p{next(seq)}", 1_700_000_000_000 + i, 1.0, "W") for i in range(count)
+        ]
 
-    async with Store(tmp_path / "readings.db", monotonic=lambda: now[0]) as store:
-        # Nothing acknowledged yet (no uplink, or the broker away): the store buffers.
-        await store.append(batch(300))
+    async with Store(tmp_path / "readings.db") as store:
+        # A backlog of 30,000 (an outage), then the uplink backfilling the oldest in order:
+        # appends go on at once.
+        for _ in range(30):
+            await store.append(batch(1_000))
+            await store.flush()
+        await store.mark_synced(list(range(1, 11)))
+        for _ in range(20):
+            async with asyncio.timeout(2):
+                await store.append(batch(10))
+            await store.mark_synced([store.last_seq - 25_000])
         await store.flush()
-        assert store.last_seq == 300
-        await store.append(batch(1))
-        # The uplink acknowledges, 299 readings behind the newest commit: the next append
-        # waits until it has caught up.
-        await store.mark_synced([1])
+        assert store.last_seq == 30_200
+        # The writer held up (a stalled disk): the queue fills and an append waits.
+        gate, entered = threading.Event(), threading.Event()
+
+        def hold(_writer: object) -> bool:
+            entered.set()
+            return gate.wait(10)
+
+        held = asyncio.create_task(store._call("held up", hold))
+        assert await asyncio.to_thread(entered.wait, 5)
+        for _ in range(2):
+            await store.append(batch(1))
         waiting = asyncio.create_task(store.append(batch(1)))
         await asyncio.sleep(0.2)
         assert not waiting.done()
-        await store.mark_synced(list(range(2, 250)))
+        # A stop while it waits: what it read is stored all the same.
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        gate.set()
+        await held
+        await store.flush()
+        assert store.last_seq == 30_203
+
+
+async def test_appends_wait_for_an_uplink_that_acknowledges_but_cannot_keep_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facade, "MAX_UNACKED_GROWTH", 100)
+    now = [1000.0]  # the store's monotonic clock, moved by hand
+    seq = iter(range(10**6))
+
+    def batch(count: int) -> list[Reading]:
+        return [
+            Reading("m1", f"p{next(seq)}", 1_700_000_000_000 + i, 1.0, "W") for i in range(count)
+        ]
+
+    async with Store(tmp_path / "readings.db", monotonic=lambda: now[0]) as store:
+        # An outage's backlog of 500; the uplink comes back and begins on it: 490 behind is
+        # its floor, and polling goes on while it works the backlog down.
+        await store.append(batch(500))
+        await store.flush()
+        await store.mark_synced(list(range(1, 11)))
+        await store.append(batch(50))
+        await store.flush()
+        await store.mark_synced(list(range(11, 300)))  # 251 behind: the floor comes down
+        # Then the polling outruns it: 102 past the floor, and the next append waits.
+        await store.append(batch(102))
+        await store.flush()
+        waiting = asyncio.create_task(store.append(batch(1)))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await store.mark_synced(list(range(300, 400)))
         async with asyncio.timeout(5):
             await waiting
+        # An uplink that stops acknowledging (the broker went away) holds nothing up.
         await store.append(batch(300))
         await store.flush()
-        assert store.last_seq == 602
-        # A stop while an append waits: what it read is stored all the same.
-        cancelled = asyncio.create_task(store.append(batch(1)))
-        await asyncio.sleep(0.2)
-        assert not cancelled.done()
-        cancelled.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await cancelled
-        await store.flush()
-        assert store.last_seq == 603
-        # An uplink that stops acknowledging (the broker went away) holds nothing up.
         waiting = asyncio.create_task(store.append(batch(1)))
         await asyncio.sleep(0.2)
         assert not waiting.done()
         now[0] += 10
         async with asyncio.timeout(5):
             await waiting
+        await store.flush()
+        assert store.last_seq == 954

@@ -52,13 +52,14 @@ _TRUST_RECHECK_S = 1.0  # how often an untrusted clock's trust is asked again, a
 # overruns, instead of growing memory without bound and queueing every other caller (the
 # uplink's reads and marks) behind it. A commit that stalls the writer for a moment fills less.
 MAX_QUEUED_JOBS = 64
-# Committed readings the uplink may be behind, while it is acknowledging, before `append`
-# waits for it too: a poll load that leaves the uplink no time of the loop slows the sources
-# (overruns) rather than the uplink falling further behind without end. While nothing is
-# acknowledged (no uplink, the broker away) readings are buffered as ever: the store is for
-# outages. About three seconds of 200 meters of 35 points each; a live uplink is a few hundred
-# readings behind.
-MAX_UNACKED_LIVE = 20_000
+# How far the unsent backlog may grow, while the uplink is acknowledging, beyond the least it
+# has been since the uplink began acknowledging, before `append` waits for the uplink too: a
+# poll load that leaves the uplink too little of the loop then slows the sources (overruns in
+# `status`) instead of the uplink falling further behind without end. Measured from that floor,
+# not from zero, so a backfill after an outage (a backlog the uplink is working down) never holds
+# polling up; with nothing acknowledged for `_ACKING_S` (no uplink, the broker away) readings are
+# buffered as ever. About three seconds of 200 meters of 35 points each.
+MAX_UNACKED_GROWTH = 20_000
 _ACKING_S = 2.0  # an acknowledgement this recent means the uplink is sending
 _ROOM_RECHECK_S = 0.005
 
@@ -164,6 +165,7 @@ class Store:
         self._room: asyncio.Lock | None = None  # appends waiting for the writer, in turn
         self._acked_seq = 0  # the highest seq the uplink marked synced
         self._acked_at = -math.inf  # when (self.monotonic)
+        self._behind_floor = 0  # the least backlog since the uplink began acknowledging
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, state={self._state})"
@@ -372,7 +374,9 @@ class Store:
 
     async def append(self, readings: Sequence[Reading]) -> None:
         """Queue readings for the next batch (they are not committed yet) and return; at once,
-        unless the writer or an acknowledging uplink is far behind (see `_wait_for_room`).
+        unless the writer is far behind or the acknowledging uplink cannot keep up (see
+        `_wait_for_room`). Never because of an outage or the backfill after one: the store
+        carries those.
 
         A value SQLite cannot hold raises ``TypeError``/``ValueError`` here, in the caller.
         """
@@ -386,24 +390,26 @@ class Store:
             self._submit(_Append(batch))
         # Queued first, then the wait: a caller cancelled while it waits (a stop) has still
         # handed over what it read.
-        if self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_behind():
+        if self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_falling_behind():
             await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
-        """Wait, in turn with the other appends, until the writer has caught up and the uplink,
-        if it is acknowledging, is within `MAX_UNACKED_LIVE`; on a short sleep (no signal from
-        the thread needed: this happens only under a load the agent cannot carry)."""
+        """Wait, in turn with the other appends, until the writer has caught up and the uplink
+        is keeping up again; on a short sleep (no signal from the thread needed: this happens
+        only under a load the agent cannot carry)."""
         if self._room is None:
             self._room = asyncio.Lock()
         async with self._room:
             while (  # noqa: ASYNC110
-                self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_behind()
+                self._jobs.qsize() > MAX_QUEUED_JOBS or self._uplink_falling_behind()
             ) and self.is_open:
                 await asyncio.sleep(_ROOM_RECHECK_S)
 
-    def _uplink_behind(self) -> bool:
+    def _uplink_falling_behind(self) -> bool:
+        """The uplink is acknowledging, yet the backlog has grown `MAX_UNACKED_GROWTH` past the
+        least it has been since it began: it cannot keep up with what is polled."""
         return (
-            self._last_seq - self._acked_seq > MAX_UNACKED_LIVE
+            self._last_seq - self._acked_seq > self._behind_floor + MAX_UNACKED_GROWTH
             and self.monotonic() - self._acked_at < _ACKING_S
         )
 
@@ -462,8 +468,13 @@ class Store:
         await self._call(
             "marking readings as synced", lambda w: w.mark_synced(chosen, at_ms), urgent=True
         )
+        now = self.monotonic()
         self._acked_seq = max(self._acked_seq, *chosen)
-        self._acked_at = self.monotonic()
+        behind = self._last_seq - self._acked_seq
+        if now - self._acked_at >= _ACKING_S:  # the uplink (re)starts: its backlog is the floor
+            self._behind_floor = behind
+        self._behind_floor = min(self._behind_floor, behind)
+        self._acked_at = now
 
     async def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
         """Record an event (e.g. ``hvac.write``), committed before this returns.
