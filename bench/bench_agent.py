@@ -251,7 +251,13 @@ class Result:
 
 
 def _command(
-    case: Case, work: Path, ports: list[int], mqtt_port: int, batch: str | None
+    case: Case,
+    work: Path,
+    ports: list[int],
+    mqtt_port: int,
+    batch: str | None,
+    *,
+    hvac_energy: bool = False,
 ) -> list[str]:
     if case.which == "reference":
         return [sys.executable, "-m", "bench.reference_poller", "--mqtt", f"127.0.0.1:{mqtt_port}",
@@ -259,7 +265,7 @@ def _command(
     config = work / "site.yaml"
     config.write_text(
         site_yaml(case.meters, case.lines, ports, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}",
-                  batch_window=batch),
+                  batch_window=batch, hvac_energy=hvac_energy),
         encoding="utf-8",
     )  # fmt: skip
     agent = Path(sys.executable).with_name("edge-agent")
@@ -268,7 +274,13 @@ def _command(
 
 
 async def run_case(
-    case: Case, *, warmup: float, window: float, batch: str | None, code: Path = ROOT
+    case: Case,
+    *,
+    warmup: float,
+    window: float,
+    batch: str | None,
+    code: Path = ROOT,
+    hvac_energy: bool = False,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         work = Path(tmp)
@@ -277,7 +289,9 @@ async def run_case(
             with mosquitto(work) as mqtt_port:
                 sub = Subscriber()
                 async with subscribed(mqtt_port, sub):
-                    cmd = _command(case, work, meters.ports, mqtt_port, batch)
+                    cmd = _command(
+                        case, work, meters.ports, mqtt_port, batch, hvac_energy=hvac_energy
+                    )
                     started = time.monotonic()
                     env = {**os.environ, "PYTHONPATH": str(code if case.which == "agent" else ROOT)}
                     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)  # noqa: ASYNC220 - /proc needs its pid
@@ -345,6 +359,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 window=args.window,
                 batch=args.batch_window,
                 code=args.code,
+                hvac_energy=args.hvac_energy,
             )
             print(_row(result), flush=True)
 
@@ -364,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         default=ROOT,
         help="the directory the agent's packages are imported from (default: this checkout)",
+    )
+    parser.add_argument(
+        "--hvac-energy",
+        action="store_true",
+        help="the agent's site has HVAC zones and energy accounting too (bench/make_site.py)",
     )
     parser.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

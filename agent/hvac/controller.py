@@ -139,7 +139,8 @@ class _ZoneRuntime:
 
 
 class HvacController:
-    """Runs the HVAC schedules of one site. Constructing it does no I/O."""
+    """Runs the HVAC schedules of one site. Constructing it does no I/O but start the child
+    process that reads the public holiday calendar (agent.hvac.china_days)."""
 
     def __init__(
         self,
@@ -160,6 +161,10 @@ class HvacController:
         self.calendar = calendar if calendar is not None else HolidayCalendar(hvac.calendar)
         self._audit_sink = audit
         self._clock: Clock = clock if clock is not None else system_clock()
+        # This year's and next year's public calendar, read by a child process while the agent
+        # opens its devices (the first cycle and the year-end warning need both).
+        this_year = self._clock.wall().astimezone(self.tz).year
+        self.calendar.prefetch((this_year, this_year + 1))
         self._time_trusted = time_trusted or (lambda: hvac.trust_clock or timesyncd_synchronized())
         self._schedule = ScheduleClock(hold_max=hvac.clock_hold_max)
         self.commands = CommandHandler(
