@@ -75,8 +75,8 @@ def site_yaml(
     with ``hvac_energy``, HVAC zones and energy accounting too (see the module's text)."""
     if len(ports) != lines:
         raise ValueError(f"{lines} lines need {lines} ports, not {len(ports)}")
-    if hvac_energy and profile is not None:
-        raise ValueError("hvac_energy needs the explicit points (no profile)")
+    if hvac_energy and (profile is not None or meters < HVAC_ZONES):
+        raise ValueError(f"hvac_energy needs explicit points (no profile) on {HVAC_ZONES} meters")
     text = ["site:", "  id: bench-site", "  name: Benchmark building"]
     if hvac_energy:
         text += ["  timezone: Asia/Shanghai", "  floor_area_m2: 12000"]
@@ -173,7 +173,7 @@ def _energy_yaml(devices: Sequence[str]) -> list[str]:
         "  quotas:",
         "    - {name: site-month, energy_type: electricity, period: month, limit: 95000}",
         "  off_hours:",
-        f"    - {{name: night, sub_item: {SUB_ITEMS[0]}, baseline: 4.0, sustained: 1h}}",
+        f"    - {{name: night, sub_item: {SUB_ITEMS[1]}, baseline: 4.0, sustained: 1h}}",
         "  silent: {intervals: 4}",
         "  balance:",
         f"    - {{name: site, main: [{names[0]}], parts: [{', '.join(names[1:])}]}}",

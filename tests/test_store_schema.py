@@ -14,7 +14,7 @@ import sqlite_utils
 
 from agent.core.clock import ManualClock
 from agent.store.schema import MIGRATIONS, apply_migrations, atomic, migrate
-from agent.store.writer import _connect
+from agent.store.writer import _CACHE_KIB, _connect
 
 CLOCK = ManualClock.at_ms(1_790_000_000_000)
 
@@ -110,3 +110,9 @@ def test_atomic_commits_rolls_back_and_nests(tmp_path: Path) -> None:
         _insert_then_fail(conn, 4)
     assert not conn.in_transaction
     assert [r[0] for r in conn.execute("SELECT x FROM t ORDER BY x")] == [1, 3]
+
+
+def test_the_writers_connections_keep_a_small_page_cache(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / "store.db", CLOCK)
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -_CACHE_KIB
+    conn.close()
