@@ -25,6 +25,7 @@ from agent.commands.signature import read_secret
 from agent.config.messages import file_sentence
 from agent.config.model import SiteConfig, cross_check
 from agent.config.quick_yaml import quick_data
+from agent.config.sharing import share_equal_points
 from agent.core.errors import ConfigError, ConfigIssue
 from agent.hvac.program import hvac_problems
 
@@ -61,6 +62,7 @@ def load_config_text(text: str | bytes, *, filename: str, check_files: bool = Tr
         text = _decode(text, issues)
     config = _quick(text)
     if config is not None and not (check_files and _unusable_files(config)):
+        share_equal_points(config.devices)
         return config  # the quick path found nothing to report (files included)
     # The located path: ruamel.yaml, imported only when there is something to report.
     from agent.config.located import Tree, not_a_mapping, parse
@@ -91,6 +93,7 @@ def load_config_text(text: str | bytes, *, filename: str, check_files: bool = Tr
         issues.add(*tree.locate(loc), message)
     if issues:
         raise ConfigError(issues.sorted())
+    share_equal_points(config.devices)
     return config
 
 

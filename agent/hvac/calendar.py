@@ -99,6 +99,12 @@ class HolidayCalendar:
         if config.country != "none" and wanted:
             china_days.start(wanted)
 
+    def load(self, years: Iterable[int]) -> None:
+        """Have the calendar of ``years`` ready, waiting for the child reading it if need be
+        (blocking: the controller calls it in a thread)."""
+        for year in years:
+            self._year(year)
+
     def source(self, year: int) -> YearSource:
         return self._year(year).source
 
