@@ -51,6 +51,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from bench.installed import compile_code
 from bench.make_site import CLUSTERS, POINTS_PER_METER, meter_layout, site_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,6 +349,7 @@ HEADER = (
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    compile_code(args.code)  # as installed: bench/installed.py
     print(HEADER, flush=True)
     for meters in args.meters:
         lines = args.lines or max(1, meters // 50)
