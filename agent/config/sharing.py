@@ -9,7 +9,9 @@ once however many devices have it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Iterable
+from types import NoneType
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,13 +39,17 @@ def share_equal_points(devices: Iterable[Any]) -> None:
 
 
 def _key(point: BaseModel) -> Hashable | None:
-    """What makes two point models interchangeable, or None when a value cannot be compared
-    this way (a list, a nested model): such a point is kept as it is."""
-    values: list[tuple[str, type, object]] = []
-    for field, value in point.__dict__.items():
-        if not isinstance(value, str | int | float | None):  # enums are str or int subclasses
-            return None
-        # A float by its text: -0.0 and 0.0 are equal but not the same setting, and a NaN is
-        # never equal to itself.
-        values.append((field, type(value), repr(value) if isinstance(value, float) else value))
-    return type(point), tuple(values), frozenset(point.model_fields_set)
+    """What makes two point models interchangeable, or None when a value is not a plain one (a
+    list, a nested model): such a point is kept as it is. The values are compared by their
+    text, which tells apart what ``==`` does not (-0.0 from 0.0, True from 1) and is made in C
+    (this runs for every point of every device, at each start)."""
+    values = point.__dict__
+    if not _plain(frozenset(map(type, values.values()))):
+        return None
+    return type(point), repr(tuple(values.values())), frozenset(point.model_fields_set)
+
+
+@functools.cache
+def _plain(kinds: frozenset[type]) -> bool:
+    # Enums are str or int subclasses (their text names the member), bool is an int.
+    return all(issubclass(kind, str | int | float | NoneType) for kind in kinds)
