@@ -68,6 +68,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from bench.installed import compile_code
 from bench.make_site import CLUSTERS, POINTS_PER_METER, meter_layout, site_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +300,13 @@ def unsent_backlog(work: Path) -> int | None:
 
 
 def _command(
-    case: Case, work: Path, ports: list[int], mqtt_port: int, batch: str | None
+    case: Case,
+    work: Path,
+    ports: list[int],
+    mqtt_port: int,
+    batch: str | None,
+    *,
+    hvac_energy: bool = False,
 ) -> list[str]:
     if case.which == "reference":
         return [sys.executable, "-m", "bench.reference_poller", "--mqtt", f"127.0.0.1:{mqtt_port}",
@@ -308,7 +315,8 @@ def _command(
     config = work / "site.yaml"
     config.write_text(
         site_yaml(case.meters, case.lines, ports, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}",
-                  batch_window=batch, interval=f"{case.interval * 1e3:g}ms"),
+                  batch_window=batch, interval=f"{case.interval * 1e3:g}ms",
+                  hvac_energy=hvac_energy),
         encoding="utf-8",
     )  # fmt: skip
     agent = Path(sys.executable).with_name("edge-agent")
@@ -317,7 +325,13 @@ def _command(
 
 
 async def run_case(
-    case: Case, *, warmup: float, window: float, batch: str | None, code: Path = ROOT
+    case: Case,
+    *,
+    warmup: float,
+    window: float,
+    batch: str | None,
+    code: Path = ROOT,
+    hvac_energy: bool = False,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         work = Path(tmp)
@@ -326,7 +340,9 @@ async def run_case(
             with mosquitto(work) as mqtt_port:
                 sub = Subscriber()
                 async with subscribed(mqtt_port, sub):
-                    cmd = _command(case, work, meters.ports, mqtt_port, batch)
+                    cmd = _command(
+                        case, work, meters.ports, mqtt_port, batch, hvac_energy=hvac_energy
+                    )
                     started = time.monotonic()
                     env = {**os.environ, "PYTHONPATH": str(code if case.which == "agent" else ROOT)}
                     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)  # noqa: ASYNC220 - /proc needs its pid
@@ -409,6 +425,7 @@ def _ratio(results: Sequence[Result]) -> str | None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    compile_code(args.code)  # as installed: bench/installed.py
     print(HEADER, flush=True)
     for meters in args.meters:
         lines = args.lines or max(1, meters // 50)
@@ -421,6 +438,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 window=args.window,
                 batch=args.batch_window,
                 code=args.code,
+                hvac_energy=args.hvac_energy,
             )
             results.append(result)
             print(_row(result), flush=True)
@@ -444,6 +462,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         default=ROOT,
         help="the directory the agent's packages are imported from (default: this checkout)",
+    )
+    parser.add_argument(
+        "--hvac-energy",
+        action="store_true",
+        help="the agent's site has HVAC zones and energy accounting too (bench/make_site.py)",
     )
     parser.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from agent.core.backoff import Backoff
 from agent.core.clock import Clock
 from agent.core.errors import StoreError
@@ -75,7 +73,8 @@ from agent.store.schema import (
     _sequence,
     _set_meta,
     _to_stored,
-    apply_migrations,
+    atomic,
+    migrate,
 )
 
 # One logger for the whole package, as before it was split into modules: log lines keep
@@ -100,6 +99,12 @@ _RETRY_CAP_S = 30.0
 # After a rebuild of a damaged file, another is not tried for this long (seconds): a fault
 # that follows the fresh file (a failing card) must not rebuild in a loop.
 _REBUILD_GAP_S = 60.0
+# The page cache of the writer's connection and of its checks', KiB (SQLite's default is 2,000
+# per connection). The writer appends at the end of one table and reads back what it wrote last
+# (the uplink's batches): its hot pages are few, and other reads come from the OS's cache of the
+# file or the WAL. A full cache is resident for the life of the agent (it fills in the first
+# minutes: peak RSS growth); bench/bench_store.py measured no loss of speed at this size.
+_CACHE_KIB = 512
 # Events (audit trails, alerts) held in memory while the store cannot write; beyond this the
 # oldest go, counted.
 _EVENTS_HELD = 1000
@@ -120,7 +125,7 @@ def _private(path: Path) -> None:
                 Path(f"{path}{suffix}").chmod(FILE_MODE)
 
 
-def _connect(path: Path, clock: Clock) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
+def _connect(path: Path, clock: Clock) -> sqlite3.Connection:
     """A connection to the store file at ``path`` as the writer uses it, the schema up to
     date."""
     _private(path)
@@ -136,12 +141,12 @@ def _connect(path: Path, clock: Clock) -> tuple[sqlite3.Connection, sqlite_utils
         # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
         # an SD card's write budget is worth more.
         conn.execute("PRAGMA secure_delete=OFF")
-        db = sqlite_utils.Database(conn, execute_plugins=False)
-        apply_migrations(db, clock=clock)
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        migrate(conn, clock=clock)
     except BaseException:
         conn.close()
         raise
-    return conn, db
+    return conn
 
 
 def _wal_mode(conn: sqlite3.Connection, path: Path) -> None:
@@ -295,7 +300,6 @@ class _Writer:
         self.max_bytes = max_bytes
         self.notify = notify
         self.conn: sqlite3.Connection | None = None
-        self.db: sqlite_utils.Database | None = None
         self.point_ids: dict[tuple[str, str, str], int] = {}
         # The same points by id, for the uplink's reads (the same tuples: no second copy).
         self.point_names: dict[int, tuple[str, str, str]] = {}
@@ -372,8 +376,7 @@ class _Writer:
     def _attach(self) -> None:
         """Connect to the file at the path (made 0640 if new)."""
         self.close_connection()
-        conn, self.db = _connect(self.path, self.clock)
-        self.conn = conn
+        self.conn = conn = _connect(self.path, self.clock)
         (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
         self.point_ids = {
             (device, point, unit): pid
@@ -446,6 +449,9 @@ class _Writer:
                     f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
                 )
                 try:
+                    # The check reads every page once: a full default cache would be 2 MB of
+                    # peak RSS at each start of a large store, for no speed (measured).
+                    conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
                     problems = salvage_check(conn, full=full)
                 finally:
                     conn.close()
@@ -582,7 +588,7 @@ class _Writer:
         _remove_db(fresh)
         report = SalvageReport()
         try:
-            dest, _ = _connect(fresh, self.clock)
+            dest = _connect(fresh, self.clock)
             try:
                 report = salvage(src, dest)
             finally:
@@ -845,8 +851,7 @@ class _Writer:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         assert self.conn is not None
-        assert self.db is not None
-        with self.db.atomic():
+        with atomic(self.conn):
             yield self.conn
 
     def _pages(self) -> tuple[int, int]:
