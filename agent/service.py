@@ -96,6 +96,9 @@ class Agent:
 
     def birth(self) -> dict[str, Any]:
         """What the gateway tells upstream about itself when it connects."""
+        # The uplink keeps this for every reconnect: one small dict per unit, shared by the
+        # points (7,000 points were 1.4 MB of equal dicts at 200 meters).
+        units: dict[str | None, dict[str, str | None]] = {}
         return {
             "version": __version__,
             "site": {
@@ -112,7 +115,7 @@ class Agent:
                     "protocol": d.protocol,
                     "profile": getattr(d, "profile", None),
                     "points": {
-                        n: {"unit": p.unit}
+                        n: units.setdefault(p.unit, {"unit": p.unit})
                         for n, p in self._points_of(d.name).items()
                     },
                 }
