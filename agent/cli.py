@@ -29,8 +29,11 @@ DEFAULT_DATA_DIR = Path("./data")
 # about a quarter of a second (pymodbus, every device driver, the HVAC models), so they are
 # registered only when the command line may name one of them (or names no command: --help).
 _CORE_COMMANDS = frozenset(
-    {"run", "validate", "schema", "demo", "export", "energy", "comfort", "status", "store", "sync"}
+    {"run", "validate", "schema", "demo", "export", "energy", "comfort", "sync"}
 )
+# `status` and `store check` (agent.status) read the platform's and the store's summaries,
+# whose modules cost `run` about 1.3 MB: registered unless the command line names another.
+_STATUS_COMMANDS = frozenset({"status", "store"})
 
 
 def _default_data_dir() -> Path:
@@ -135,9 +138,12 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     comfort.add_argument("--days", type=int, default=1, help="number of days (default 1)")
     comfort.add_argument("--csv", action="store_true", help="one row per zone and day")
 
-    from agent.status import add_commands as add_store_commands
+    words = set(argv) if argv is not None else _STATUS_COMMANDS  # None: every command
+    others = _CORE_COMMANDS.union(*_MODULE_COMMANDS.values())
+    if words & _STATUS_COMMANDS or not words & others:
+        from agent.status import add_commands as add_store_commands
 
-    add_store_commands(sub)  # status, store check
+        add_store_commands(sub)  # status, store check
     sync = sub.add_parser(
         "sync", help="push every reading not yet sent; exit 0 only when the broker has them all"
     )
@@ -173,7 +179,7 @@ def _add_module_commands(
     """The commands of `_MODULE_COMMANDS`, unless ``argv`` names a core command only."""
     words = set(argv) if argv is not None else set()  # None: every command
     named = set().union(*_MODULE_COMMANDS.values())
-    if words & _CORE_COMMANDS and not words & named:
+    if words & (_CORE_COMMANDS | _STATUS_COMMANDS) and not words & named:
         return
     for module in _MODULE_COMMANDS:
         if module == "agent.platform.check":

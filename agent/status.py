@@ -80,6 +80,7 @@ def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
             entry["last_good_ms"] = max(entry["last_good_ms"] or 0, reading.ts_ms)
         else:
             entry["bad_points"] += 1
+    cadence = _cadence(db)
     return {
         "buffer": {
             "path": str(db),
@@ -122,10 +123,36 @@ def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
                 "health": "ok" if d["bad_points"] == 0 else f"{d['bad_points']} points failing",
                 "last_reading": iso(d["last_reading_ms"]),
                 "last_good_reading": iso(d["last_good_ms"]),
+                # Set when the device's interval could not be kept since the agent started.
+                "overruns": cadence.get(name),
             }
             for name, d in sorted(devices.items())
         },
     }
+
+
+def _cadence(db: Path) -> dict[str, dict[str, Any]]:
+    """Per device, the ticks its poller could not keep since the agent started (written by
+    agent.sources.cadence under this key); empty when none overran or the record is unreadable."""
+    text = read_meta(db, "polling:cadence")  # agent.sources.cadence.CADENCE_KEY
+    if text is None:
+        return {}
+    try:
+        record = json.loads(text)
+        since = iso(int(record["since_ms"]))
+        return {
+            str(name): {
+                "ticks_missed": int(d["overruns"]),
+                "cycles": int(d["cycles"]),
+                "interval_s": d["interval_s"],
+                "last_cycle_s": d["last_cycle_s"],
+                "last": iso(d["last_overrun_ms"]),
+                "since": since,
+            }
+            for name, d in record["devices"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _health(db: Path, stats: StoreStats) -> dict[str, Any]:
@@ -246,6 +273,13 @@ def print_status(db: Path, *, as_json: bool, out: TextIO, clock: Clock | None = 
             f"  {name:<18} {dev['health']:<18} {dev['points']:>3} points, "
             f"last good reading {_age(dev['last_good_reading'], now_s)}\n"
         )
+        if (late := dev["overruns"]) is not None:
+            out.write(
+                f"  {'':<18} interval {late['interval_s']:g} s not kept: "
+                f"{late['ticks_missed']} ticks missed in {late['cycles']} cycles since "
+                f"{late['since']}, last cycle {late['last_cycle_s']:g} s, "
+                f"last miss {_age(late['last'], now_s)}\n"
+            )
     return 0
 
 

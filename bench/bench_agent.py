@@ -15,7 +15,15 @@ and, after a warm-up, measures over the window, from this process (the subscribe
 - lag p50/p95: MQTT receive time minus the reading's ``ts``;
 - req/cyc: requests the meters answered per meter-cycle delivered (35 readings);
 - pts/s: readings delivered per second, and the nominal rate (meters x 35 / interval);
-- first data: seconds from starting the process to its first delivered reading.
+- first data: seconds from starting the process to its first delivered reading;
+- per meter: the fewest and most readings one meter delivered in the window, and how many meters
+  were starved (delivered less than half the mean: a saturated line must be shared in turn);
+- backlog: readings the agent's store still held unsent at the end of the window (its own
+  `edge-agent status --json`): it stays small while the uplink gets its turn, and grows without
+  end when polling starves it (the reference stores nothing: "-").
+
+After the runs of one size, the agent's delivered pts/s as a share of the reference's in the same
+run (``agent/ref``): what the saturated-line and fairness checks of issue #14 compare.
 
 Run it from the checkout, in the agent's venv, niced on a shared machine. The agent runs this
 checkout's code (``--code DIR`` runs another copy of agent/ and drivers/, e.g. a `git archive`
@@ -26,6 +34,15 @@ only; 60 s and two runs per case are what the issue's table used:
     nice -n 10 .venv/bin/python -m bench.bench_agent --meters 10 --latency-ms 5 --window 30
     nice -n 10 .venv/bin/python -m bench.bench_agent --meters 50 --lines 1 --latency-ms 5 \
         --which agent reference --batch-window 250ms
+
+The saturated line (50 meters at 5 ms per request on one connection: about 1,450 points/s of the
+nominal 1,750 is all the line can carry) and a saturating poll load (no latency, 10 connections,
+every meter polled every 20 ms: far more than one process can poll, store and publish, so the
+question is whether the store and the uplink still get their turn: delivered pts/s, lag and the
+unsent backlog say):
+
+    nice -n 10 .venv/bin/python -m bench.bench_agent --meters 50 --lines 1 --latency-ms 5
+    nice -n 10 .venv/bin/python -m bench.bench_agent --meters 50 --lines 10 --interval 0.02
 """
 
 from __future__ import annotations
@@ -51,6 +68,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from bench.installed import compile_code
 from bench.make_site import CLUSTERS, POINTS_PER_METER, meter_layout, site_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +132,7 @@ class Meters:
             [sys.executable, "-m", "bench.bench_agent", "--serve-meters", str(meters),
              "--lines", str(lines), "--latency-ms", str(latency * 1e3)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True,
+            stderr=subprocess.DEVNULL,  # pymodbus's traces of requests cut short at the end
         )  # fmt: skip
         self.ports: list[int] = json.loads(self._line())["ports"]
 
@@ -199,6 +218,7 @@ class Subscriber:
     first_at: float | None = None
     points: int = 0
     lags: list[float] = field(default_factory=list)
+    per_device: dict[str, int] = field(default_factory=dict)
 
     def take(self, payload: bytes) -> None:
         now = time.time()
@@ -206,10 +226,12 @@ class Subscriber:
             self.first_at = time.monotonic()
         if not self.counting:
             return
+        counts = self.per_device
         for reading in json.loads(payload)["readings"]:
             ts = datetime.fromisoformat(reading["ts"].replace("Z", "+00:00")).timestamp()
             self.lags.append(now - ts)
             self.points += 1
+            counts[reading["device"]] = counts.get(reading["device"], 0) + 1
 
 
 @contextlib.asynccontextmanager
@@ -236,6 +258,7 @@ class Case:
     lines: int
     latency: float
     which: str
+    interval: float = 1.0
 
 
 @dataclass
@@ -248,18 +271,52 @@ class Result:
     req_per_cycle: float
     pts_per_s: float
     first_data: float
+    per_meter_min: int
+    per_meter_max: int
+    starved: int
+    backlog: int | None
+
+
+def spread(counts: dict[str, int], names: Sequence[str]) -> tuple[int, int, int]:
+    """(fewest, most, starved) readings per meter over ``names``; a meter never heard of counts
+    0, and a meter is starved when it delivered less than half the mean."""
+    got = [counts.get(name, 0) for name in names]
+    if not got:
+        return 0, 0, 0
+    mean = sum(got) / len(got)
+    return min(got), max(got), sum(1 for n in got if n < mean / 2)
+
+
+def unsent_backlog(work: Path) -> int | None:
+    """Readings the agent's store holds unsent (``edge-agent status --json``), or None."""
+    agent = Path(sys.executable).with_name("edge-agent")
+    done = subprocess.run(
+        [str(agent), "status", "--json", "--data-dir", str(work / "data")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    return int(json.loads(done.stdout)["buffer"]["unsynced"])
 
 
 def _command(
-    case: Case, work: Path, ports: list[int], mqtt_port: int, batch: str | None
+    case: Case,
+    work: Path,
+    ports: list[int],
+    mqtt_port: int,
+    batch: str | None,
+    *,
+    hvac_energy: bool = False,
 ) -> list[str]:
     if case.which == "reference":
         return [sys.executable, "-m", "bench.reference_poller", "--mqtt", f"127.0.0.1:{mqtt_port}",
-                "--meters", str(case.meters), "--ports", *map(str, ports)]  # fmt: skip
+                "--meters", str(case.meters), "--ports", *map(str, ports),
+                "--interval", str(case.interval)]  # fmt: skip
     config = work / "site.yaml"
     config.write_text(
         site_yaml(case.meters, case.lines, ports, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}",
-                  batch_window=batch),
+                  batch_window=batch, interval=f"{case.interval * 1e3:g}ms",
+                  hvac_energy=hvac_energy),
         encoding="utf-8",
     )  # fmt: skip
     agent = Path(sys.executable).with_name("edge-agent")
@@ -268,7 +325,13 @@ def _command(
 
 
 async def run_case(
-    case: Case, *, warmup: float, window: float, batch: str | None, code: Path = ROOT
+    case: Case,
+    *,
+    warmup: float,
+    window: float,
+    batch: str | None,
+    code: Path = ROOT,
+    hvac_energy: bool = False,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         work = Path(tmp)
@@ -277,7 +340,9 @@ async def run_case(
             with mosquitto(work) as mqtt_port:
                 sub = Subscriber()
                 async with subscribed(mqtt_port, sub):
-                    cmd = _command(case, work, meters.ports, mqtt_port, batch)
+                    cmd = _command(
+                        case, work, meters.ports, mqtt_port, batch, hvac_energy=hvac_energy
+                    )
                     started = time.monotonic()
                     env = {**os.environ, "PYTHONPATH": str(code if case.which == "agent" else ROOT)}
                     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)  # noqa: ASYNC220 - /proc needs its pid
@@ -294,6 +359,11 @@ async def run_case(
                         cpu = cpu_seconds(proc.pid) - cpu0
                         requests = meters.requests() - req0
                         rss = peak_rss_mb(proc.pid)
+                        backlog = (
+                            await asyncio.to_thread(unsent_backlog, work)
+                            if case.which == "agent"
+                            else None
+                        )
                     finally:
                         proc.send_signal(signal.SIGTERM)
                         try:
@@ -304,6 +374,8 @@ async def run_case(
         finally:
             meters.close()
     lags = sorted(sub.lags) or [float("nan")]
+    names = [name for name, _, _ in meter_layout(case.meters, case.lines)]
+    fewest, most, starved = spread(sub.per_device, names)
     return Result(
         case=case,
         pts_per_cpu_s=sub.points / cpu if cpu else float("nan"),
@@ -313,40 +385,65 @@ async def run_case(
         req_per_cycle=requests / (sub.points / POINTS_PER_METER) if sub.points else float("nan"),
         pts_per_s=sub.points / elapsed,
         first_data=(sub.first_at - started) if sub.first_at is not None else float("nan"),
+        per_meter_min=fewest,
+        per_meter_max=most,
+        starved=starved,
+        backlog=backlog,
     )
 
 
 def _row(r: Result) -> str:
     c = r.case
-    nominal = c.meters * POINTS_PER_METER
+    nominal = c.meters * POINTS_PER_METER / c.interval
+    backlog = "-" if r.backlog is None else f"{r.backlog:,}"
     return (
         f"{c.which:<9} {c.meters:>6} {c.lines:>5} {c.latency * 1e3:>6.0f} "
         f"{r.pts_per_cpu_s:>10,.0f} "
         f"{r.rss_mb:>7.1f} {r.lag_p50:>7.3f} {r.lag_p95:>7.3f} {r.req_per_cycle:>8.2f} "
-        f"{r.pts_per_s:>8,.0f}/{nominal:<6,} {r.first_data:>6.2f}"
+        f"{r.pts_per_s:>8,.0f}/{nominal:<7,.0f} {r.first_data:>6.2f} "
+        f"{r.per_meter_min:>6,}/{r.per_meter_max:<6,} {r.starved:>7} {backlog:>8}"
     )
 
 
 HEADER = (
     f"{'poller':<9} {'meters':>6} {'lines':>5} {'lat ms':>6} {'pts/CPU-s':>10} {'RSS MB':>7} "
-    f"{'lag p50':>7} {'lag p95':>7} {'req/cyc':>8} {'pts/s / nominal':>15} {'first':>6}"
+    f"{'lag p50':>7} {'lag p95':>7} {'req/cyc':>8} {'pts/s / nominal':>16} {'first':>6} "
+    f"{'per meter':>13} {'starved':>7} {'backlog':>8}"
 )
 
 
+def _ratio(results: Sequence[Result]) -> str | None:
+    """The agent's delivered pts/s as a share of the reference's, when both ran."""
+    by = {r.case.which: r for r in results}
+    if "agent" not in by or "reference" not in by or not by["reference"].pts_per_s:
+        return None
+    share = by["agent"].pts_per_s / by["reference"].pts_per_s
+    return (
+        f"agent/ref {by['agent'].case.meters} meters: {share * 100:.1f} % of the reference's "
+        f"delivered pts/s ({by['agent'].pts_per_s:,.0f} / {by['reference'].pts_per_s:,.0f})"
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    compile_code(args.code)  # as installed: bench/installed.py
     print(HEADER, flush=True)
     for meters in args.meters:
         lines = args.lines or max(1, meters // 50)
+        results = []
         for which in args.which:
-            case = Case(meters, lines, args.latency_ms / 1e3, which)
+            case = Case(meters, lines, args.latency_ms / 1e3, which, args.interval)
             result = await run_case(
                 case,
                 warmup=args.warmup,
                 window=args.window,
                 batch=args.batch_window,
                 code=args.code,
+                hvac_energy=args.hvac_energy,
             )
+            results.append(result)
             print(_row(result), flush=True)
+        if (ratio := _ratio(results)) is not None:
+            print(ratio, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -354,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--meters", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--lines", type=int, default=0, help="default: one per 50 meters")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds before the window")
     parser.add_argument("--which", nargs="+", choices=["agent", "reference"],
@@ -364,6 +462,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         default=ROOT,
         help="the directory the agent's packages are imported from (default: this checkout)",
+    )
+    parser.add_argument(
+        "--hvac-energy",
+        action="store_true",
+        help="the agent's site has HVAC zones and energy accounting too (bench/make_site.py)",
     )
     parser.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

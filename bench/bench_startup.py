@@ -7,7 +7,10 @@
   SDM630 profile meters (bench/make_site.py);
 - first data: seconds from starting `edge-agent run` to the first reading at the broker, for
   10 and 50 simulated meters (a pymodbus child process and mosquitto on loopback, as in
-  bench/bench_agent.py), and the agent's peak RSS by then.
+  bench/bench_agent.py; ``--hvac-energy``: with HVAC zones and energy accounting too), and the
+  agent's peak RSS by then.
+
+The code is compiled first, as `pip install` does (bench/installed.py).
 
 Each child is reaped with os.wait4, whose resource usage gives its CPU seconds (user + system)
 and its peak resident set (ru_maxrss, getrusage(2)); the first-data case reads VmHWM from
@@ -16,6 +19,7 @@ with the lowest and highest beside it: on a shared machine quote the median.
 
     nice -n 10 .venv/bin/python -m bench.bench_startup
     nice -n 10 .venv/bin/python -m bench.bench_startup --runs 7 --only import validate
+    nice -n 10 .venv/bin/python -m bench.bench_startup --only first --meters 50 --hvac-energy
     git archive HEAD~3 agent drivers | tar -x -C /tmp/old && \
         nice -n 10 .venv/bin/python -m bench.bench_startup --code /tmp/old
 """
@@ -35,7 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.bench_agent import Meters, Subscriber, mosquitto, peak_rss_mb, subscribed
-from bench.make_site import site_yaml
+from bench.installed import compile_code
+from bench.make_site import HVAC_ZONES, site_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_AGENT = [sys.executable, "-m", "agent"]
@@ -102,14 +107,16 @@ def bench_validate(runs: int) -> None:
             print(_row(name, samples, ("wall s", "CPU s", "MB")), flush=True)
 
 
-async def _first_data(meters: Meters, count: int, mqtt_port: int, work: Path) -> tuple[float, ...]:
+async def _first_data(
+    meters: Meters, count: int, mqtt_port: int, work: Path, *, hvac_energy: bool
+) -> tuple[float, ...]:
     """One start of the agent: (seconds to the first reading at the broker, peak RSS MB)."""
     sub = Subscriber()
     data = work / f"data-{time.monotonic_ns()}"
     config = work / "site.yaml"
+    url = f"mqtt://127.0.0.1:{mqtt_port}"
     config.write_text(
-        site_yaml(count, 1, meters.ports, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}"),
-        encoding="utf-8",
+        site_yaml(count, 1, meters.ports, mqtt_url=url, hvac_energy=hvac_energy), "utf-8"
     )
     async with subscribed(mqtt_port, sub):
         started = time.monotonic()
@@ -131,18 +138,20 @@ async def _first_data(meters: Meters, count: int, mqtt_port: int, work: Path) ->
     return first, rss
 
 
-async def bench_first_data(runs: int, counts: Sequence[int]) -> None:
+async def bench_first_data(runs: int, counts: Sequence[int], *, hvac_energy: bool) -> None:
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
             meters = Meters(count, 1, 0.0)
             try:
                 with mosquitto(Path(tmp)) as port:
                     samples = [
-                        await _first_data(meters, count, port, Path(tmp)) for _ in range(runs)
+                        await _first_data(meters, count, port, Path(tmp), hvac_energy=hvac_energy)
+                        for _ in range(runs)
                     ]
             finally:
                 meters.close()
-        print(_row(f"first data, {count} meters", samples, ("s", "MB")), flush=True)
+        name = f"first data, {count} meters" + (" +HVAC+energy" if hvac_energy else "")
+        print(_row(name, samples, ("s", "MB")), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -158,15 +167,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the directory the agent's packages are imported from (default: this checkout), "
         "e.g. a `git archive` of an older commit, to compare two versions",
     )  # fmt: skip
+    parser.add_argument(
+        "--hvac-energy", action="store_true",
+        help=f"first data with HVAC zones and energy accounting too (at least {HVAC_ZONES} meters)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     os.environ["BENCH_CODE"] = str(args.code.resolve())  # the children's PYTHONPATH
+    compile_code(args.code)  # as installed: bench/installed.py
     print("median (lowest-highest) of", args.runs, "runs", flush=True)
     if "import" in args.only:
         bench_imports(args.runs)
     if "validate" in args.only:
         bench_validate(args.runs)
     if "first" in args.only:
-        asyncio.run(bench_first_data(args.runs, args.meters))
+        asyncio.run(bench_first_data(args.runs, args.meters, hvac_energy=args.hvac_energy))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,16 @@ as for bench/reference_poller.py. Meters are spread evenly over ``lines`` Modbus
 
     python bench/make_site.py --meters 200 --lines 4 > /tmp/site-200.yaml
     python bench/make_site.py --meters 200 --profile eastron-sdm630 > /tmp/site-200-sdm.yaml
+    python bench/make_site.py --meters 50 --lines 1 --hvac-energy > /tmp/site-50-hvac.yaml
     edge-agent validate /tmp/site-200.yaml
+
+``--hvac-energy`` adds what the issue's memory target counts ("50 meters, HVAC and energy
+configured"): HVAC zones on the first meters of the site, run by a weekly programme on the China
+calendar (the `holidays` package, as config/demo.yaml), and energy accounting over every meter
+(sub-items, a quota, off-hours and silence rules, a balance). A zone's controller is one of the
+simulated meters: it gains a writable on/off coil and a writable float32 setpoint over its last
+cluster-0 point (the simulated meters serve 16 coils and the cluster registers only), so those
+meters read 37 points in 5 requests.
 
 Without ``--ports`` the endpoints are 127.0.0.1:15020, 15021, ... (validate does not connect).
 """
@@ -22,6 +31,13 @@ from collections.abc import Sequence
 POINTS_PER_METER = 35
 CLUSTERS = ((0, 9), (200, 9), (400, 9), (600, 8))  # (first register, points): 9+9+9+8 = 35
 assert sum(n for _, n in CLUSTERS) == POINTS_PER_METER
+HVAC_ZONES = 3  # zones (each on its own meter) with --hvac-energy
+ZONE_POINTS = (
+    "      zone_on: {register: 0, table: coil, type: bit, writable: true}",
+    "      zone_setpoint: {register: 16, type: float32, unit: degC, writable: true}",
+)
+ENERGY_POINT = "p1_0"  # each meter's energy counter with --hvac-energy
+SUB_ITEMS = ("01A00", "01B00", "01C00", "01D00")  # lighting, HVAC, power, special (guideline)
 
 
 def point_registers() -> list[tuple[str, int]]:
@@ -53,11 +69,18 @@ def site_yaml(
     batch_window: str | None = None,
     timeout: str = "1s",
     profile: str | None = None,
+    hvac_energy: bool = False,
 ) -> str:
-    """The YAML text of the site: explicit points on every meter, or a shipped ``profile``."""
+    """The YAML text of the site: explicit points on every meter, or a shipped ``profile``;
+    with ``hvac_energy``, HVAC zones and energy accounting too (see the module's text)."""
     if len(ports) != lines:
         raise ValueError(f"{lines} lines need {lines} ports, not {len(ports)}")
-    text = ["site:", "  id: bench-site", "  name: Benchmark building", "gateway:", "  id: gw1"]
+    if hvac_energy and (profile is not None or meters < HVAC_ZONES):
+        raise ValueError(f"hvac_energy needs explicit points (no profile) on {HVAC_ZONES} meters")
+    text = ["site:", "  id: bench-site", "  name: Benchmark building"]
+    if hvac_energy:
+        text += ["  timezone: Asia/Shanghai", "  floor_area_m2: 12000"]
+    text += ["gateway:", "  id: gw1"]
     text += ["store:", "  path: readings.db"]
     if batch_window is not None:
         text.append(f"  batch_window: {batch_window}")
@@ -74,7 +97,8 @@ def site_yaml(
         ]
     text.append("devices:")
     registers = point_registers()
-    for name, line, unit in meter_layout(meters, lines):
+    layout = meter_layout(meters, lines)
+    for index, (name, line, unit) in enumerate(layout):
         text += [
             f"  - name: {name}",
             f"    bus: line{line}",
@@ -85,8 +109,76 @@ def site_yaml(
             text.append(f"    profile: {profile}")
             continue
         text.append("    points:")
-        text += [f"      {p}: {{register: {r}, type: float32, unit: W}}" for p, r in registers]
+        text += [
+            f"      {p}: {{register: {r}, type: float32, unit: {_unit(p, hvac_energy)}}}"
+            for p, r in registers
+        ]
+        if hvac_energy and index < HVAC_ZONES:
+            text += ZONE_POINTS
+    if hvac_energy:
+        text += _hvac_yaml([name for name, _, _ in layout[:HVAC_ZONES]])
+        text += _energy_yaml([name for name, _, _ in layout])
     return "\n".join(text) + "\n"
+
+
+def _unit(point: str, hvac_energy: bool) -> str:
+    """W, but the energy meters' point is a counter in kWh (the energy section checks units)."""
+    return "kWh" if hvac_energy and point == ENERGY_POINT else "W"
+
+
+def _hvac_yaml(controllers: Sequence[str]) -> list[str]:
+    """Zones on ``controllers``, an office programme on the China calendar, seasons by date."""
+    text = ["hvac:", "  zones:"]
+    for index, device in enumerate(controllers):
+        text += [
+            f"    zone{index + 1}:",
+            f"      device: {device}",
+            "      setpoint: zone_setpoint",
+            "      on: zone_on",
+            "      programme: office",
+        ]
+    text += [
+        "  programmes:",
+        "    office:",
+        "      workday:",
+        '        - {start: "07:30", level: comfort}',
+        '        - {start: "12:00", level: setback}',
+        '        - {start: "13:30", level: comfort}',
+        '        - {start: "18:00", level: off}',
+        "      weekend: []",
+        "  season:",
+        '    cooling: [{from: "06-01", to: "09-30"}]',
+        '    heating: [{from: "11-15", to: "03-15"}]',
+        "  calendar: {country: china}",
+        "  trust_clock: true",
+        "  check_interval: 10s",
+    ]
+    return text
+
+
+def _energy_yaml(devices: Sequence[str]) -> list[str]:
+    """Every meter's energy point as an electricity meter (the first the main meter, the
+    others sub-items), and rules over them."""
+    text = ["energy:", "  interval_minutes: 15", "  max_step: 5m", "  meters:"]
+    names = []
+    for index, device in enumerate(devices):
+        names.append(f"e_{device}")
+        # The first meter is the building's main meter, the others its sub-items.
+        kind = "role: main" if index == 0 else f"sub_item: {SUB_ITEMS[index % len(SUB_ITEMS)]}"
+        text.append(
+            f"    - {{name: e_{device}, device: {device}, point: {ENERGY_POINT}, {kind}, "
+            "max_rate: 500}"
+        )
+    text += [
+        "  quotas:",
+        "    - {name: site-month, energy_type: electricity, period: month, limit: 95000}",
+        "  off_hours:",
+        f"    - {{name: night, sub_item: {SUB_ITEMS[1]}, baseline: 4.0, sustained: 1h}}",
+        "  silent: {intervals: 4}",
+        "  balance:",
+        f"    - {{name: site, main: [{names[0]}], parts: [{', '.join(names[1:])}]}}",
+    ]
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,10 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ports", type=int, nargs="*", default=None)
     parser.add_argument("--mqtt", default=None, metavar="URL")
     parser.add_argument("--profile", default=None, help="a shipped profile instead of points")
+    parser.add_argument("--hvac-energy", action="store_true", help="HVAC zones and energy too")
     args = parser.parse_args(argv)
     ports = args.ports or [15020 + i for i in range(args.lines)]
     sys.stdout.write(
-        site_yaml(args.meters, args.lines, ports, mqtt_url=args.mqtt, profile=args.profile)
+        site_yaml(
+            args.meters,
+            args.lines,
+            ports,
+            mqtt_url=args.mqtt,
+            profile=args.profile,
+            hvac_energy=args.hvac_energy,
+        )
     )
     return 0
 

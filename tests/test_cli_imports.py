@@ -58,4 +58,10 @@ def test_the_lazy_command_lists_match_what_the_modules_register() -> None:
         a for a in cli._parser(["validate"])._actions if isinstance(a, argparse._SubParsersAction)
     )
     assert set(core.choices) == cli._CORE_COMMANDS
-    assert set(full.choices) - set(core.choices) == set().union(*cli._MODULE_COMMANDS.values())
+    assert set(full.choices) - set(core.choices) == cli._STATUS_COMMANDS.union(
+        *cli._MODULE_COMMANDS.values()
+    )
+    status = next(
+        a for a in cli._parser(["status"])._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    assert set(status.choices) == cli._CORE_COMMANDS | cli._STATUS_COMMANDS

@@ -1,7 +1,8 @@
 """What a start costs in memory is mostly what it imports: `edge-agent run` and `validate` of a
 Modbus-only config load none of the packages that only other kinds of site need (holidays for
 HVAC calendars, gpiozero for pins, bleak for BLE, cryptography for the platform and encrypted
-adverts, ruamel.yaml for locating config errors). The module sets are asserted, never timings
+adverts, ruamel.yaml for locating config errors); a site with HVAC reads its holiday calendar in
+a child process, so not even it imports `holidays`. The module sets are asserted, never timings
 (bench/bench_startup.py measures those)."""
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.core.errors import StoreError
 from agent.store import read_stats
 from bench.bench_agent import Meters
-from bench.make_site import site_yaml
+from bench.make_site import HVAC_ZONES, site_yaml
 
 # Packages (and our modules) a Modbus-only site never needs.
 NOT_FOR_MODBUS = {
@@ -39,24 +41,47 @@ NOT_FOR_MODBUS = {
 }
 
 
+# What `run` never needs, whatever the site: sqlite-utils (only to migrate a file an older
+# version made), the `status` command's modules (the platform's summary, XML), and what only a
+# config error or a `clock_trust: kernel` store uses.
+NOT_FOR_RUN = {
+    "sqlite_utils",
+    "agent.status",
+    "agent.platform.summary",
+    "agent.platform.messages",
+    "xml",
+    "difflib",
+    "getpass",
+    "ctypes",
+    "drivers.ble.backend",
+}
+
+
 def _top_level(names: set[str]) -> set[str]:
     """The names, with every parent package of each (``ruamel.yaml.main`` gives ``ruamel``)."""
     return {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 2)}
 
 
-def test_run_of_a_modbus_only_site_imports_no_optional_package(tmp_path: Path) -> None:
-    meters = Meters(2, 1, 0.0)
+def _run_and_list_modules(
+    tmp_path: Path, meters: int, *, hvac_energy: bool = False
+) -> dict[str, Any]:
+    """`edge-agent run` of the installed agent, as systemd runs it, on ``meters`` simulated
+    meters until the store holds readings; at its exit (after the SIGTERM it handles) it writes
+    down every module it imported and the holiday tables it read (agent.hvac.china_days)."""
+    sim = Meters(meters, 1, 0.0)
     try:
         config = tmp_path / "site.yaml"
-        config.write_text(site_yaml(2, 1, meters.ports), encoding="utf-8")
+        config.write_text(site_yaml(meters, 1, sim.ports, hvac_energy=hvac_energy), "utf-8")
         data = tmp_path / "data"
-        modules = tmp_path / "modules.json"
-        # `edge-agent run` of the installed agent, as systemd runs it, writing down at its exit
-        # (after the SIGTERM it handles) every module it imported.
+        out = tmp_path / "modules.json"
         code = (
             "import atexit, json, pathlib, sys\n"
-            f"out = pathlib.Path({str(modules)!r})\n"
-            "atexit.register(lambda: out.write_text(json.dumps(list(sys.modules))))\n"
+            f"out = pathlib.Path({str(out)!r})\n"
+            "def dump():\n"
+            "    days = sys.modules.get('agent.hvac.china_days')\n"
+            "    tables = sorted(days._TABLES.done) if days else []\n"
+            "    out.write_text(json.dumps({'modules': list(sys.modules), 'tables': tables}))\n"
+            "atexit.register(dump)\n"
             "from agent.cli import main\n"
             f"sys.exit(main(['run', '--config', {str(config)!r}, '--data-dir', {str(data)!r}]))"
         )
@@ -77,11 +102,29 @@ def test_run_of_a_modbus_only_site_imports_no_optional_package(tmp_path: Path) -
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
     finally:
-        meters.close()
+        sim.close()
     assert rows > 0, "the agent delivered no reading"
-    imported = _top_level(set(json.loads(modules.read_text(encoding="utf-8"))))
+    found: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    found["modules"] = _top_level(set(found["modules"]))
+    return found
+
+
+def test_run_of_a_modbus_only_site_imports_no_optional_package(tmp_path: Path) -> None:
+    imported = _run_and_list_modules(tmp_path, 2)["modules"]
     assert {"agent.service", "drivers.modbus.driver", "pymodbus"} <= imported  # it did run
     assert not imported & NOT_FOR_MODBUS, sorted(imported & NOT_FOR_MODBUS)
+    assert not imported & NOT_FOR_RUN, sorted(imported & NOT_FOR_RUN)
+
+
+def test_run_with_hvac_and_energy_reads_the_holidays_in_a_child(tmp_path: Path) -> None:
+    found = _run_and_list_modules(tmp_path, HVAC_ZONES, hvac_energy=True)
+    imported = found["modules"]
+    assert {"agent.hvac.controller", "agent.energy.live"} <= imported  # both parts ran
+    # The calendar came from the child (the package here would have imported `holidays`):
+    # this year's and next year's, with and without the moved days.
+    assert len(found["tables"]) == 4, found["tables"]
+    unwanted = imported & ({"holidays"} | NOT_FOR_RUN)
+    assert not unwanted, sorted(unwanted)
 
 
 def test_validate_of_a_modbus_only_site_imports_no_optional_package(tmp_path: Path) -> None:

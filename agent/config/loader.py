@@ -25,6 +25,7 @@ from agent.commands.signature import read_secret
 from agent.config.messages import file_sentence
 from agent.config.model import SiteConfig, cross_check
 from agent.config.quick_yaml import quick_data
+from agent.config.sharing import share_equal_points
 from agent.core.errors import ConfigError, ConfigIssue
 from agent.hvac.program import hvac_problems
 
@@ -87,6 +88,7 @@ def load_config_text(text: str | bytes, *, filename: str, check_files: bool = Tr
             if tuple(str(p) for p in loc) not in reported:
                 issues.add(*tree.locate(loc), message)
         raise ConfigError(issues.sorted()) from exc
+    share_equal_points(config.devices)
     for loc, message in [*crossed, *_validated_problems(config, check_files=check_files)]:
         issues.add(*tree.locate(loc), message)
     if issues:
@@ -113,10 +115,17 @@ def _unusable_files(config: SiteConfig) -> list[tuple[Loc, str]]:
     return problems
 
 
-def _file_problems(model: BaseModel, loc: Loc) -> list[tuple[Loc, str]]:
+def _file_problems(
+    model: BaseModel, loc: Loc, clean: set[int] | None = None
+) -> list[tuple[Loc, str]]:
     """Every ``*_file`` setting (uplink.password_file, the TLS files, commands.secret_file, a
     sensor's key_file, ...) whose file cannot be read now: caught by `validate` and at start,
-    instead of by the first connection that needs it, over and over."""
+    instead of by the first connection that needs it, over and over. ``clean`` holds the models
+    (frozen, kept alive by the config) found without one: a point config shared by many devices
+    (agent.config.sharing) is looked through once."""
+    clean = set() if clean is None else clean
+    if id(model) in clean:
+        return []
     problems: list[tuple[Loc, str]] = []
     for name in type(model).model_fields:
         value = getattr(model, name)
@@ -124,15 +133,17 @@ def _file_problems(model: BaseModel, loc: Loc) -> list[tuple[Loc, str]]:
             if (message := file_sentence(value)) is not None:
                 problems.append(((*loc, name), message))
         elif isinstance(value, BaseModel):
-            problems += _file_problems(value, (*loc, name))
+            problems += _file_problems(value, (*loc, name), clean)
         elif isinstance(value, list | tuple):
             for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    problems += _file_problems(item, (*loc, name, index))
+                    problems += _file_problems(item, (*loc, name, index), clean)
         elif isinstance(value, dict):
             for key, item in value.items():
                 if isinstance(item, BaseModel):
-                    problems += _file_problems(item, (*loc, name, key))
+                    problems += _file_problems(item, (*loc, name, key), clean)
+    if not problems:
+        clean.add(id(model))
     return problems
 
 
@@ -153,6 +164,7 @@ def _quick(text: str) -> SiteConfig | None:
         return None
     if config.hvac is not None and hvac_problems(config.hvac, config.devices):
         return None
+    share_equal_points(config.devices)
     return config
 
 

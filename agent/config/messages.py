@@ -6,9 +6,7 @@ instead, in the words of the config file (its keys, not the models' attribute na
 
 from __future__ import annotations
 
-import difflib
 import enum
-import getpass
 import re
 import types
 from collections.abc import Callable
@@ -335,6 +333,8 @@ def validation_sentence(  # noqa: PLR0912 -- one branch per pydantic error type
     if kind == "extra_forbidden":
         key = where[-1] if where else None
         keys, _ = _model_keys(root, loc[:-1])
+        import difflib  # only for a config with an error
+
         close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
         return Sentence(
             where, _extra_key(root, loc, key), at_key=True, meant=close[0] if close else None
@@ -474,6 +474,8 @@ def file_sentence(path: Path) -> str | None:
     except IsADirectoryError:
         return f"{path} is a directory, not a file"
     except PermissionError:
+        import getpass  # only for a file the service cannot read
+
         return (
             f"{path} cannot be read by this user ({getpass.getuser()}): give the service's user "
             "read access (e.g. chmod 0640 and the service's group)"

@@ -18,11 +18,12 @@ Site-wide `closed` and `open` days apply on top in every year; `special` day typ
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
 from importlib.metadata import version
 
+from agent.hvac import china_days
 from agent.hvac.program import CalendarConfig, expand_days
 
 __all__ = ["DayInfo", "DayKind", "HolidayCalendar", "YearSource", "package_covers"]
@@ -59,17 +60,10 @@ class DayInfo:
         return ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[self.day.weekday()]
 
 
-@cache
 def _china(year: int, *, observed: bool) -> tuple[dict[date, str], frozenset[date]]:
-    # Imported on the first China year asked for: a site without HVAC never loads the package
-    # (its import costs about 2 MB). The names' language is pinned: by default the package
-    # follows the process locale.
-    import holidays
-
-    calendar = holidays.country_holidays("CN", years=year, observed=observed, language="zh_CN")
-    closed = {day: name for day, name in calendar.items() if day.year == year}
-    makeup = frozenset(day for day in calendar.weekend_workdays if day.year == year)
-    return closed, makeup
+    # Read in a child process (agent.hvac.china_days): importing the package here would cost
+    # the agent about 10 MB for as long as it runs.
+    return china_days.table(year, observed=observed)
 
 
 def package_covers(year: int) -> bool:
@@ -96,6 +90,20 @@ class HolidayCalendar:
         for special in self.config.special:
             for day in expand_days(special.days):
                 self._special.setdefault(day, special.name)
+
+    def prefetch(self, years: Iterable[int]) -> None:
+        """Start reading the public calendar of ``years`` that come from the package, without
+        waiting (agent.hvac.china_days), so that it is ready when first asked for."""
+        config = self.config
+        wanted = [y for y in years if y not in config.years and y not in self._years]
+        if config.country != "none" and wanted:
+            china_days.start(wanted)
+
+    def load(self, years: Iterable[int]) -> None:
+        """Have the calendar of ``years`` ready, waiting for the child reading it if need be
+        (blocking: the controller calls it in a thread)."""
+        for year in years:
+            self._year(year)
 
     def source(self, year: int) -> YearSource:
         return self._year(year).source

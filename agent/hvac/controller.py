@@ -139,7 +139,8 @@ class _ZoneRuntime:
 
 
 class HvacController:
-    """Runs the HVAC schedules of one site. Constructing it does no I/O."""
+    """Runs the HVAC schedules of one site. Constructing it does no I/O but start the child
+    process that reads the public holiday calendar (agent.hvac.china_days)."""
 
     def __init__(
         self,
@@ -160,6 +161,9 @@ class HvacController:
         self.calendar = calendar if calendar is not None else HolidayCalendar(hvac.calendar)
         self._audit_sink = audit
         self._clock: Clock = clock if clock is not None else system_clock()
+        # This year's and next year's public calendar, read by a child process while the agent
+        # opens its devices (the first cycle and the year-end warning need both).
+        self.calendar.prefetch(self._calendar_years())
         self._time_trusted = time_trusted or (lambda: hvac.trust_clock or timesyncd_synchronized())
         self._schedule = ScheduleClock(hold_max=hvac.clock_hold_max)
         self.commands = CommandHandler(
@@ -325,6 +329,9 @@ class HvacController:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Cycle until ``stop`` is set (or the task is cancelled)."""
         stop = stop if stop is not None else asyncio.Event()
+        # The public calendar comes from a child process started with the controller: wait for
+        # it off the event loop, so that the pollers' first cycles are not held up.
+        await asyncio.to_thread(self.calendar.load, self._calendar_years())
         while not stop.is_set():
             delay = await self.step()
             await self._pause(delay, stop)
@@ -406,6 +413,10 @@ class HvacController:
         return reply
 
     # ---- season and calendar ------------------------------------------------------------------
+
+    def _calendar_years(self) -> tuple[int, int]:
+        this_year = self._clock.wall().astimezone(self.tz).year
+        return this_year, this_year + 1
 
     async def _calendar_warnings(self, now: datetime) -> None:
         for message in self.calendar.warnings(now.astimezone(self.tz).date()):

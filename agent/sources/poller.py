@@ -10,13 +10,16 @@ within a tenth of the shortest interval ride along with the current cycle, so po
 intervals stay together despite timer jitter. A cycle that ends after the next tick was due
 starts the next one at once and counts the overrun; ticks missed entirely (a cycle longer than
 an interval) are counted as overruns and skipped, so a slow line degrades by reporting what it
-could not keep, not by drifting or by queueing cycles without end.
+could not keep, not by drifting or by queueing cycles without end. Overruns are counted in
+ticks of the device's cycle (once per cycle, not once per point), with when the last one was
+and the interval that could not be kept; `agent.sources.cadence` keeps them for `status`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +51,9 @@ class DeviceHealth:
     consecutive_failures: int = 0
     cycles: int = 0
     overruns: int = 0  # ticks that could not be kept because the previous cycle ran late
+    last_overrun_ms: int | None = None  # when the last one was (the injected clock)
+    missed_interval: float | None = None  # the shortest interval the last late cycle missed
+    cycle_s: float = 0.0  # how long the last cycle took, seconds
 
 
 class IntervalPoller:
@@ -108,6 +114,20 @@ class IntervalPoller:
         self.health.last_error = reason
         self.health.consecutive_failures += 1
 
+    def _overran(self, ticks: int, interval: float) -> None:
+        health = self.health
+        if health.overruns == 0:  # once per device (status keeps the counts)
+            log.info(
+                "device %s: a cycle took %.3g s, past its %g s interval; the next starts at "
+                "once and the ticks missed are counted (edge-agent status)",
+                self.device.name,
+                health.cycle_s,
+                interval,
+            )
+        health.overruns += ticks
+        health.last_overrun_ms = self._clock.now_ms()
+        health.missed_interval = interval
+
     async def run(self) -> None:
         """Poll forever on each point's interval (cancel to stop)."""
         if not self._intervals:
@@ -122,6 +142,7 @@ class IntervalPoller:
             now = monotonic()
             due = [n for n, t in next_due.items() if t <= now + tolerance]
             if due:
+                began = now
                 readings = await self.poll_once(due)
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -133,6 +154,8 @@ class IntervalPoller:
                 if readings:
                     await self._sink(readings)
                 after = monotonic()
+                self.health.cycle_s = after - began
+                late_ticks, late_interval = 0, math.inf
                 for name in due:
                     interval = self._intervals[name]
                     nxt = next_due[name] + interval
@@ -140,9 +163,12 @@ class IntervalPoller:
                         # Late: the next cycle starts at once; ticks missed entirely are
                         # counted and skipped (staying on the grid), never queued.
                         missed = int((after - nxt) // interval)
-                        self.health.overruns += missed + 1
+                        late_ticks = max(late_ticks, missed + 1)
+                        late_interval = min(late_interval, interval)
                         nxt += missed * interval
                     next_due[name] = nxt
+                if late_ticks:
+                    self._overran(late_ticks, late_interval)
                 if self.health.online is False:
                     retry_at = after + self._retry.next_delay()
                     next_due = {n: max(t, retry_at) for n, t in next_due.items()}

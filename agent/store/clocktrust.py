@@ -15,8 +15,6 @@ keep the flag, counted as ``clock_uncorrected``, so nothing downstream takes the
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +45,8 @@ def _timesyncd() -> bool:
 def _kernel() -> bool:
     """Whether the kernel says its clock is synchronised (adjtimex(2) status without
     STA_UNSYNC): set by whichever NTP client runs (timesyncd, chrony, ntpd)."""
+    import ctypes.util  # only for `clock_trust: kernel`
+
     path = ctypes.util.find_library("c")
     if path is None:
         return False

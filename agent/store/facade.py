@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import queue
 import sqlite3
 import threading
@@ -29,7 +30,17 @@ from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
-from agent.store.writer import _Append, _Call, _Close, _Flush, _Hurry, _Inbox, _Job, _Writer
+from agent.store.writer import (
+    _Append,
+    _Call,
+    _Close,
+    _Flush,
+    _Hurry,
+    _Inbox,
+    _Job,
+    _Wake,
+    _Writer,
+)
 
 # One logger for the whole package, as before it was split into modules: log lines keep
 # saying "agent.store".
@@ -46,6 +57,21 @@ DEFAULT_INTEGRITY_EVERY = 86400.0
 
 _MIN_BUDGET = 1024 * 1024  # as StoreConfig.max_bytes: below this the WAL allowance dominates
 _TRUST_RECHECK_S = 1.0  # how often an untrusted clock's trust is asked again, at most
+# Jobs the writer has not taken yet past which `append` waits (each append is one job, a device
+# cycle's readings): a poll load the writer cannot absorb then slows the sources, which report
+# overruns, instead of growing memory without bound and queueing every other caller (the
+# uplink's reads and marks) behind it. A commit that stalls the writer for a moment fills less.
+MAX_QUEUED_JOBS = 64
+# How far the unsent backlog may grow, while the uplink is acknowledging, beyond the least it
+# has been since the uplink began acknowledging, before `append` waits for the uplink too: a
+# poll load that leaves the uplink too little of the loop then slows the sources (overruns in
+# `status`) instead of the uplink falling further behind without end. Measured from that floor,
+# not from zero, so a backfill after an outage (a backlog the uplink is working down) never holds
+# polling up; with nothing acknowledged for `_ACKING_S` (no uplink, the broker away) readings are
+# buffered as ever. About three seconds of 200 meters of 35 points each.
+MAX_UNACKED_GROWTH = 20_000
+_ACKING_S = 2.0  # an acknowledgement this recent means the uplink is sending
+_ROOM_RECHECK_S = 0.005
 
 
 def _check_value(reading: Reading) -> None:
@@ -138,6 +164,7 @@ class Store:
         self._health = StoreHealth()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._inbox = _Inbox()
+        self._urgent: queue.SimpleQueue[_Call] = queue.SimpleQueue()  # the uplink's calls
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"  # new -> open -> closed
@@ -146,6 +173,10 @@ class Store:
         self._last_event_id = 0
         # (after_seq, wake on a new event too, future) of each wait_for_new()
         self._waiters: list[tuple[int, bool, asyncio.Future[None]]] = []
+        self._room: asyncio.Lock | None = None  # appends waiting for the writer, in turn
+        self._acked_seq = 0  # the highest seq the uplink marked synced
+        self._acked_at = -math.inf  # when (self.monotonic)
+        self._behind_floor = 0  # the least backlog since the uplink began acknowledging
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, state={self._state})"
@@ -258,6 +289,7 @@ class Store:
             on_health=self._set_health,
             check_every=self.check_every,
             integrity_every=self.integrity_every,
+            urgent=self._urgent,
         )
         try:
             last_seq = writer.open()
@@ -288,11 +320,15 @@ class Store:
 
     def _fail_queued_jobs(self, exc: BaseException) -> None:
         while True:
+            job: _Job
             try:
-                job = self._jobs.get_nowait()
+                job = self._urgent.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(job, _Append | _Hurry):
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    return
+            if isinstance(job, _Append | _Hurry | _Wake):
                 continue
             if job.future.set_running_or_notify_cancel():
                 if isinstance(job, _Close):
@@ -333,15 +369,26 @@ class Store:
         if self._fatal is not None:  # the writer died between the check and the put
             self._fail_queued_jobs(self._fatal)
 
-    async def _call(self, what: str, fn: Callable[[_Writer], T]) -> T:
+    async def _call(self, what: str, fn: Callable[[_Writer], T], *, urgent: bool = False) -> T:
+        """Run ``fn`` on the writer thread; an ``urgent`` call (one that reads or marks only
+        committed rows) is served before the appends queued ahead of it."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._submit(_Call(what, fn, future))
+        job = _Call(what, fn, future)
+        if urgent:
+            self._check_open()
+            self._urgent.put(job)
+            self._submit(_Wake())
+        else:
+            self._submit(job)
         return await asyncio.wrap_future(future)
 
     # writing
 
     async def append(self, readings: Sequence[Reading]) -> None:
-        """Queue readings for the next batch and return at once (they are not committed yet).
+        """Queue readings for the next batch (they are not committed yet) and return; at once,
+        unless the writer is far behind or the acknowledging uplink cannot keep up (see
+        `_wait_for_room`). Never because of an outage or the backfill after one: the store
+        carries those.
 
         A value SQLite cannot hold raises ``TypeError``/``ValueError`` here, in the caller.
         """
@@ -361,14 +408,44 @@ class Store:
                 self._wake_writer()
             else:
                 inbox.unseen += len(batch)
-                if inbox.unseen >= self.batch_max:  # the window holds batch_max: commit now
+                # the window holds batch_max (commit now), or the writer is far behind
+                if inbox.unseen >= self.batch_max or len(inbox.batches) > MAX_QUEUED_JOBS:
                     inbox.unseen = 0
                     self._wake_writer()
+        # Queued first, then the wait: a caller cancelled while it waits (a stop) has still
+        # handed over what it read.
+        if self._queued() > MAX_QUEUED_JOBS or self._uplink_falling_behind():
+            await self._wait_for_room()
 
     def _wake_writer(self) -> None:
         if not self._inbox.woken:
             self._inbox.woken = True
             self._submit(_Append())
+
+    async def _wait_for_room(self) -> None:
+        """Wait, in turn with the other appends, until the writer has caught up and the uplink
+        is keeping up again; on a short sleep (no signal from the thread needed: this happens
+        only under a load the agent cannot carry)."""
+        if self._room is None:
+            self._room = asyncio.Lock()
+        async with self._room:
+            while (  # noqa: ASYNC110
+                self._queued() > MAX_QUEUED_JOBS or self._uplink_falling_behind()
+            ) and self.is_open:
+                await asyncio.sleep(_ROOM_RECHECK_S)
+
+    def _queued(self) -> int:
+        """Device cycles and jobs the writer has not taken yet (its wake-up not counted)."""
+        inbox = self._inbox
+        return len(inbox.batches) + self._jobs.qsize() - (1 if inbox.woken else 0)
+
+    def _uplink_falling_behind(self) -> bool:
+        """The uplink is acknowledging, yet the backlog has grown `MAX_UNACKED_GROWTH` past the
+        least it has been since it began: it cannot keep up with what is polled."""
+        return (
+            self._last_seq - self._acked_seq > self._behind_floor + MAX_UNACKED_GROWTH
+            and self.monotonic() - self._acked_at < _ACKING_S
+        )
 
     async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
         """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
@@ -422,7 +499,16 @@ class Store:
         if not seqs:
             return
         chosen, at_ms = list(seqs), self.clock.now_ms()
-        await self._call("marking readings as synced", lambda w: w.mark_synced(chosen, at_ms))
+        await self._call(
+            "marking readings as synced", lambda w: w.mark_synced(chosen, at_ms), urgent=True
+        )
+        now = self.monotonic()
+        self._acked_seq = max(self._acked_seq, *chosen)
+        behind = self._last_seq - self._acked_seq
+        if now - self._acked_at >= _ACKING_S:  # the uplink (re)starts: its backlog is the floor
+            self._behind_floor = behind
+        self._behind_floor = min(self._behind_floor, behind)
+        self._acked_at = now
 
     async def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
         """Record an event (e.g. ``hvac.write``), committed before this returns.
@@ -479,7 +565,9 @@ class Store:
         if ids:
             chosen = list(ids)
             await self._call(
-                "marking events as published", lambda w: w.mark_events_published(chosen)
+                "marking events as published",
+                lambda w: w.mark_events_published(chosen),
+                urgent=True,
             )
 
     # reading
@@ -529,7 +617,7 @@ class Store:
         """
         below = _MAX_SEQ if below_seq is None else below_seq
         return await self._call(
-            "reading unsynced readings", lambda w: w.unsynced(limit, from_seq, below)
+            "reading unsynced readings", lambda w: w.unsynced(limit, from_seq, below), urgent=True
         )
 
     async def readings_after(
@@ -549,7 +637,9 @@ class Store:
 
     async def unpublished_events(self, limit: int = 100) -> list[StoreEvent]:
         """Alert events the broker has not acknowledged yet, oldest first."""
-        return await self._call("reading events", lambda w: w.unpublished_events(limit))
+        return await self._call(
+            "reading events", lambda w: w.unpublished_events(limit), urgent=True
+        )
 
     async def latest(self) -> list[StoredReading]:
         """The newest committed reading of every point, ordered by device and point."""

@@ -5,21 +5,29 @@ applies them when it opens the file) and the read-only queries of the CLI (which
 no agent has migrated yet) rely on the helpers here. The counters kept in ``meta`` (rows, unsent
 readings, the sync floor, evictions, ...) are named here too: a migration creates them, the
 writer keeps them and the queries report them. This module imports nothing else of the package.
+
+The migrations are written with sqlite-utils, which is imported only when one is due: a file
+created by this version, or already migrated, never loads it (with its own dependencies it costs
+the agent about 4 MB). An empty file gets the schema the migrations end with in one step
+(:func:`migrate`): the same statements, so the file is the same (tests/test_store_schema.py
+compares the two, statement by statement).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from agent.core.clock import Clock, system_clock
 from agent.core.record import Quality, StoredReading
+
+if TYPE_CHECKING:  # imported by apply_migrations, when a migration is due
+    import sqlite_utils
 
 # One logger for the whole package, as before it was split into modules: log lines keep
 # saying "agent.store".
@@ -42,7 +50,52 @@ _LEDGER_GEN = "ledger_gen"
 
 # --- schema and migrations -------------------------------------------------------------------
 
-Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+Migration = tuple[str, Callable[["sqlite_utils.Database"], None]]
+
+# The statements the migrations write as SQL, shared with the one-step schema of an empty file
+# (their text is what sqlite_master keeps, indentation included).
+_READINGS_TABLE = """
+        CREATE TABLE readings (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            point_id INTEGER NOT NULL REFERENCES points(id),
+            ts_ms INTEGER NOT NULL,
+            value,
+            quality INTEGER NOT NULL,
+            synced INTEGER NOT NULL DEFAULT 0
+        )
+        """
+_EVENTS_TABLE = """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts_ms INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            published INTEGER NOT NULL DEFAULT 0
+        )
+        """
+_INTERVALS_TABLE = """
+        CREATE TABLE intervals (
+            meter TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            end_ms INTEGER NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL,
+            quality TEXT NOT NULL,
+            flags TEXT NOT NULL,
+            energy_type TEXT,
+            sub_item TEXT,
+            role TEXT,
+            PRIMARY KEY (meter, start_ms)
+        ) WITHOUT ROWID
+        """
+_CLOCK_RANGES_TABLE = """
+        CREATE TABLE clock_ranges (
+            first_seq INTEGER PRIMARY KEY,
+            last_seq INTEGER NOT NULL,
+            boot_id TEXT NOT NULL,
+            offset_ms INTEGER NOT NULL
+        )
+        """
 
 
 def _m0001_initial(db: sqlite_utils.Database) -> None:
@@ -58,18 +111,7 @@ def _m0001_initial(db: sqlite_utils.Database) -> None:
     # reused, even after the newest rows are deleted) or to leave a column without a type:
     # `value` must keep what it is given (INTEGER, REAL, TEXT or NULL); a REAL column would turn
     # 5 into 5.0 and a NUMERIC one "12" into 12.
-    db.execute(
-        """
-        CREATE TABLE readings (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            point_id INTEGER NOT NULL REFERENCES points(id),
-            ts_ms INTEGER NOT NULL,
-            value,
-            quality INTEGER NOT NULL,
-            synced INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
+    db.execute(_READINGS_TABLE)
     db.execute("CREATE INDEX readings_unsynced ON readings (seq) WHERE synced = 0")
     db.execute("CREATE INDEX readings_point_seq ON readings (point_id, seq)")
     db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
@@ -93,52 +135,17 @@ def _m0002_compact_counters_events(db: sqlite_utils.Database) -> None:
         _set_meta(conn, key, str(value))
     conn.execute("DROP INDEX readings_point_seq")
     conn.execute("DROP INDEX readings_unsynced")
-    conn.execute(
-        """
-        CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            ts_ms INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            published INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
+    conn.execute(_EVENTS_TABLE)
 
 
 def _m0003_energy_intervals(db: sqlite_utils.Database) -> None:
     """The energy pipeline's base intervals, kept apart from the pruned events (docs/energy.md)."""
-    db.conn.execute(
-        """
-        CREATE TABLE intervals (
-            meter TEXT NOT NULL,
-            start_ms INTEGER NOT NULL,
-            end_ms INTEGER NOT NULL,
-            value REAL NOT NULL,
-            unit TEXT NOT NULL,
-            quality TEXT NOT NULL,
-            flags TEXT NOT NULL,
-            energy_type TEXT,
-            sub_item TEXT,
-            role TEXT,
-            PRIMARY KEY (meter, start_ms)
-        ) WITHOUT ROWID
-        """
-    )
+    db.conn.execute(_INTERVALS_TABLE)
 
 
 def _m0004_clock_ranges(db: sqlite_utils.Database) -> None:
     """Runs of readings stamped before the clock was trusted (agent/store/clocktrust.py)."""
-    db.conn.execute(
-        """
-        CREATE TABLE clock_ranges (
-            first_seq INTEGER PRIMARY KEY,
-            last_seq INTEGER NOT NULL,
-            boot_id TEXT NOT NULL,
-            offset_ms INTEGER NOT NULL
-        )
-        """
-    )
+    db.conn.execute(_CLOCK_RANGES_TABLE)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -148,6 +155,92 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0004_clock_ranges", _m0004_clock_ranges),
 )
 """Schema changes in order. Append new ones; never edit or reorder one that has shipped."""
+
+
+# The schema the migrations above end with, for an empty file: the statements they run, in their
+# order, with the text sqlite-utils writes for the tables it creates (and the column 0002 adds
+# at the end of points). Appending a migration means appending its statements here;
+# tests/test_store_schema.py fails until both give the same file.
+_CURRENT_SCHEMA = (
+    'CREATE TABLE "migrations" (\n   "name" TEXT PRIMARY KEY,\n   "applied_ms" INTEGER\n)',
+    'CREATE TABLE "points" (\n   "id" INTEGER PRIMARY KEY,\n   "device" TEXT NOT NULL,\n'
+    '   "point" TEXT NOT NULL,\n   "unit" TEXT NOT NULL\n, last_seq INTEGER)',
+    'CREATE UNIQUE INDEX "points_key"\n    ON "points" ("device", "point", "unit")',
+    _READINGS_TABLE,
+    'CREATE TABLE "meta" (\n   "key" TEXT PRIMARY KEY,\n   "value" TEXT\n)',
+    _EVENTS_TABLE,
+    _INTERVALS_TABLE,
+    _CLOCK_RANGES_TABLE,
+)
+
+
+def migrate(conn: sqlite3.Connection, *, clock: Clock | None = None) -> list[str]:
+    """Bring the schema of the file on ``conn`` (autocommit mode) up to date; returns the
+    migrations applied now.
+
+    A file with every migration recorded is left as it is, and an empty one gets the current
+    schema with every migration recorded, in one transaction, both without sqlite-utils; any
+    other file is migrated step by step (:func:`apply_migrations`).
+    """
+    names = [name for name, _ in MIGRATIONS]
+    if _has_table(conn, "migrations") and set(names) <= _recorded(conn):
+        return []
+    clock = clock if clock is not None else system_clock()
+    with atomic(conn, immediate=True):  # a second process opening the same new file waits
+        empty = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if empty:
+            for statement in _CURRENT_SCHEMA:
+                conn.execute(statement)
+            for key, value in ((_ROWS, 0), (_UNSYNCED, 0), (_FLOOR, _sequence(conn) + 1)):
+                _set_meta(conn, key, str(value))
+            now = clock.now_ms()
+            conn.executemany(
+                "INSERT INTO migrations (name, applied_ms) VALUES (?, ?)",
+                [(name, now) for name in names],
+            )
+    if empty:
+        log.info("store schema created (migrations %s to %s)", names[0], names[-1])
+        return names
+    import sqlite_utils  # only for a file made by an older version
+
+    return apply_migrations(sqlite_utils.Database(conn, execute_plugins=False), clock=clock)
+
+
+def _recorded(conn: sqlite3.Connection) -> set[str]:
+    return {str(name) for (name,) in conn.execute("SELECT name FROM migrations")}
+
+
+_SAVEPOINTS = itertools.count()
+
+
+@contextlib.contextmanager
+def atomic(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``conn`` (in autocommit mode), committed when the block ends and
+    rolled back when it raises; inside another, a savepoint. sqlite-utils' ``Database.atomic``
+    does the same; this one spares the writer thread its import. ``immediate`` takes the
+    write lock at once (BEGIN IMMEDIATE)."""
+    if conn.in_transaction:
+        name = f"atomic_{next(_SAVEPOINTS)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            # A failure that ended the whole transaction (e.g. SQLITE_FULL in some cases) left
+            # no savepoint to roll back to: the original exception is what matters.
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def apply_migrations(

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from agent.core.backoff import Backoff
 from agent.core.clock import Clock
 from agent.core.errors import StoreError
@@ -76,7 +74,8 @@ from agent.store.schema import (
     _sequence,
     _set_meta,
     _to_stored,
-    apply_migrations,
+    atomic,
+    migrate,
 )
 
 # One logger for the whole package, as before it was split into modules: log lines keep
@@ -101,6 +100,12 @@ _RETRY_CAP_S = 30.0
 # After a rebuild of a damaged file, another is not tried for this long (seconds): a fault
 # that follows the fresh file (a failing card) must not rebuild in a loop.
 _REBUILD_GAP_S = 60.0
+# The page cache of the writer's connection and of its checks', KiB (SQLite's default is 2,000
+# per connection). The writer appends at the end of one table and reads back what it wrote last
+# (the uplink's batches): its hot pages are few, and other reads come from the OS's cache of the
+# file or the WAL. A full cache is resident for the life of the agent (it fills in the first
+# minutes: peak RSS growth); bench/bench_store.py measured no loss of speed at this size.
+_CACHE_KIB = 512
 # Events (audit trails, alerts) held in memory while the store cannot write; beyond this the
 # oldest go, counted.
 _EVENTS_HELD = 1000
@@ -121,7 +126,7 @@ def _private(path: Path) -> None:
                 Path(f"{path}{suffix}").chmod(FILE_MODE)
 
 
-def _connect(path: Path, clock: Clock) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
+def _connect(path: Path, clock: Clock) -> sqlite3.Connection:
     """A connection to the store file at ``path`` as the writer uses it, the schema up to
     date."""
     _private(path)
@@ -137,12 +142,12 @@ def _connect(path: Path, clock: Clock) -> tuple[sqlite3.Connection, sqlite_utils
         # with zeros (through the WAL, then again at the checkpoint). Readings are not secrets;
         # an SD card's write budget is worth more.
         conn.execute("PRAGMA secure_delete=OFF")
-        db = sqlite_utils.Database(conn, execute_plugins=False)
-        apply_migrations(db, clock=clock)
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        migrate(conn, clock=clock)
     except BaseException:
         conn.close()
         raise
-    return conn, db
+    return conn
 
 
 def _wal_mode(conn: sqlite3.Connection, path: Path) -> None:
@@ -289,7 +294,12 @@ class _Hurry:
     on: bool
 
 
-_Job = _Append | _Call | _Flush | _Close | _Hurry
+@dataclass(slots=True)
+class _Wake:
+    """A call waits in the urgent queue: take it now, even if the writer is idle."""
+
+
+_Job = _Append | _Call | _Flush | _Close | _Hurry | _Wake
 
 
 class _Writer:
@@ -312,6 +322,7 @@ class _Writer:
         on_health: Callable[[StoreHealth], None] = lambda _: None,
         check_every: float = 30.0,
         integrity_every: float | None = None,
+        urgent: queue.SimpleQueue[_Call] | None = None,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -322,6 +333,12 @@ class _Writer:
         self.on_health = on_health
         self.jobs = jobs
         self.inbox = inbox if inbox is not None else _Inbox()
+        # Calls served before the next job of `jobs` (the uplink's: reads of committed rows
+        # and marks, which no queued append can change), so that a poll load filling `jobs`
+        # does not make the uplink wait behind every append in it.
+        self.urgent: queue.SimpleQueue[_Call] = (
+            urgent if urgent is not None else queue.SimpleQueue()
+        )
         self.batch_window = batch_window
         self.publish_window = publish_window  # the window while someone waits (None: same)
         self.hurried = False
@@ -330,7 +347,6 @@ class _Writer:
         self.max_bytes = max_bytes
         self.notify = notify
         self.conn: sqlite3.Connection | None = None
-        self.db: sqlite_utils.Database | None = None
         self.point_ids: dict[tuple[str, str, str], int] = {}
         # The same points by id, for the uplink's reads (the same tuples: no second copy).
         self.point_names: dict[int, tuple[str, str, str]] = {}
@@ -407,8 +423,7 @@ class _Writer:
     def _attach(self) -> None:
         """Connect to the file at the path (made 0640 if new)."""
         self.close_connection()
-        conn, self.db = _connect(self.path, self.clock)
-        self.conn = conn
+        self.conn = conn = _connect(self.path, self.clock)
         (self.page_size,) = conn.execute("PRAGMA page_size").fetchone()
         self.point_ids = {
             (device, point, unit): pid
@@ -481,6 +496,9 @@ class _Writer:
                     f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
                 )
                 try:
+                    # The check reads every page once: a full default cache would be 2 MB of
+                    # peak RSS at each start of a large store, for no speed (measured).
+                    conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
                     problems = salvage_check(conn, full=full)
                 finally:
                     conn.close()
@@ -617,7 +635,7 @@ class _Writer:
         _remove_db(fresh)
         report = SalvageReport()
         try:
-            dest, _ = _connect(fresh, self.clock)
+            dest = _connect(fresh, self.clock)
             try:
                 report = salvage(src, dest)
             finally:
@@ -719,7 +737,13 @@ class _Writer:
     def serve(self) -> None:
         while True:
             job = self._next_job()
-            self._take_inbox()  # first: readings appended before a job are in before it runs
+            while True:
+                try:
+                    call = self.urgent.get_nowait()
+                except queue.Empty:
+                    break
+                self._run(call)
+            self._take_inbox()  # readings appended before a job are in before it runs
             now = self.monotonic()
             if now >= self.next_check_at:
                 self._check_file()
@@ -892,8 +916,7 @@ class _Writer:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         assert self.conn is not None
-        assert self.db is not None
-        with self.db.atomic():
+        with atomic(self.conn):
             yield self.conn
 
     def _pages(self) -> tuple[int, int]:

@@ -19,22 +19,59 @@ their modules, as the registry names them.
 
 from __future__ import annotations
 
-from drivers.ble.backend import Advert, BleakBackend, FakeBackend, ScannerBackend
-from drivers.ble.errors import AdapterError, BleError, DecryptionError, FormatError, KeyFileError
-from drivers.ble.formats import (
-    BTHOME_UUID,
-    ENVIRONMENTAL_SENSING_UUID,
-    Decoded,
-    decode,
-    decode_atc1441,
-    decode_bthome,
-    decode_pvvx,
-    encode_atc1441,
-    encode_bthome,
-    encode_pvvx,
-    normalise_mac,
-    service_data_from_ad,
-)
+from typing import TYPE_CHECKING
+
+from agent.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from drivers.ble.backend import Advert, BleakBackend, FakeBackend, ScannerBackend
+    from drivers.ble.errors import (
+        AdapterError,
+        BleError,
+        DecryptionError,
+        FormatError,
+        KeyFileError,
+    )
+    from drivers.ble.formats import (
+        BTHOME_UUID,
+        ENVIRONMENTAL_SENSING_UUID,
+        Decoded,
+        decode,
+        decode_atc1441,
+        decode_bthome,
+        decode_pvvx,
+        encode_atc1441,
+        encode_bthome,
+        encode_pvvx,
+        normalise_mac,
+        service_data_from_ad,
+    )
+
+# Imported on first use: the registry imports `drivers.ble.spec` (and with it this package) for
+# every site config, and a site without BLE needs neither the scanner boundary nor all formats.
+_WHERE = {
+    "Advert": "drivers.ble.backend",
+    "BleakBackend": "drivers.ble.backend",
+    "FakeBackend": "drivers.ble.backend",
+    "ScannerBackend": "drivers.ble.backend",
+    "AdapterError": "drivers.ble.errors",
+    "BleError": "drivers.ble.errors",
+    "DecryptionError": "drivers.ble.errors",
+    "FormatError": "drivers.ble.errors",
+    "KeyFileError": "drivers.ble.errors",
+    "BTHOME_UUID": "drivers.ble.formats",
+    "ENVIRONMENTAL_SENSING_UUID": "drivers.ble.formats",
+    "Decoded": "drivers.ble.formats",
+    "decode": "drivers.ble.formats",
+    "decode_atc1441": "drivers.ble.formats",
+    "decode_bthome": "drivers.ble.formats",
+    "decode_pvvx": "drivers.ble.formats",
+    "encode_atc1441": "drivers.ble.formats",
+    "encode_bthome": "drivers.ble.formats",
+    "encode_pvvx": "drivers.ble.formats",
+    "normalise_mac": "drivers.ble.formats",
+    "service_data_from_ad": "drivers.ble.formats",
+}
 
 __all__ = [
     "BTHOME_UUID",
@@ -59,3 +96,5 @@ __all__ = [
     "normalise_mac",
     "service_data_from_ad",
 ]
+
+__getattr__ = lazy_exports(__name__, _WHERE)
