@@ -396,7 +396,7 @@ class Uplink:
         # in messages of `size`: one store read and one marking transaction per commit rather
         # than per message (each marking is a transaction with its fsync).
         live_read = max(size, _LIVE_READ)
-        live_from = self.store.last_seq + 1  # committed from now on: live
+        live_from = self._live_from_now()
         live = live_from
         backlog, backlog_done = 0, False
         events_seen: int | None = None  # None: look in the store once per connection
@@ -450,6 +450,13 @@ class Uplink:
                 # Idle for a while: look again from the oldest unsynced reading (e.g. a batch
                 # whose marking failed, or readings another process left unsynced).
                 live_from, backlog, backlog_done = live, 0, False
+
+    def _live_from_now(self) -> int:
+        """The first seq this connection sends as live (committed from now on; older unsynced
+        readings are its backlog); the store is told, for its backpressure."""
+        live_from = self.store.last_seq + 1
+        self.store.uplink_connected(live_from)
+        return live_from
 
     async def _backlog_starts(self, live_from: int) -> None:
         with contextlib.suppress(StoreError):

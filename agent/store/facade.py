@@ -62,14 +62,14 @@ _TRUST_RECHECK_S = 1.0  # how often an untrusted clock's trust is asked again, a
 # overruns, instead of growing memory without bound and queueing every other caller (the
 # uplink's reads and marks) behind it. A commit that stalls the writer for a moment fills less.
 MAX_QUEUED_JOBS = 64
-# How far the unsent backlog may grow, while the uplink is acknowledging, beyond the least it
-# has been since the uplink began acknowledging, before `append` waits for the uplink too: a
-# poll load that leaves the uplink too little of the loop then slows the sources (overruns in
-# `status`) instead of the uplink falling further behind without end. Measured from that floor,
-# not from zero, so a backfill after an outage (a backlog the uplink is working down) never holds
-# polling up; with nothing acknowledged for `_ACKING_S` (no uplink, the broker away) readings are
-# buffered as ever. About three seconds of 200 meters of 35 points each.
-MAX_UNACKED_GROWTH = 20_000
+# How many readings committed since the uplink (re)connected it may leave unacknowledged,
+# while it is acknowledging, before `append` waits for it too: a poll load that leaves the uplink
+# too little of the loop then slows the sources (overruns in `status`) instead of the uplink
+# falling further behind without end. Only what was committed since the connection counts, so an
+# outage's backlog and the backfill after it never hold polling up; with nothing acknowledged
+# for `_ACKING_S` (no uplink, the broker away) readings are buffered as ever. About three
+# seconds of 200 meters of 35 points each.
+MAX_UNACKED_LIVE = 20_000
 _ACKING_S = 2.0  # an acknowledgement this recent means the uplink is sending
 _ROOM_RECHECK_S = 0.005
 
@@ -176,7 +176,7 @@ class Store:
         self._room: asyncio.Lock | None = None  # appends waiting for the writer, in turn
         self._acked_seq = 0  # the highest seq the uplink marked synced
         self._acked_at = -math.inf  # when (self.monotonic)
-        self._behind_floor = 0  # the least backlog since the uplink began acknowledging
+        self._live_from = 1  # the first seq committed since the uplink's connection
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, state={self._state})"
@@ -440,12 +440,17 @@ class Store:
         return len(inbox.batches) + self._jobs.qsize() - (1 if inbox.woken else 0)
 
     def _uplink_falling_behind(self) -> bool:
-        """The uplink is acknowledging, yet the backlog has grown `MAX_UNACKED_GROWTH` past the
-        least it has been since it began: it cannot keep up with what is polled."""
+        """The uplink is acknowledging, yet more than `MAX_UNACKED_LIVE` readings committed
+        since it connected are not acknowledged: it cannot keep up with what is polled."""
         return (
-            self._last_seq - self._acked_seq > self._behind_floor + MAX_UNACKED_GROWTH
+            self._last_seq - max(self._acked_seq, self._live_from - 1) > MAX_UNACKED_LIVE
             and self.monotonic() - self._acked_at < _ACKING_S
         )
+
+    def uplink_connected(self, live_from: int) -> None:
+        """The uplink has (re)connected and sends what is committed from ``live_from`` on as
+        live readings; what is older is its backlog (see `MAX_UNACKED_LIVE`)."""
+        self._live_from = live_from
 
     async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
         """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
@@ -502,13 +507,8 @@ class Store:
         await self._call(
             "marking readings as synced", lambda w: w.mark_synced(chosen, at_ms), urgent=True
         )
-        now = self.monotonic()
         self._acked_seq = max(self._acked_seq, *chosen)
-        behind = self._last_seq - self._acked_seq
-        if now - self._acked_at >= _ACKING_S:  # the uplink (re)starts: its backlog is the floor
-            self._behind_floor = behind
-        self._behind_floor = min(self._behind_floor, behind)
-        self._acked_at = now
+        self._acked_at = self.monotonic()
 
     async def add_event(self, kind: str, detail: dict[str, Any]) -> StoreEvent:
         """Record an event (e.g. ``hvac.write``), committed before this returns.

@@ -770,7 +770,10 @@ class _Writer:
     def _take_inbox(self) -> None:
         self.inbox.woken = False  # first: a batch appended after this wakes the thread again
         batches = self.inbox.batches
-        while batches:
+        # Only the batches there now (every one appended before the job in hand): pollers that
+        # append as fast as this takes and commits would otherwise keep the thread here for
+        # ever, and the jobs behind (the uplink's meta, a flush, a close) would wait with them.
+        for _ in range(len(batches)):
             self._take(batches.popleft())
 
     def _tell_inbox(self) -> None:
