@@ -6,10 +6,13 @@ from __future__ import annotations
 import gc
 import struct
 
+from agent.core.links import TcpLinkConfig
 from drivers.modbus import planner, unpack
+from drivers.modbus.device import ModbusDeviceClient
 from drivers.modbus.planner import CostModel, DeviceQuirks, plan_reads
-from drivers.modbus.spec import ByteOrder, ModbusPoint, WordOrder
+from drivers.modbus.spec import ByteOrder, ModbusDevice, ModbusPoint, WordOrder
 from drivers.modbus.unpack import ReplyDecoder
+from tests.helpers import modbus_bus
 
 TCP = CostModel.for_tcp()
 
@@ -60,3 +63,22 @@ def test_what_no_device_uses_any_more_is_dropped() -> None:
     del plan, decoder, quirks
     gc.collect()
     assert (len(planner._REQUESTS), len(planner._DUE), len(unpack._LAYOUTS)) == before
+
+
+def test_devices_with_one_point_config_share_its_point_info() -> None:
+    point = ModbusPoint(register=0, type="float32", unit="kWh")
+    fast = ModbusPoint(register=2, type="float32", unit="kWh", interval=1.0)
+    bus = modbus_bus("line", TcpLinkConfig(kind="modbus_tcp", host="127.0.0.1", port=1502))
+
+    def client(name: str, interval: float) -> ModbusDeviceClient:
+        device = ModbusDevice(
+            name=name, bus="line", unit_id=1, interval=interval, points={"e": point, "f": fast}
+        )
+        return ModbusDeviceClient(device, bus)
+
+    a, b, slow = client("m1", 10.0), client("m2", 10.0), client("m3", 60.0)
+    assert a.points["e"] is b.points["e"]
+    assert a.points["e"] is not slow.points["e"]  # another interval
+    assert (a.points["e"].interval, slow.points["e"].interval) == (10.0, 60.0)
+    assert a.points["f"] is slow.points["f"]  # its own interval: the device's does not count
+    assert slow.points["f"].interval == 1.0
