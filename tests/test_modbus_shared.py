@@ -82,3 +82,5 @@ def test_devices_with_one_point_config_share_its_point_info() -> None:
     assert (a.points["e"].interval, slow.points["e"].interval) == (10.0, 60.0)
     assert a.points["f"] is slow.points["f"]  # its own interval: the device's does not count
     assert slow.points["f"].interval == 1.0
+    assert a.points is b.points  # the whole read-only mapping
+    assert slow.points is not a.points

@@ -104,6 +104,27 @@ def _point_info(point: ModbusPoint, interval: float) -> ModbusPointInfo:
     )
 
 
+class _PointInfos:
+    """A device's points as the agent sees them, read-only: one mapping for the devices with
+    the same points (same names, same point configs) and interval (200 meters' were 0.2 MB)."""
+
+    __slots__ = ("__weakref__", "view")
+
+    def __init__(self, device: ModbusDevice) -> None:
+        self.view: Mapping[str, PointInfo] = MappingProxyType(
+            {name: _point_info(point, device.interval) for name, point in device.points.items()}
+        )
+
+
+_POINT_INFOS: SharedTable[_PointInfos] = SharedTable()
+
+
+def _point_infos(device: ModbusDevice) -> _PointInfos:
+    # The infos hold the point configs: their ids in the key stay theirs.
+    key = (tuple((name, id(point)) for name, point in device.points.items()), device.interval)
+    return _POINT_INFOS.get(key, lambda: _PointInfos(device))
+
+
 class ModbusDeviceClient:
     """One device on its bus. Constructing it does no I/O."""
 
@@ -130,9 +151,8 @@ class ModbusDeviceClient:
         self._decoders: dict[int, ReplyDecoder] = {}
         # Whether any point is scaled by another point's reading (SunSpec); most devices not.
         self._scale_factors = any(p.scale_factor is not None for p in device.points.values())
-        self._points: Mapping[str, PointInfo] = MappingProxyType(
-            {name: _point_info(point, device.interval) for name, point in device.points.items()}
-        )
+        self._infos = _point_infos(device)  # held: the table of shared ones is weak
+        self._points: Mapping[str, PointInfo] = self._infos.view
 
     @property
     def name(self) -> str:
