@@ -38,6 +38,7 @@ from drivers.modbus.codec import raw_to_engineering, scale_with_exponent
 from drivers.modbus.errors import ModbusExceptionError, ShortReplyError
 from drivers.modbus.plan import ReadRequest
 from drivers.modbus.planner import CostModel, DeviceQuirks, Plan, ReadSession, plan_reads
+from drivers.modbus.shared import SharedTable
 from drivers.modbus.spec import MAX_SCALE_FACTOR, DataType, ModbusDevice, ModbusPoint, Table
 from drivers.modbus.unpack import ReplyDecoder
 
@@ -62,7 +63,7 @@ _INT_RANGES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ModbusPointInfo(PointInfo):
     """A Modbus point as the rest of the agent sees it: integer registers hold values only to
     their scale, so a written 24.56 reads back as 24.6 from a x0.1 register."""
@@ -86,6 +87,42 @@ class ModbusPointInfo(PointInfo):
             return held == wanted
         tolerance = abs(spec.scale) / 2 + 1e-6 if spec.type in _INT_RANGES else 1e-3
         return abs(float(held) - float(wanted)) <= tolerance
+
+
+_INFOS: SharedTable[ModbusPointInfo] = SharedTable()
+
+
+def _point_info(point: ModbusPoint, interval: float) -> ModbusPointInfo:
+    """The point as the agent sees it: one object for the devices with the same point config
+    and interval (7,000 of 200 meters held 0.45 MB)."""
+    interval = point.interval or interval
+    return _INFOS.get(
+        (id(point), interval),
+        lambda: ModbusPointInfo(
+            unit=point.unit, interval=interval, writable=point.writable, spec=point
+        ),
+    )
+
+
+class _PointInfos:
+    """A device's points as the agent sees them, read-only: one mapping for the devices with
+    the same points (same names, same point configs) and interval (200 meters' were 0.2 MB)."""
+
+    __slots__ = ("__weakref__", "view")
+
+    def __init__(self, device: ModbusDevice) -> None:
+        self.view: Mapping[str, PointInfo] = MappingProxyType(
+            {name: _point_info(point, device.interval) for name, point in device.points.items()}
+        )
+
+
+_POINT_INFOS: SharedTable[_PointInfos] = SharedTable()
+
+
+def _point_infos(device: ModbusDevice) -> _PointInfos:
+    # The infos hold the point configs: their ids in the key stay theirs.
+    key = (tuple((name, id(point)) for name, point in device.points.items()), device.interval)
+    return _POINT_INFOS.get(key, lambda: _PointInfos(device))
 
 
 class ModbusDeviceClient:
@@ -114,17 +151,8 @@ class ModbusDeviceClient:
         self._decoders: dict[int, ReplyDecoder] = {}
         # Whether any point is scaled by another point's reading (SunSpec); most devices not.
         self._scale_factors = any(p.scale_factor is not None for p in device.points.values())
-        self._points: Mapping[str, PointInfo] = MappingProxyType(
-            {
-                name: ModbusPointInfo(
-                    unit=point.unit,
-                    interval=point.interval or device.interval,
-                    writable=point.writable,
-                    spec=point,
-                )
-                for name, point in device.points.items()
-            }
-        )
+        self._infos = _point_infos(device)  # held: the table of shared ones is weak
+        self._points: Mapping[str, PointInfo] = self._infos.view
 
     @property
     def name(self) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args
 from agent.core.errors import DriverError
 from agent.core.links import SerialLinkConfig, TcpLinkConfig
 from drivers.modbus.plan import MAX_BITS_PER_READ, ReadRequest
+from drivers.modbus.shared import SharedTable
 from drivers.modbus.spec import ModbusPoint, Table
 
 __all__ = [
@@ -560,8 +561,8 @@ class Plan:
 
 def _by_table(points: Iterable[Member]) -> dict[Table, list[Member]]:
     tables: dict[Table, list[Member]] = {}
-    for name, point in points:
-        tables.setdefault(point.table, []).append((name, point))
+    for member in points:  # the callers' pairs, not copies: a kept plan's requests hold them
+        tables.setdefault(member[1].table, []).append(member)
     for members in tables.values():
         members.sort(key=lambda m: (m[1].address, m[1].address + m[1].register_count, m[0]))
     return {t: tables[t] for t in sorted(tables)}
@@ -719,21 +720,45 @@ def plan_reads(
     points, ride_along = list(points), list(ride_along)
     if quirks is None:
         return _plan_reads(points, cost, max_registers, quirks, ride_along)
-    key = (
-        quirks._state(),
-        tuple((name, id(point)) for name, point in points),
-        tuple((name, id(point)) for name, point in ride_along),
-        cost,
-        max_registers,
-    )
+    due = _members_key(points), _members_key(ride_along)
+    key = (quirks._state(), due, cost, max_registers)
     kept = quirks._plans.get(key)
     if kept is not None:
         return kept[1]
     plan = _plan_reads(points, cost, max_registers, quirks, ride_along)
     if len(quirks._plans) >= _PLANS_KEPT:
         quirks._plans.clear()
-    quirks._plans[key] = ((points, ride_along), plan)  # the points, kept alive: ids stay theirs
+    # Kept with the points (their ids are in the key), shared by the devices asking for equal
+    # points: 200 meters' keys were 1.4 MB, one per device.
+    shared = _DUE.get(due, lambda: _Due(due, points, ride_along))
+    quirks._plans[(key[0], shared.key, cost, max_registers)] = (shared, plan)
     return plan
+
+
+def _members_key(members: Iterable[Member]) -> tuple[tuple[str, int], ...]:
+    """Points as a key: by name and object (the points of a validated config are shared)."""
+    return tuple((name, id(point)) for name, point in members)
+
+
+class _Due:
+    """The points of kept plans' keys (see `plan_reads`), held so their ids stay theirs."""
+
+    __slots__ = ("__weakref__", "key", "points", "ride_along")
+
+    def __init__(self, key: Any, points: list[Member], ride_along: list[Member]) -> None:
+        self.key, self.points, self.ride_along = key, tuple(points), tuple(ride_along)
+
+
+_DUE: SharedTable[_Due] = SharedTable()
+# Planned requests, one object for equal ones of every device (see `_shared_request`).
+_REQUESTS: SharedTable[ReadRequest] = SharedTable()
+
+
+def _shared_request(request: ReadRequest) -> ReadRequest:
+    """The request, or an equal one already planned for another device: the requests of a
+    kept plan live as long as the agent, and most meters of a site plan equal ones."""
+    key = (request.table, request.address, request.count, _members_key(request.points))
+    return _REQUESTS.get(key, lambda: request)
 
 
 _PLANS_KEPT = 32  # per device: the sets of points due together are few
@@ -760,7 +785,9 @@ def _plan_reads(
             start = members[j][1].address
             end = max(p.address + p.register_count for _, p in members[j : i + 1])
             requests.append(ReadRequest(table, start, end - start, tuple(members[j : i + 1])))
-    requests = _add_riders(requests, ride_along, due_names, bad_by_table)
+    requests = [
+        _shared_request(r) for r in _add_riders(requests, ride_along, due_names, bad_by_table)
+    ]
     naive = naive_plan(
         [m for members in due.values() for m in members], cost=cost, max_registers=max_registers
     )
