@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from agent.commands.envelope import Refused, json_kind, reply, text_field
+from agent.commands.envelope import Refused, json_kind, object_field, reply, text_field
 from agent.commands.path import Decision
 from agent.core.errors import StoreError
 from agent.core.suggest import did_you_mean
@@ -69,12 +69,7 @@ class CounterKind:
     def decide(
         self, data: Mapping[str, Any], *, command_id: str, now: datetime, source: str
     ) -> Decision:
-        body = data[FIELD]
-        if not isinstance(body, Mapping):
-            raise Refused(f"`{FIELD}` must be an object, not {json_kind(body)}")
-        for key in body:
-            if key not in _KEYS:
-                raise Refused(f"`{FIELD}`: unknown field {key!r}{did_you_mean(str(key), _KEYS)}")
+        body = object_field(data, FIELD, _KEYS)
         device = text_field(body, "device")
         assert device is not None
         meter = self._meter(device)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from agent.core.suggest import did_you_mean
+
 __all__ = [
     "MAX_COMMAND_BYTES",
     "MAX_ID_LENGTH",
@@ -22,6 +24,7 @@ __all__ = [
     "duration_text",
     "json_kind",
     "number_field",
+    "object_field",
     "parse_json",
     "reply",
     "sender_problem",
@@ -102,6 +105,18 @@ def json_kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def object_field(data: Mapping[str, Any], key: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    """``data[key]``, an object whose fields are all among ``keys`` (a misspelt one is named,
+    with the nearest); refused otherwise."""
+    body = data[key]
+    if not isinstance(body, Mapping):
+        raise Refused(f"`{key}` must be an object, not {json_kind(body)}")
+    for name in body:
+        if name not in keys:
+            raise Refused(f"`{key}`: unknown field {name!r}{did_you_mean(str(name), keys)}")
+    return body
 
 
 def text_field(data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from agent.commands.envelope import MAX_COMMAND_BYTES, Refused, json_kind, reply
+from agent.commands.envelope import MAX_COMMAND_BYTES, Refused, json_kind, object_field, reply
 from agent.commands.path import Decision
 from agent.core.suggest import did_you_mean
 
@@ -71,12 +71,7 @@ class ReportKind:
                 f"`{FIELD}` is taken only from the gateway's own CLI (edge-agent savings "
                 f"--publish), not from {source}"
             )
-        body = data[FIELD]
-        if not isinstance(body, Mapping):
-            raise Refused(f"`{FIELD}` must be an object, not {json_kind(body)}")
-        for key in body:
-            if key not in _KEYS:
-                raise Refused(f"`{FIELD}`: unknown field {key!r}{did_you_mean(str(key), _KEYS)}")
+        body = object_field(data, FIELD, _KEYS)
         kind = body.get("kind")
         if not isinstance(kind, str) or kind not in KINDS:
             shown = f"{kind!r}{did_you_mean(kind, KINDS)}" if isinstance(kind, str) else None
