@@ -70,6 +70,7 @@ import aiomqtt
 
 from bench.installed import compile_code
 from bench.make_site import CLUSTERS, POINTS_PER_METER, meter_layout, site_yaml
+from hil.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -164,16 +165,11 @@ class Meters:
 # -- the broker --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @contextlib.contextmanager
 def mosquitto(workdir: Path):  # type: ignore[no-untyped-def]
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = _free_port()
+    port = free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"

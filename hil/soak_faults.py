@@ -19,13 +19,13 @@ import contextlib
 import getpass
 import resource
 import shutil
-import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from hil.net import free_port
 from hil.server import SimulatedBuilding
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "ScheduledFault",
     "device_drop",
     "fault_plan",
-    "free_port",
 ]
 
 FaultKind = Literal["broker_restart", "device_drop", "disk_full"]
@@ -45,11 +44,6 @@ FAULT_KINDS: tuple[FaultKind, ...] = ("broker_restart", "device_drop", "disk_ful
 _BROKER_START_TIMEOUT_S = 5.0
 _BROKER_STOP_TIMEOUT_S = 5.0
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Broker:

@@ -35,6 +35,7 @@ import aiomqtt
 import pytest
 
 from agent.core.clock import CLOCK_OFFSET_ENV, system_clock
+from hil.net import free_port
 from tests.helpers import find_program
 
 __all__ = ["Collector", "MosquittoBroker", "subscribe"]
@@ -90,11 +91,6 @@ def _find_mosquitto() -> str:
     return find_program("mosquitto", debian_path="/usr/sbin/mosquitto")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 class MosquittoBroker:
     """One mosquitto process listening only on 127.0.0.1:<port>."""
@@ -105,7 +101,7 @@ class MosquittoBroker:
         self.binary = _find_mosquitto()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.persistence = persistence
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
