@@ -71,6 +71,7 @@ import aiomqtt
 from bench.installed import compile_code
 from bench.make_site import CLUSTERS, POINTS_PER_METER, meter_layout, site_yaml
 from hil.net import free_port
+from hil.unit_env import unit_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -163,7 +164,6 @@ class Meters:
 
 
 # -- the broker --------------------------------------------------------------------------------
-
 
 
 @contextlib.contextmanager
@@ -340,7 +340,11 @@ async def run_case(
                         case, work, meters.ports, mqtt_port, batch, hvac_energy=hvac_energy
                     )
                     started = time.monotonic()
-                    env = {**os.environ, "PYTHONPATH": str(code if case.which == "agent" else ROOT)}
+                    env = {
+                        **os.environ,
+                        **unit_environment(),  # both as the unit runs the agent
+                        "PYTHONPATH": str(code if case.which == "agent" else ROOT),
+                    }
                     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)  # noqa: ASYNC220 - /proc needs its pid
                     try:
                         await asyncio.sleep(warmup)

@@ -41,6 +41,7 @@ from pathlib import Path
 from bench.bench_agent import Meters, Subscriber, mosquitto, peak_rss_mb, subscribed
 from bench.installed import compile_code
 from bench.make_site import HVAC_ZONES, site_yaml
+from hil.unit_env import unit_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_AGENT = [sys.executable, "-m", "agent"]
@@ -51,7 +52,12 @@ IMPORTS = {
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.environ.get("BENCH_CODE", str(ROOT))}
+    # as the unit runs the agent (its Environment= lines), the code chosen by BENCH_CODE
+    return {
+        **os.environ,
+        **unit_environment(),
+        "PYTHONPATH": os.environ.get("BENCH_CODE", str(ROOT)),
+    }
 
 
 def _reaped(cmd: Sequence[str]) -> tuple[float, float, float]:

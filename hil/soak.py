@@ -66,6 +66,7 @@ from hil.soak_faults import (
     device_drop,
     fault_plan,
 )
+from hil.unit_env import unit_environment
 
 __all__ = ["main", "rss_kib", "slope_kib_per_min"]
 
@@ -476,6 +477,7 @@ async def _start_agent(
         "--child",
         json.dumps(spec),
         cwd=PACKAGE_ROOT,  # the child runs this very hil (a checkout's, or the installed one)
+        env={**os.environ, **unit_environment()},  # as the unit runs it: its memory is measured
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
