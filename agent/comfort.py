@@ -3,8 +3,10 @@
     edge-agent comfort --config site.yaml --data-dir /var/lib/edge-agent [--from 2026-07-01]
                        [--days 7] [--csv]
 
-Per zone that has a room sensor (a device with a ``zone`` and a ``temperature`` point, e.g. a BLE
-thermometer) and per local day, from the readings in the buffer:
+Per zone that has a room sensor and per local day, from the readings in the buffer. A zone's
+room sensor is the one its ``room_sensor`` names (device or device.point, as the controller
+reads it); a zone without one takes every device that says ``zone: <the zone>`` and has a
+``temperature`` point (e.g. a BLE thermometer):
 
 - ``occupied``: the hours the zone's HVAC schedule had the unit on (the same schedule, calendar
   and season `schedule preview` shows);
@@ -33,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from agent.core.errors import AgentError
 from agent.core.record import Quality, StoredReading
+from agent.hvac.program import ROOM_POINT
 
 __all__ = ["ComfortRow", "comfort_command", "comfort_rows", "print_comfort"]
 
@@ -81,31 +84,29 @@ def comfort_rows(config: Any, db: Path, *, start: date, days: int) -> list[Comfo
     if hvac is None:
         raise AgentError("the config has no `hvac` section: comfort is judged by the schedules")
     tz = ZoneInfo(config.site.timezone)
-    sensors = [
-        d
-        for d in config.devices
-        if getattr(d, "zone", None) in hvac.zones and "temperature" in d.point_names()
-    ]
+    sensors = _room_sensors(hvac, config.devices)
     if not sensors:
         raise AgentError(
-            "no device measures a zone: give a room sensor `zone: <hvac zone>` (see README)"
+            "no device measures a zone: give an hvac zone `room_sensor: <device>`, or a room "
+            "sensor `zone: <hvac zone>` (see README)"
         )
     schedule = preview_rows(hvac, config.site.timezone, start=start, days=days)
     begin = datetime(start.year, start.month, start.day, tzinfo=tz)
     since_ms, until_ms = _ms(begin), _ms(begin + timedelta(days=days))
     rows: list[ComfortRow] = []
-    for sensor in sensors:
+    for zone, sensor, point in sensors:
         hold = float(getattr(sensor, "timeout", DEFAULT_HOLD_S) or DEFAULT_HOLD_S)
         readings = [
             r
             for r in export_readings(
                 db, since_ms=since_ms - round(hold * 1000), until_ms=until_ms, device=sensor.name
             )
-            if r.point == "temperature"
+            if r.point == point
         ]
         spans = _segments(readings, hold_s=hold)
-        limits = zone_limits(hvac, sensor.zone)
-        periods = [row for row in schedule if row.zone == sensor.zone and row.on]
+        limits = zone_limits(hvac, zone)
+        periods = [row for row in schedule if row.zone == zone and row.on]
+        label = sensor.name if point == ROOM_POINT else f"{sensor.name}.{point}"
         for offset in range(days):
             day = start + timedelta(days=offset)
             day_start = datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
@@ -114,7 +115,8 @@ def comfort_rows(config: Any, db: Path, *, start: date, days: int) -> list[Comfo
             ).timestamp()
             rows.append(
                 _day_row(
-                    sensor,
+                    zone,
+                    label,
                     day,
                     bounds=(day_start, day_end),
                     periods=periods,
@@ -125,8 +127,31 @@ def comfort_rows(config: Any, db: Path, *, start: date, days: int) -> list[Comfo
     return rows
 
 
+def _room_sensors(hvac: Any, devices: Iterable[Any]) -> list[tuple[str, Any, str]]:
+    """(zone, device, point) of each zone's room sensors: the one its ``room_sensor`` names,
+    alone, since that is the one the controller reads (agent.hvac.room); else the devices that
+    say ``zone: <the zone>`` with a temperature point."""
+    devices = list(devices)
+    by_name = {d.name: d for d in devices}
+    found: list[tuple[str, Any, str]] = []
+    for zone, config in hvac.zones.items():
+        room = config.room_sensor_point()
+        if room is not None:
+            device = by_name.get(room[0])
+            if device is not None and room[1] in device.point_names():
+                found.append((zone, device, room[1]))
+            continue
+        found.extend(
+            (zone, d, ROOM_POINT)
+            for d in devices
+            if getattr(d, "zone", None) == zone and ROOM_POINT in d.point_names()
+        )
+    return found
+
+
 def _day_row(
-    sensor: Any,
+    zone: str,
+    sensor: str,
     day: date,
     *,
     bounds: tuple[float, float],
@@ -149,9 +174,9 @@ def _day_row(
             if period.mode == "heat" and limits.heating_max is not None:
                 heated += both if celsius > limits.heating_max else 0.0
     return ComfortRow(
-        zone=sensor.zone,
+        zone=zone,
         day=day,
-        sensor=sensor.name,
+        sensor=sensor,
         occupied_h=occupied / 3600,
         cooled_below_h=cooled / 3600,
         heated_above_h=heated / 3600,

@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +16,7 @@ from agent.comfort import comfort_rows
 from agent.config.loader import load_config
 from agent.core.errors import AgentError
 from agent.core.record import Reading
+from agent.hvac.program import hvac_problems
 from agent.store import Store
 from tests.helpers import DEMO_YAML
 
@@ -74,5 +76,50 @@ def test_a_site_without_room_sensors_is_told_why(tmp_path: Path) -> None:
     config = config.model_copy(
         update={"devices": [d for d in config.devices if d.protocol != "ble"]}
     )
-    with pytest.raises(AgentError, match="no device measures a zone"):
+    with pytest.raises(AgentError, match="no device measures a zone") as raised:
         comfort_rows(config, tmp_path / "readings.db", start=DAY, days=1)
+    # Both ways of linking a sensor to a zone are named.
+    assert "`room_sensor: <device>`" in str(raised.value)
+    assert "`zone: <hvac zone>`" in str(raised.value)
+
+
+def _site(*, zone_keys: dict[str, str | None], without_room_sensor: tuple[str, ...] = ()) -> Any:
+    """The demo site with its BLE sensors' `zone:` keys changed (None: removed), and some HVAC
+    zones without their `room_sensor`; still a config the cross-check accepts."""
+    config = load_config(DEMO_YAML)
+    devices = [
+        d.model_copy(update={"zone": zone_keys[d.name]}) if d.name in zone_keys else d
+        for d in config.devices
+    ]
+    zones = {
+        name: zone.model_copy(update={"room_sensor": None}) if name in without_room_sensor else zone
+        for name, zone in config.hvac.zones.items()
+    }
+    hvac = config.hvac.model_copy(update={"zones": zones})
+    assert hvac_problems(hvac, devices) == []
+    return config.model_copy(update={"devices": devices, "hvac": hvac})
+
+
+async def test_a_zone_names_its_sensor_by_room_sensor_alone(tmp_path: Path) -> None:
+    # zone1 takes its room temperature from `room_sensor: zone1_room`, as the controller does;
+    # the thermometer itself carries no `zone:` (zone2 has no sensor either way now).
+    db = tmp_path / "readings.db"
+    await _fill(db)
+    config = _site(
+        zone_keys={"zone1_room": None, "zone2_room": None}, without_room_sensor=("zone2",)
+    )
+    assert config.hvac.zones["zone1"].room_sensor == "zone1_room"
+    rows = comfort_rows(config, db, start=DAY, days=1)
+    assert [(r.zone, r.sensor) for r in rows] == [("zone1", "zone1_room")]
+    assert rows[0].cooled_below_h == pytest.approx(2.0)
+    assert rows[0].no_data_h == pytest.approx(3.0 - 1 / 60)
+
+
+async def test_a_zones_room_sensor_wins_over_another_devices_zone_key(tmp_path: Path) -> None:
+    # zone2's thermometer now says it hangs in zone1 (`zone: zone1`), but zone1 names its own
+    # `room_sensor: zone1_room`: the controller uses that one, and so does the report.
+    db = tmp_path / "readings.db"
+    await _fill(db)
+    config = _site(zone_keys={"zone2_room": "zone1"}, without_room_sensor=("zone2",))
+    rows = comfort_rows(config, db, start=DAY, days=1)
+    assert [(r.zone, r.sensor) for r in rows] == [("zone1", "zone1_room")]

@@ -212,6 +212,36 @@ async def test_an_override_switches_the_relay_off_and_its_end_back_on() -> None:
         assert r.of("override_ended")
 
 
+async def test_an_override_reply_says_on_or_off_for_a_switch_never_a_fan_mode() -> None:
+    # A switch zone has no mode: the reply (what `edge-agent override` prints and MQTT sends
+    # back) and the audited command say on or off, as the preview does.
+    async with rig(at(10, 9, 10), hvac_config(), relay_config()) as r:
+        await r.run_until(at(10, 9, 10, 1))
+        off = await r.command(action="override", mode="off", duration="1h")
+        assert off["ok"], off
+        assert (off["applied"]["mode"], off["applied"]["on"]) == ("off", False)
+        assert "switch dhw off until 2026-10-09 11:01" in off["reason"]
+        for mode in ("fan", "cool", "heat"):
+            on = await r.command(action="override", mode=mode, duration="1h")
+            assert on["ok"], on
+            assert (on["applied"]["mode"], on["applied"]["on"]) == ("on", True)
+            assert on["applied"]["setpoint"] is None
+            assert "switch dhw on until" in on["reason"]
+        audited = [e["applied"]["mode"] for e in r.of("command")]
+        assert audited == ["off", "on", "on", "on"]
+        await r.run_until(at(10, 9, 10, 3))
+        assert r.pin.state  # and it did switch on
+
+
+async def test_a_setpoint_for_a_switch_zone_is_refused_with_the_reason() -> None:
+    async with rig(at(10, 9, 10), hvac_config(), relay_config()) as r:
+        reply = await r.command(action="override", setpoint=27, duration="1h")
+        assert not reply["ok"]
+        assert reply["applied"] is None
+        assert "zone dhw is a switch (on or off): it takes no setpoint" in reply["reason"]
+        assert "dhw" not in r.controller.overrides
+
+
 async def test_the_relay_never_toggles_sooner_than_its_min_interval() -> None:
     # The device's own min_interval (10 min): an override asks for off one minute after the
     # schedule switched it on; the toggle is refused by the relay, deferred, and made at 06:40.

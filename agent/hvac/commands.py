@@ -14,6 +14,9 @@ A command is a JSON object::
   most `override_max`; with neither, the override lasts until the next schedule boundary.
   The policy clamps the setpoint like any other (22 °C cooling becomes 26 °C unless the zone is
   exempt); the reply says so.
+  A zone of `kind: switch` has no mode nor setpoint: mode off switches it off, any other mode
+  on; its reply says `on` or `off` as its mode (as the schedule preview does), and a setpoint
+  for it is refused.
 - `clear`: ends the zone's override.
 
 Every command gets a reply ``{"id", "ok", "reason", "applied"}``; a refused or malformed one
@@ -47,7 +50,7 @@ from agent.core.suggest import did_you_mean
 from agent.hvac.overrides import Override, OverrideBook
 from agent.hvac.policy import zone_limits
 from agent.hvac.program import HvacConfig, Mode
-from agent.hvac.state import ScheduleContext, next_boundary, wanted_state
+from agent.hvac.state import ScheduleContext, mode_shown, next_boundary, wanted_state
 
 __all__ = ["CommandHandler", "command_id_of", "make_command"]
 
@@ -197,6 +200,12 @@ class CommandHandler:
                 ) from None
         if setpoint is None and mode is None:
             raise Refused("an override needs a setpoint, a mode or both")
+        switch = self.hvac.zones[zone].kind == "switch"
+        if switch and setpoint is not None:
+            raise Refused(
+                f"zone {zone} is a switch (on or off): it takes no setpoint; mode off switches "
+                "it off, any other mode on"
+            )
         if setpoint is not None and mode in (Mode.OFF, Mode.FAN):
             raise Refused(f"mode {mode.value} takes no setpoint")
         limits = zone_limits(self.hvac, zone)
@@ -223,14 +232,17 @@ class CommandHandler:
             )
         applied = {
             "zone": zone,
-            "mode": wanted.mode.value,
+            "mode": mode_shown(self.hvac, zone, wanted),
             "setpoint": wanted.setpoint,
             "on": wanted.on,
             "until": until.astimezone(context.tz).isoformat(),
             "requested_setpoint": setpoint,
             "clamped": wanted.clamp is not None,
         }
-        reason = f"override set for zone {zone} until {until.astimezone(context.tz):%Y-%m-%d %H:%M}"
+        ends = f"until {until.astimezone(context.tz):%Y-%m-%d %H:%M}"
+        reason = f"override set for zone {zone} {ends}"
+        if switch:
+            reason = f"override set: switch {zone} {applied['mode']} {ends}"
         if wanted.clamp is not None:
             reason += f"; {wanted.clamp.reason}"
             if limits.exemption is None:

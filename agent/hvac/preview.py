@@ -21,7 +21,7 @@ from typing import Any
 from agent.hvac.overrides import Override
 from agent.hvac.program import HvacConfig
 from agent.hvac.room import room_sources
-from agent.hvac.state import ScheduleContext, next_boundary, wanted_state
+from agent.hvac.state import ScheduleContext, mode_shown, next_boundary, wanted_state
 
 __all__ = ["EX_CONFIG", "PreviewRow", "format_rows", "preview_rows", "to_json"]
 
@@ -83,9 +83,7 @@ def preview_rows(
             wanted = wanted_state(zone, at, context)
             end = min(next_boundary(zone, at, context), last)
             setpoint = wanted.setpoint
-            mode = wanted.mode.value
-            if hvac.zones[zone].kind == "switch":
-                mode = "on" if wanted.on else "off"  # a switch has no mode: on or off
+            mode = mode_shown(hvac, zone, wanted)
             row = PreviewRow(zone, at, end, mode, setpoint, wanted.on, wanted.reasons, room)
             previous = rows[-1] if rows else None
             if (

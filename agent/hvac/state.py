@@ -37,6 +37,7 @@ __all__ = [
     "ScheduleContext",
     "Wanted",
     "level_setpoint",
+    "mode_shown",
     "next_boundary",
     "season_from_outdoor",
     "select_day",
@@ -216,8 +217,18 @@ def _switch_state(
         reasons.append(
             f"override {override.id} until {override.until.astimezone(context.tz):%Y-%m-%d %H:%M}"
         )
-    # FAN stands for "running without a setpoint": the controller then writes only `on`.
+    # FAN stands for "running without a setpoint": the controller then writes only `on`. A
+    # person is never told so: see mode_shown.
     return Wanted(Mode.FAN if on else Mode.OFF, None, on, reasons, None, source, override_id)
+
+
+def mode_shown(hvac: HvacConfig, zone: str, wanted: Wanted) -> str:
+    """The zone's wanted mode as a person reads it (a command's reply and its audit event, the
+    schedule preview): a switch zone is ``on`` or ``off``, since it has no mode (its FAN only
+    means "running without a setpoint"); any other zone, the mode's name."""
+    if hvac.zones[zone].kind == "switch":
+        return "on" if wanted.on else "off"
+    return wanted.mode.value
 
 
 def _overridden(
