@@ -75,6 +75,14 @@ def test_reading_stops_at_an_unknown_object_id() -> None:
     assert decoded.stopped_at == 0xFE
 
 
+def test_a_command_whose_reserved_bits_are_set_stops_the_reading() -> None:
+    # bthome.io/format: the command's length byte keeps its top 3 bits reserved (0); set, they
+    # may mean a length we do not know, so the temperature after it is not trusted
+    decoded = decode_bthome(bytes.fromhex("40 01 5d 3b 21 03 05 45 e1 00"))
+    assert decoded.values == {"battery": 93}
+    assert decoded.stopped_at == 0x3B
+
+
 def test_voltage_is_the_battery_voltage() -> None:
     assert decode(_bthome("40 0c 02 0c")).values == {"battery_voltage": 3.074}
 
@@ -144,6 +152,8 @@ def test_a_sensor_with_a_key_refuses_legacy_formats() -> None:
         ("40 02 CA", "needs 2 bytes"),
         ("40 53", "lacks its length"),
         ("40 53 05 61 62", "needs 5 bytes"),
+        ("40 3B", "lacks its length"),
+        ("40 3B 02 03 05", "needs 3 bytes"),  # the opcode and 2 argument bytes
         ("42 b2 18 8d", "MAC it says"),
         ("40 03 11 27", "humidity 100.01 is outside"),
         ("40 01 65", "battery 101 is outside"),

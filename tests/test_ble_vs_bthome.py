@@ -74,16 +74,15 @@ def _sensor_key(object_id: int) -> str | None:
     return None if device_class is None else str(device_class)
 
 
-# Ids only bthome-ble knows (ours stops reading at them; see the last test).
-UNKNOWN_TO_OURS: Final = (0x3B, 0x65)
+# The ids bthome.io/format gained in 2026-04 (command, settings revision): ours stopped reading
+# at them until it learned their sizes (see the last test).
+ADDED_2026: Final = (0x3B, 0x65)
 # Filler: every id both know that carries none of our points. A voltage at 0.1 V (0x4A) is left
 # out: bthome-ble files it under the same key as 0x0C, which ours alone reads.
 FILLER: Final = sorted(
     i
     for i in MEAS_TYPES
-    if i not in MEASURED
-    and i not in (PACKET_ID, *UNKNOWN_TO_OURS)
-    and _sensor_key(i) not in KEYS.values()
+    if i not in MEASURED and i != PACKET_ID and _sensor_key(i) not in KEYS.values()
 )
 
 
@@ -135,6 +134,8 @@ def generated(count: int, seed: int) -> list[Advert]:
     for _ in range(count):
         ids = rng.sample(sorted(MEASURED), rng.randint(1, 4))
         ids += rng.sample(FILLER, rng.randint(0, 4))
+        if rng.random() < 0.2 and (added := rng.choice(ADDED_2026)) not in ids:
+            ids.append(added)  # more often than their share of the filler: they are new
         if rng.random() < 0.7:
             ids.append(PACKET_ID)
         body = b"".join(
@@ -257,6 +258,15 @@ def test_generated_adverts_decode_as_bthome_ble_decodes_them() -> None:
     )
     assert set(firsts) == set(MEASURED)
     assert min(firsts.values()) >= 10, firsts
+    # the new ids came up, the command one before objects ours reads (0x45, 0x57, 0x58)
+    assert set(ADDED_2026) <= set(FILLER)
+    for object_id in ADDED_2026:
+        assert sum(object_id in advert.ids for advert in GENERATED) >= 10, f"{object_id:02X}h"
+    read_after_command = sum(
+        0x3B in advert.ids and any(i > 0x3B for i in advert.ids if i in MEASURED)
+        for advert in GENERATED
+    )
+    assert read_after_command >= 10
 
 
 @pytest.mark.parametrize("advert", REAL, ids=lambda a: a.data.hex())
@@ -264,24 +274,42 @@ def test_real_adverts_decode_as_bthome_ble_decodes_them(advert: Advert) -> None:
     assert_same(advert)
 
 
-@pytest.mark.parametrize("object_id", FILLER, ids=lambda i: f"{i:02X}h")
-def test_every_object_both_know_is_stepped_over_by_its_size(object_id: int) -> None:
-    # the object, then a 0.1 °C temperature: read right only if the object's size is right
+@pytest.mark.parametrize(
+    "object_id",
+    sorted(i for i in MEAS_TYPES if i not in MEASURED and i != PACKET_ID),
+    ids=lambda i: f"{i:02X}h",
+)
+def test_every_object_bthome_ble_knows_is_stepped_over_by_its_size(object_id: int) -> None:
+    # the object, then a 0.1 °C temperature: read right only if ours knows the object's size
+    # (all ids, not only the filler: a size our table lacks loses what follows)
     rng = random.Random(object_id)
     advert = Advert(b"\x40" + _object(object_id, rng) + bytes.fromhex("45 e1 00"), _mac(rng), None)
-    assert assert_same(advert).values == {"temperature": 22.5}
+    ours = decode_bthome(advert.data)
+    assert (ours.stopped_at, ours.values) == (None, {"temperature": 22.5})
+    assert _first(bthome_ble(advert).values, "temperature") == 22.5
+    if object_id in FILLER:
+        assert_same(advert)
 
 
-@pytest.mark.parametrize("object_id", UNKNOWN_TO_OURS, ids=lambda i: f"{i:02X}h")
-def test_objects_only_bthome_ble_knows_stop_our_reading(object_id: int) -> None:
-    # bthome-ble 3.25 knows these and reads on; ours stops (no length known), loses the
-    # temperature after it and reports no wrong number
-    assert object_id in MEAS_TYPES
-    data = b"\x40" + bytes.fromhex("02 ca 09") + _object(object_id, random.Random(0))
-    data += bytes.fromhex("45 e1 00")
-    ours = decode_bthome(data)
-    assert ours.stopped_at == object_id
-    assert ours.values == {"temperature": 25.06}
-    assert (
-        _first(bthome_ble(Advert(data, "A4:C1:38:8D:18:B2", None)).values, "temperature") == 25.06
-    )
+# bthome.io/format's own example of a command ("3B 01 03 05": argument length 1, opcode 03
+# step up, argument 5 steps), a toggle without arguments (opcode 02), settings revision 7 and 42,
+# each before the temperature and humidity of bthome-ble's ATC_8D18B2 test vector. A sender
+# should order its objects by id (bthome-ble warns when not, and reads on, as ours does); the
+# last advert is in order, the 0.1 °C temperature after the command. (Read as "a length byte,
+# then that many bytes", the first would leave 05 to pass for an object id.)
+BEFORE_VALUES: Final = [
+    ("40 3B 01 03 05 65 07 02 CA 09 03 BF 13", {"temperature": 25.06, "humidity": 50.55}),
+    ("40 65 2A 3B 00 02 02 CA 09 03 BF 13", {"temperature": 25.06, "humidity": 50.55}),
+    ("40 00 09 2E 34 3B 01 03 05 45 E1 00 65 07", {"humidity": 52, "temperature": 22.5}),
+]
+
+
+@pytest.mark.parametrize(("hexdata", "values"), BEFORE_VALUES, ids=[h for h, _ in BEFORE_VALUES])
+def test_command_and_settings_revision_do_not_stop_the_reading(
+    hexdata: str, values: dict[str, float]
+) -> None:
+    # ours stopped at 0x3B and 0x65 (their sizes unknown) and lost every value after them
+    advert = Advert(bytes.fromhex(hexdata), "A4:C1:38:8D:18:B2", None)
+    ours = assert_same(advert)
+    assert ours.stopped_at is None
+    assert ours.values == values

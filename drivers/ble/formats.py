@@ -109,7 +109,8 @@ class Decoded:
     mac: str | None = None  # the MAC the payload carries (pvvx, atc1441, BTHome with bit 1)
     encrypted: bool = False
     trigger: bool = False  # BTHome: sent on an event rather than at a regular interval
-    stopped_at: int | None = None  # BTHome: the unknown object id where reading stopped
+    stopped_at: int | None = None  # BTHome: the object id where reading stopped (its length
+    # unknown: an id this parser does not know, or a command with reserved bits set)
 
 
 # ---- MACs and service data -------------------------------------------------------------------
@@ -178,23 +179,29 @@ def _check_sender(fmt: FormatName, carried: str, mac: str | None, raw: bytes) ->
 
 # ---- BTHome v2 -------------------------------------------------------------------------------
 
-_VARIABLE: Final = -1  # a length byte follows the id (text, raw)
+_VARIABLE: Final = -1  # a length byte follows the id (text, raw), then that many bytes
+# bthome.io/format, "Commands" (0x3B, an event): a length byte whose low 5 bits count the
+# arguments and whose top 3 are reserved (0), then the opcode, then the arguments.
+_COMMAND: Final = -2
+_COMMAND_RESERVED: Final = 0xE0
 
 # Every object id of bthome.io/format with the size of its value in bytes: needed to step over
-# objects this driver does not use without losing the ones after them. 0xF0-0xF2 are the
-# device-information objects (type id, firmware version), always last.
+# objects this driver does not use without losing the ones after them (bthome-ble's MEAS_TYPES
+# holds the same ids; tests/test_ble_vs_bthome.py checks every one). 0x3B (command) and 0x65
+# (settings revision, uint8: the sender's settings changed) joined the format in 2026-04.
+# 0xF0-0xF2 are the device-information objects (type id, firmware version), always last.
 _SIZES: Final[dict[int, int]] = {
     0x00: 1, 0x01: 1, 0x02: 2, 0x03: 2, 0x04: 3, 0x05: 3, 0x06: 2, 0x07: 2,
     0x08: 2, 0x09: 1, 0x0A: 3, 0x0B: 3, 0x0C: 2, 0x0D: 2, 0x0E: 2,
     **dict.fromkeys(range(0x0F, 0x12), 1),  # binary sensors
     0x12: 2, 0x13: 2, 0x14: 2,
     **dict.fromkeys(range(0x15, 0x30), 1),  # binary sensors, 1-byte humidity and moisture
-    0x3A: 1, 0x3C: 2, 0x3D: 2, 0x3E: 4, 0x3F: 2, 0x40: 2, 0x41: 2, 0x42: 3,
+    0x3A: 1, 0x3B: _COMMAND, 0x3C: 2, 0x3D: 2, 0x3E: 4, 0x3F: 2, 0x40: 2, 0x41: 2, 0x42: 3,
     0x43: 2, 0x44: 2, 0x45: 2, 0x46: 1, 0x47: 2, 0x48: 2, 0x49: 2, 0x4A: 2,
     0x4B: 3, 0x4C: 4, 0x4D: 4, 0x4E: 4, 0x4F: 4, 0x50: 4, 0x51: 2, 0x52: 2,
     0x53: _VARIABLE, 0x54: _VARIABLE, 0x55: 4, 0x56: 2, 0x57: 1, 0x58: 1, 0x59: 1,
     0x5A: 2, 0x5B: 4, 0x5C: 4, 0x5D: 2, 0x5E: 2, 0x5F: 2, 0x60: 1, 0x61: 2,
-    0x62: 4, 0x63: 4, 0x64: 1,
+    0x62: 4, 0x63: 4, 0x64: 1, 0x65: 1,
     0xF0: 2, 0xF1: 4, 0xF2: 3,
 }  # fmt: skip
 
@@ -324,11 +331,17 @@ def _objects(body: bytes, raw: bytes) -> tuple[dict[str, float | int], int | Non
         if size is None:
             return values, packet_id, object_id  # its length is unknown: nothing after is safe
         start = i + 1
-        if size == _VARIABLE:
+        if size < 0:  # _VARIABLE or _COMMAND: a length byte follows the id
             if start >= len(body):
                 raise FormatError("bthome", f"object {object_id:02X}h lacks its length", raw)
-            size = body[start]
+            length = body[start]
             start += 1
+            if size == _VARIABLE:
+                size = length
+            elif length & _COMMAND_RESERVED:  # a later format may give them a meaning
+                return values, packet_id, object_id  # and the length they mean is unknown
+            else:
+                size = 1 + length  # the opcode, then the arguments
         end = start + size
         if end > len(body):
             raise FormatError(
