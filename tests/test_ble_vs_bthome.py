@@ -74,7 +74,7 @@ def _sensor_key(object_id: int) -> str | None:
     return None if device_class is None else str(device_class)
 
 
-# The ids bthome.io/format gained in 2026-04 (command, settings revision): ours stopped reading
+# The newest ids of bthome.io/format (command, settings revision): ours stopped reading
 # at them until it learned their sizes (see the last test).
 ADDED_2026: Final = (0x3B, 0x65)
 # Filler: every id both know that carries none of our points. A voltage at 0.1 V (0x4A) is left

@@ -188,7 +188,7 @@ _COMMAND_RESERVED: Final = 0xE0
 # Every object id of bthome.io/format with the size of its value in bytes: needed to step over
 # objects this driver does not use without losing the ones after them (bthome-ble's MEAS_TYPES
 # holds the same ids; tests/test_ble_vs_bthome.py checks every one). 0x3B (command) and 0x65
-# (settings revision, uint8: the sender's settings changed) joined the format in 2026-04.
+# (settings revision, uint8: the sender's settings changed) are the newest ids of the format.
 # 0xF0-0xF2 are the device-information objects (type id, firmware version), always last.
 _SIZES: Final[dict[int, int]] = {
     0x00: 1, 0x01: 1, 0x02: 2, 0x03: 2, 0x04: 3, 0x05: 3, 0x06: 2, 0x07: 2,
