@@ -76,7 +76,7 @@ def _sensor_key(object_id: int) -> str | None:
 
 # The newest ids of bthome.io/format (command, settings revision): ours stopped reading
 # at them until it learned their sizes (see the last test).
-ADDED_2026: Final = (0x3B, 0x65)
+NEWEST_IDS: Final = (0x3B, 0x65)
 # Filler: every id both know that carries none of our points. A voltage at 0.1 V (0x4A) is left
 # out: bthome-ble files it under the same key as 0x0C, which ours alone reads.
 FILLER: Final = sorted(
@@ -134,7 +134,7 @@ def generated(count: int, seed: int) -> list[Advert]:
     for _ in range(count):
         ids = rng.sample(sorted(MEASURED), rng.randint(1, 4))
         ids += rng.sample(FILLER, rng.randint(0, 4))
-        if rng.random() < 0.2 and (added := rng.choice(ADDED_2026)) not in ids:
+        if rng.random() < 0.2 and (added := rng.choice(NEWEST_IDS)) not in ids:
             ids.append(added)  # more often than their share of the filler: they are new
         if rng.random() < 0.7:
             ids.append(PACKET_ID)
@@ -259,8 +259,8 @@ def test_generated_adverts_decode_as_bthome_ble_decodes_them() -> None:
     assert set(firsts) == set(MEASURED)
     assert min(firsts.values()) >= 10, firsts
     # the new ids came up, the command one before objects ours reads (0x45, 0x57, 0x58)
-    assert set(ADDED_2026) <= set(FILLER)
-    for object_id in ADDED_2026:
+    assert set(NEWEST_IDS) <= set(FILLER)
+    for object_id in NEWEST_IDS:
         assert sum(object_id in advert.ids for advert in GENERATED) >= 10, f"{object_id:02X}h"
     read_after_command = sum(
         0x3B in advert.ids and any(i > 0x3B for i in advert.ids if i in MEASURED)
