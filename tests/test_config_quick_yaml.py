@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 from agent.config import loader
+from agent.config.issues import MAX_DEPTH, MAX_NUMBER, MAX_VALUES, Issues
 from agent.config.quick_yaml import available, quick_data
 from bench.make_site import site_yaml
 
 pytestmark = pytest.mark.skipif(not available(), reason="PyYAML with libyaml is not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS = {"max_values": 100_000, "max_depth": 64, "max_number": 2**64}
+LIMITS = {"max_values": MAX_VALUES, "max_depth": MAX_DEPTH, "max_number": MAX_NUMBER}
 
 
 def _located(text: str, monkeypatch: pytest.MonkeyPatch) -> object:
@@ -102,7 +103,7 @@ def test_a_plain_scalar_is_what_the_located_path_reads_or_left_to_it(scalar: str
     from agent.config.located import Tree, parse
 
     text = f"key: {scalar}\n"
-    issues = loader._Issues("site.yaml")
+    issues = Issues("site.yaml")
     root = parse(text, issues)
     located = Tree(issues).convert(root) if root is not None and not issues else None
     quick = quick_data(text, **LIMITS)

@@ -15,31 +15,23 @@ instead of an exception.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from agent.commands.signature import read_secret
+from agent.config.issues import MAX_DEPTH, MAX_NUMBER, MAX_VALUES, Issues, Loc, place
 from agent.config.messages import file_sentence
 from agent.config.model import SiteConfig, cross_check
 from agent.config.quick_yaml import quick_data
 from agent.config.sharing import share_equal_points
-from agent.core.errors import ConfigError, ConfigIssue
+from agent.core.errors import ConfigError
 from agent.hvac.program import hvac_problems
 
 __all__ = ["MAX_FILE_BYTES", "load_config", "load_config_text"]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """A config is a few kilobytes; anything this large is the wrong file."""
-
-_MAX_VALUES = 100_000  # after aliases are expanded: stops "billion laughs" files
-_MAX_DEPTH = 64  # a config nests about six levels
-_MAX_NUMBER = 2**64  # larger than any setting; also keeps float() conversions from overflowing
-
-
-Loc = tuple[Any, ...]
 
 
 def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> SiteConfig:
@@ -57,7 +49,7 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Si
 
 def load_config_text(text: str | bytes, *, filename: str, check_files: bool = True) -> SiteConfig:
     """Validate a site config given as text (or the file's bytes); ``filename`` is for messages."""
-    issues = _Issues(filename)
+    issues = Issues(filename)
     if isinstance(text, bytes):
         text = _decode(text, issues)
     config = _quick(text)
@@ -73,7 +65,7 @@ def load_config_text(text: str | bytes, *, filename: str, check_files: bool = Tr
     data = tree.convert(root)
     if not isinstance(data, dict):
         if tree.complete:
-            issues.add(_place(root.start_mark), "", not_a_mapping(data))
+            issues.add(place(root.start_mark), "", not_a_mapping(data))
         raise ConfigError(issues.sorted())
     # Cross-section problems (a device naming a bus that does not exist, ...) are found on the
     # raw data, so that they are reported in the same run as the field errors.
@@ -152,9 +144,9 @@ def _quick(text: str) -> SiteConfig | None:
     located path then reads the text again, to find and place every problem)."""
     data = quick_data(
         text.removeprefix("\ufeff"),
-        max_values=_MAX_VALUES,
-        max_depth=_MAX_DEPTH,
-        max_number=_MAX_NUMBER,
+        max_values=MAX_VALUES,
+        max_depth=MAX_DEPTH,
+        max_number=MAX_NUMBER,
     )
     if not isinstance(data, dict) or cross_check(data):
         return None
@@ -168,58 +160,11 @@ def _quick(text: str) -> SiteConfig | None:
     return config
 
 
-# --- issues --------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Issues:
-    filename: str
-    items: list[ConfigIssue] = field(default_factory=list)
-
-    def add(self, at: tuple[int, int] | None, path: str, message: str) -> None:
-        line, column = at if at else (None, None)
-        self.items.append(ConfigIssue(self.filename, line, column, path, message))
-
-    def whole_file(self, message: str) -> ConfigError:
-        self.add(None, "", message)
-        return ConfigError(self.sorted())
-
-    def sorted(self) -> list[ConfigIssue]:
-        """File order, whole-file problems first; one issue per place and problem.
-
-        A value written once and used twice (an anchor and its aliases) is one problem.
-        """
-        unique: dict[tuple[Any, ...], ConfigIssue] = {}
-        for issue in self.items:
-            same = (issue.line, issue.column, issue.message) if issue.line else (id(issue),)
-            unique.setdefault(same, issue)
-        return sorted(unique.values(), key=lambda i: (i.line or 0, i.column or 0))
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-def _place(mark: Any) -> tuple[int, int]:
-    return mark.line + 1, mark.column + 1
-
-
-def _format_path(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int) and not isinstance(part, bool):
-            text += f"[{part}]"
-        elif isinstance(part, str) and part and all(c.isalnum() or c in "_-" for c in part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{part!r}]"
-    return text
-
-
 # --- bytes to text -------------------------------------------------------------------------------
 
 
 def _read(path: Path, filename: str) -> bytes:
-    issues = _Issues(filename)
+    issues = Issues(filename)
     try:
         with path.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
@@ -241,7 +186,7 @@ def _read(path: Path, filename: str) -> bytes:
     return data
 
 
-def _decode(data: bytes, issues: _Issues) -> str:
+def _decode(data: bytes, issues: Issues) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise issues.whole_file("the file is saved as UTF-16; save it as UTF-8")
     data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM, as Windows Notepad writes

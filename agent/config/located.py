@@ -17,15 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from agent.config.loader import (
-    _MAX_DEPTH,
-    _MAX_NUMBER,
-    _MAX_VALUES,
-    Loc,
-    _format_path,
-    _Issues,
-    _place,
-)
+from agent.config.issues import MAX_DEPTH, MAX_NUMBER, MAX_VALUES, Issues, Loc, format_path, place
 from agent.config.messages import describe, validation_sentence, yaml_sentence
 from agent.config.model import SiteConfig
 
@@ -52,7 +44,7 @@ def _yaml() -> YAML:
     return YAML(typ="safe", pure=True)
 
 
-def parse(text: str, issues: _Issues) -> Node | None:
+def parse(text: str, issues: Issues) -> Node | None:
     """The single document's root node; None, with issues added, when there is none to use."""
     lines = text.splitlines()
     text = text.removeprefix("\ufeff")
@@ -142,7 +134,7 @@ class _TooBig(Exception):
 class Tree:
     """Plain data built from the node tree, with the place of every path in it."""
 
-    def __init__(self, issues: _Issues) -> None:
+    def __init__(self, issues: Issues) -> None:
         self.issues = issues
         self.places: dict[Loc, _Where] = {}
         self.spoilt: set[Loc] = set()  # paths already reported: pydantic need not repeat them
@@ -158,14 +150,14 @@ class Tree:
         except _TooBig:
             self._spoil(
                 (),
-                _place(root.start_mark),
+                place(root.start_mark),
                 f"the anchors and aliases expand to more "
-                f"than {_MAX_VALUES} values; a config is far smaller",
+                f"than {MAX_VALUES} values; a config is far smaller",
             )
             return None
 
     def _spoil(self, loc: Loc, at: tuple[int, int], message: str) -> None:
-        self.issues.add(at, _format_path(loc), message)
+        self.issues.add(at, format_path(loc), message)
         self.spoilt.add(loc)
         self.complete = False
 
@@ -173,9 +165,9 @@ class Tree:
         self, node: Node, loc: Loc, key_at: tuple[int, int] | None, active: frozenset[int]
     ) -> Any:
         self._count += 1
-        if self._count > _MAX_VALUES:
+        if self._count > MAX_VALUES:
             raise _TooBig
-        at = _place(node.start_mark)
+        at = place(node.start_mark)
         if isinstance(node, ScalarNode) and node.value == "" and node.style is None and key_at:
             at = key_at  # an empty value has no place of its own: point at its key
         raw = node.value if isinstance(node, ScalarNode) else None
@@ -183,8 +175,8 @@ class Tree:
         if id(node) in active:
             self._spoil(loc, at, "an alias here refers to a mapping or list that contains it")
             return None
-        if len(loc) > _MAX_DEPTH:
-            self._spoil(loc, at, f"nested more than {_MAX_DEPTH} levels deep")
+        if len(loc) > MAX_DEPTH:
+            self._spoil(loc, at, f"nested more than {MAX_DEPTH} levels deep")
             return None
         if isinstance(node, ScalarNode):
             return self._scalar(node, loc, at)
@@ -215,7 +207,7 @@ class Tree:
         if (
             isinstance(value, int | float)
             and not isinstance(value, bool)
-            and (abs(value) > _MAX_NUMBER and value != float("inf"))
+            and (abs(value) > MAX_NUMBER and value != float("inf"))
         ):
             self._spoil(loc, at, f"the number {node.value} is too large for any setting")
             return None
@@ -232,14 +224,14 @@ class Tree:
         for key_node, value_node in node.value:
             if key_node.tag == f"{_TAG}merge":
                 continue
-            key_at = _place(key_node.start_mark)
+            key_at = place(key_node.start_mark)
             key = self._key(key_node, loc, key_at)
             if key is _NO_KEY:
                 continue
             if key in first_line:
                 self.issues.add(
                     key_at,
-                    _format_path((*loc, key)),
+                    format_path((*loc, key)),
                     f"key {key!r} appears twice in this mapping (first on line {first_line[key]}); "
                     "a later value would silently replace the earlier one",
                 )
@@ -252,7 +244,7 @@ class Tree:
     def _key(self, node: Node, loc: Loc, at: tuple[int, int]) -> Any:
         if not isinstance(node, ScalarNode):
             self.issues.add(
-                at, _format_path(loc), "a key must be a plain name, not a list or mapping"
+                at, format_path(loc), "a key must be a plain name, not a list or mapping"
             )
             self.complete = False
             return _NO_KEY
@@ -276,7 +268,7 @@ class Tree:
             if not isinstance(source, MappingNode) or id(source) in active:
                 self._spoil(
                     loc,
-                    _place(key_node.start_mark),
+                    place(key_node.start_mark),
                     "'<<' merges a mapping (e.g. <<: *defaults), nothing else",
                 )
                 continue
@@ -297,12 +289,12 @@ class Tree:
             if where is None:
                 continue
             if at_key and end == len(loc) and where.key is not None:
-                return where.key, _format_path(loc)
+                return where.key, format_path(loc)
             profile = self.places.get((*loc[:2], "profile"))
             if end < len(loc) and loc[:1] == ("devices",) and end <= 3 and profile is not None:
-                return profile.value, _format_path(loc)  # a point the profile brought in
-            return where.value, _format_path(loc)
-        return None, _format_path(loc)
+                return profile.value, format_path(loc)  # a point the profile brought in
+            return where.value, format_path(loc)
+        return None, format_path(loc)
 
     def report(self, errors: list[Any]) -> None:
         """Add pydantic's errors as located issues, one per problem.
