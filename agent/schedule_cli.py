@@ -54,7 +54,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     set_ = kinds.add_parser("set", help="run a zone at a setpoint and/or mode for a while")
     set_.add_argument("--zone", required=True)
     set_.add_argument("--setpoint", type=float, default=None, help="°C")
-    set_.add_argument("--mode", choices=["cool", "heat", "fan", "off"], default=None)
+    set_.add_argument(
+        "--mode",
+        choices=["cool", "heat", "fan", "off", "on"],
+        default=None,
+        help="on: a switch zone's (a relay or coil on the HVAC calendar)",
+    )
     how_long = set_.add_mutually_exclusive_group()
     how_long.add_argument(
         "--for",

@@ -85,6 +85,9 @@ MALFORMED = [
     pytest.param(command(setpoint="22"), "`setpoint` must be a number, not text", id="sp-text"),
     pytest.param(command(setpoint=True), "`setpoint` must be a number", id="sp-bool"),
     pytest.param(command(mode="auto"), "unknown mode 'auto'", id="mode"),
+    pytest.param(
+        command(setpoint=..., mode="on"), "mode on is for a switch zone; zone", id="on-thermostat"
+    ),
     pytest.param(command(mode="off"), "mode off takes no setpoint", id="off-setpoint"),
     pytest.param(command(setpoint=..., mode=...), "needs a setpoint, a mode", id="empty"),
     pytest.param(command(**{"for": "forever"}), "`for`: 'forever' is not a duration", id="for"),

@@ -238,8 +238,27 @@ async def test_a_setpoint_for_a_switch_zone_is_refused_with_the_reason() -> None
         reply = await r.command(action="override", setpoint=27, duration="1h")
         assert not reply["ok"]
         assert reply["applied"] is None
-        assert "zone dhw is a switch (on or off): it takes no setpoint" in reply["reason"]
+        assert "zone dhw is a switch: it takes no setpoint" in reply["reason"]
         assert "dhw" not in r.controller.overrides
+
+
+async def test_a_switch_zone_takes_mode_on_and_a_thermostat_refuses_it() -> None:
+    # A technician says "on" for a relay, not "fan": on and off are a switch's own words, both
+    # ways (the reply says on). A thermostat refuses "on" (tests/test_hvac_commands.py).
+    async with rig(at(10, 9, 10), hvac_config(), relay_config()) as r:
+        await r.run_until(at(10, 9, 10, 1))
+        off = await r.command(action="override", mode="off", duration="1h")
+        assert off["ok"], off
+        await r.run_until(at(10, 9, 10, 2))
+        assert not r.pin.state
+        on = await r.command(action="override", mode="on", duration="1h")
+        assert on["ok"], on
+        assert (on["applied"]["mode"], on["applied"]["on"]) == ("on", True)
+        await r.run_until(at(10, 9, 10, 4))
+        assert r.pin.state
+        typo = await r.command(action="override", mode="onn", duration="1h")
+        assert not typo["ok"]
+        assert "did you mean 'on'" in typo["reason"], typo["reason"]
 
 
 async def test_the_relay_never_toggles_sooner_than_its_min_interval() -> None:

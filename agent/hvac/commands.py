@@ -14,9 +14,9 @@ A command is a JSON object::
   most `override_max`; with neither, the override lasts until the next schedule boundary.
   The policy clamps the setpoint like any other (22 °C cooling becomes 26 °C unless the zone is
   exempt); the reply says so.
-  A zone of `kind: switch` has no mode nor setpoint: mode off switches it off, any other mode
-  on; its reply says `on` or `off` as its mode (as the schedule preview does), and a setpoint
-  for it is refused.
+  A zone of `kind: switch` has no mode nor setpoint: mode `on` switches it on and `off` off
+  (any other mode also switches it on); its reply says `on` or `off` as its mode (as the
+  schedule preview does), and a setpoint for it is refused. `on` for a thermostat is refused.
 - `clear`: ends the zone's override.
 
 Every command gets a reply ``{"id", "ok", "reason", "applied"}``; a refused or malformed one
@@ -50,7 +50,7 @@ from agent.core.suggest import did_you_mean
 from agent.hvac.overrides import Override, OverrideBook
 from agent.hvac.policy import zone_limits
 from agent.hvac.program import HvacConfig, Mode
-from agent.hvac.state import ScheduleContext, mode_shown, next_boundary, wanted_state
+from agent.hvac.state import SWITCH_ON, ScheduleContext, mode_shown, next_boundary, wanted_state
 
 __all__ = ["CommandHandler", "command_id_of", "make_command"]
 
@@ -189,22 +189,30 @@ class CommandHandler:
     ) -> Decision:
         setpoint = number_field(data, "setpoint")
         mode_text = text_field(data, "mode", required=False)
+        switch = self.hvac.zones[zone].kind == "switch"
         mode: Mode | None = None
-        if mode_text is not None:
+        if mode_text == SWITCH_ON:
+            if not switch:
+                raise Refused(
+                    f"mode on is for a switch zone; zone {zone} is a thermostat: use cool, heat, "
+                    "fan or off"
+                )
+            mode = Mode.FAN  # a switch's "on": running without a setpoint (agent.hvac.state)
+        elif mode_text is not None:
             try:
                 mode = Mode(mode_text)
             except ValueError:
-                hint = did_you_mean(mode_text, [m.value for m in Mode])
+                hint = did_you_mean(mode_text, [*(m.value for m in Mode), SWITCH_ON])
                 raise Refused(
-                    f"unknown mode {mode_text!r}{hint}; use cool, heat, fan or off"
+                    f"unknown mode {mode_text!r}{hint}; use cool, heat, fan or off (on or off "
+                    "for a switch zone)"
                 ) from None
         if setpoint is None and mode is None:
             raise Refused("an override needs a setpoint, a mode or both")
-        switch = self.hvac.zones[zone].kind == "switch"
         if switch and setpoint is not None:
             raise Refused(
-                f"zone {zone} is a switch (on or off): it takes no setpoint; mode off switches "
-                "it off, any other mode on"
+                f"zone {zone} is a switch: it takes no setpoint; mode on switches it on, mode "
+                "off off"
             )
         if setpoint is not None and mode in (Mode.OFF, Mode.FAN):
             raise Refused(f"mode {mode.value} takes no setpoint")

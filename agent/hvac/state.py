@@ -34,6 +34,7 @@ from agent.hvac.program import (
 )
 
 __all__ = [
+    "SWITCH_ON",
     "ScheduleContext",
     "Wanted",
     "level_setpoint",
@@ -222,12 +223,16 @@ def _switch_state(
     return Wanted(Mode.FAN if on else Mode.OFF, None, on, reasons, None, source, override_id)
 
 
+SWITCH_ON = "on"
+"""What a person says and is told for a switch zone that runs (its Mode is FAN)."""
+
+
 def mode_shown(hvac: HvacConfig, zone: str, wanted: Wanted) -> str:
     """The zone's wanted mode as a person reads it (a command's reply and its audit event, the
     schedule preview): a switch zone is ``on`` or ``off``, since it has no mode (its FAN only
     means "running without a setpoint"); any other zone, the mode's name."""
     if hvac.zones[zone].kind == "switch":
-        return "on" if wanted.on else "off"
+        return SWITCH_ON if wanted.on else Mode.OFF.value
     return wanted.mode.value
 
 
