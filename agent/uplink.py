@@ -408,7 +408,7 @@ class Uplink:
                 if events_seen is None or self.store.last_event_id > events_seen:
                     events_seen = self.store.last_event_id
                     await self._send_events(client)
-                fresh = await self.store.unsynced(live_read, from_seq=live)
+                fresh = await self._live_readings(live, live_read)
                 if fresh:
                     await self._send(client, fresh, backfill=False)
                     live = fresh[-1].seq + 1
@@ -450,6 +450,15 @@ class Uplink:
                 # Idle for a while: look again from the oldest unsynced reading (e.g. a batch
                 # whose marking failed, or readings another process left unsynced).
                 live_from, backlog, backlog_done = live, 0, False
+
+    async def _live_readings(self, live: int, limit: int) -> list[StoredReading]:
+        """Committed readings from seq ``live`` on: from memory (the last commits' readings)
+        when it holds them all, else from the file (after a reconnect, a gap, an eviction or
+        a clock correction)."""
+        fresh = self.store.committed_after(live, limit)
+        if fresh is None:
+            fresh = await self.store.unsynced(limit, from_seq=live)
+        return fresh
 
     def _live_from_now(self) -> int:
         """The first seq this connection sends as live (committed from now on; older unsynced
