@@ -49,7 +49,17 @@ class LiveWindow:
     def add(self, first_seq: int, batch: Sequence[Reading]) -> None:
         """The writer thread, after the commit that gave ``batch`` the seqs ``first_seq``,
         ``first_seq + 1``, ... (only then: an uncommitted reading is never here)."""
-        stored = [_as_stored(first_seq + i, r) for i, r in enumerate(batch)]
+        stored_reading = StoredReading
+        stored = [
+            # nearly every reading: a finite float, as taken, the clock trusted
+            stored_reading(seq, r.device, r.point, r.ts_ms, r.value, r.unit, r.quality, False)
+            if type(r.value) is float
+            and r.value == r.value  # not NaN
+            and type(r) is Reading
+            and type(r.quality) is Quality
+            else _as_stored(seq, r)
+            for seq, r in enumerate(batch, first_seq)
+        ]
         with self._lock:
             items = self._items
             if self._next != first_seq:  # not the continuation: what is here is no longer all
