@@ -1,9 +1,11 @@
 """Publishes the buffered readings to the MQTT broker: live first, the backlog paced, at least once.
 
-The store is the outbox. The uplink reads unsynced readings, publishes them as one QoS 1 message
-and marks them synced only once the broker has acknowledged it (PUBACK). A batch whose
-acknowledgement never came is simply read again after the reconnect, so a consumer may see a
-reading twice, never zero times; ``seq`` lets it drop the duplicates.
+The store is the outbox. The uplink takes committed readings (live ones from memory, as the store
+hands each commit over; the rest read from the file), publishes them as QoS 1 messages and marks
+them synced only once the broker has acknowledged them (PUBACK); the store writes the mark with
+its next commit. A batch whose acknowledgement never came is simply read again after the
+reconnect, and one acknowledged just before a power cut is sent again after it, so a consumer may
+see a reading twice, never zero times; ``seq`` lets it drop the duplicates.
 
 After an outage the readings are split at the reconnect: those committed from then on are live
 and go out as they are committed; the older ones are the backlog, sent oldest first, one batch
