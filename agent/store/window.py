@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from agent.core.record import Quality, Reading, StoredReading, Value
 from agent.store.clocktrust import UntrustedReading
 
-LIVE_WINDOW = 20_000
-"""Readings kept for the uplink, at most: about three seconds of 200 meters of 35 points, as
-much as the store lets the uplink fall behind before polling waits (facade.MAX_UNACKED_LIVE).
-The uplink takes them as it goes, so the window is nearly empty while it keeps up; it fills
-only while the uplink is away, and is then of no use (the backlog is read from the file)."""
+LIVE_WINDOW = 5_000
+"""Readings kept for the uplink, at most: five commits of 1,000 (`batch_max`), while the uplink
+takes up to 1,000 after each commit. It takes them as it goes, so the window is nearly empty
+while it keeps up; it fills only while the uplink is away or far behind, and is then of no use
+(the file answers): kept small, as it is held then (about 120 bytes a reading)."""
 
 
 class LiveWindow:

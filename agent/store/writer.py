@@ -1131,6 +1131,7 @@ class _Writer:
             seqs, at_ms = marks.popleft()
             self.acked.runs.extend(_runs(seqs))
             self.acked.newest_ms = max(self.acked.newest_ms, at_ms)
+        self.acked.runs = _merged_runs(self.acked.runs)  # few runs, however many marks
 
     def _fold_marks(self, conn: sqlite3.Connection) -> bool:
         """Inside the caller's transaction: mark the acknowledged seqs synced, with the
@@ -1138,7 +1139,7 @@ class _Writer:
         if not self.acked.runs:
             return False
         changed = 0
-        for first, last in _merged_runs(self.acked.runs):
+        for first, last in self.acked.runs:
             changed += conn.execute(
                 "UPDATE readings SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
                 (first, last),
@@ -1161,7 +1162,7 @@ class _Writer:
         """Whether a seq is acknowledged but not yet marked in the file (None: none is)."""
         if not self.acked.runs:
             return None
-        runs = _merged_runs(self.acked.runs)
+        runs = self.acked.runs
         starts = [first for first, _ in runs]
 
         def marked(seq: int) -> bool:
@@ -1175,7 +1176,7 @@ class _Writer:
         assert self.conn is not None
         self._take_marks()
         waiting = 0
-        for first, last in _merged_runs(self.acked.runs):
+        for first, last in self.acked.runs:
             (count,) = self.conn.execute(
                 "SELECT count(*) FROM readings WHERE seq BETWEEN ? AND ? AND synced = 0",
                 (first, last),
