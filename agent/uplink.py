@@ -394,9 +394,9 @@ class Uplink:
         ``backlog`` from the store's oldest unsynced reading up to that seq.
         """
         size = self.config.batch_size
-        # Live readings are read and marked synced a commit at a time (up to this many), sent
-        # in messages of `size`: one store read and one marking transaction per commit rather
-        # than per message (each marking is a transaction with its fsync).
+        # Live readings are taken and marked synced a commit at a time (up to this many), sent
+        # in messages of `size`: one hand-over (or store read, when memory cannot answer) and
+        # one mark per commit rather than per message.
         live_read = max(size, _LIVE_READ)
         live_from = self._live_from_now()
         live = live_from
