@@ -177,7 +177,9 @@ async def test_marks_ride_on_the_next_commit_then_on_a_timer_when_idle(
             flowing = writer_counts(store)
             transactions, commits = flowing[0] - before[0], flowing[1] - before[1]
             assert commits >= 4
-            assert transactions == commits, (transactions, commits)
+            # (One spare: a loop stalled a whole window by a loaded machine marks alone once.
+            # Marks with transactions of their own would add one per commit.)
+            assert commits <= transactions <= commits + 1, (transactions, commits)
             total = 5 + 75 * 4
             await sub.wait_for(lambda m: len(set(seqs(m, topic))) >= total, within=5)
             await eventually(lambda: uplink.sent >= total, 2, "all acknowledged")
