@@ -322,3 +322,18 @@ async def test_a_clock_correction_leaves_no_stale_copy_in_memory(tmp_path: Path)
         (3.0, False),
     ]
     assert live[0].ts_ms > STEP_S * 1000  # the true time, not 1970's
+
+
+async def test_readings_acknowledged_but_not_yet_marked_are_evicted_as_sent(
+    tmp_path: Path,
+) -> None:
+    # A long window: the marks wait, and the eviction meets them first.
+    async with Store(tmp_path / "r.db", batch_window=30) as store:
+        await store.append(plain_readings(0, 100))
+        await store.flush()
+        await store.mark_synced(list(range(1, 41)))  # the broker has the first 40
+        await store._call("evicting", lambda w: w.evict(0, reason="budget"))
+        stats = await store.stats()
+    # Everything went; the 40 the broker has are not counted as unsent readings lost.
+    assert (stats.rows, stats.unsynced) == (0, 0)
+    assert (stats.evicted_synced, stats.evicted_unsynced) == (40, 60)
