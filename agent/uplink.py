@@ -1,9 +1,11 @@
 """Publishes the buffered readings to the MQTT broker: live first, the backlog paced, at least once.
 
-The store is the outbox. The uplink reads unsynced readings, publishes them as one QoS 1 message
-and marks them synced only once the broker has acknowledged it (PUBACK). A batch whose
-acknowledgement never came is simply read again after the reconnect, so a consumer may see a
-reading twice, never zero times; ``seq`` lets it drop the duplicates.
+The store is the outbox. The uplink takes committed readings (live ones from memory, as the store
+hands each commit over; the rest read from the file), publishes them as QoS 1 messages and marks
+them synced only once the broker has acknowledged them (PUBACK); the store writes the mark with
+its next commit. A batch whose acknowledgement never came is simply read again after the
+reconnect, and one acknowledged just before a power cut is sent again after it, so a consumer may
+see a reading twice, never zero times; ``seq`` lets it drop the duplicates.
 
 After an outage the readings are split at the reconnect: those committed from then on are live
 and go out as they are committed; the older ones are the backlog, sent oldest first, one batch
@@ -392,9 +394,9 @@ class Uplink:
         ``backlog`` from the store's oldest unsynced reading up to that seq.
         """
         size = self.config.batch_size
-        # Live readings are read and marked synced a commit at a time (up to this many), sent
-        # in messages of `size`: one store read and one marking transaction per commit rather
-        # than per message (each marking is a transaction with its fsync).
+        # Live readings are taken and marked synced a commit at a time (up to this many), sent
+        # in messages of `size`: one hand-over (or store read, when memory cannot answer) and
+        # one mark per commit rather than per message.
         live_read = max(size, _LIVE_READ)
         live_from = self._live_from_now()
         live = live_from
@@ -408,7 +410,7 @@ class Uplink:
                 if events_seen is None or self.store.last_event_id > events_seen:
                     events_seen = self.store.last_event_id
                     await self._send_events(client)
-                fresh = await self.store.unsynced(live_read, from_seq=live)
+                fresh = await self._live_readings(live, live_read)
                 if fresh:
                     await self._send(client, fresh, backfill=False)
                     live = fresh[-1].seq + 1
@@ -450,6 +452,15 @@ class Uplink:
                 # Idle for a while: look again from the oldest unsynced reading (e.g. a batch
                 # whose marking failed, or readings another process left unsynced).
                 live_from, backlog, backlog_done = live, 0, False
+
+    async def _live_readings(self, live: int, limit: int) -> list[StoredReading]:
+        """Committed readings from seq ``live`` on: from memory (the last commits' readings)
+        when it holds them all, else from the file (after a reconnect, a gap, an eviction or
+        a clock correction)."""
+        fresh = self.store.committed_after(live, limit)
+        if fresh is None:
+            fresh = await self.store.unsynced(limit, from_seq=live)
+        return fresh
 
     def _live_from_now(self) -> int:
         """The first seq this connection sends as live (committed from now on; older unsynced

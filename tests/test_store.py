@@ -205,7 +205,10 @@ async def test_mark_synced(db_path: Path) -> None:
         assert after.last_sync_ms is not None
         assert after.last_seq == 6
         assert after.bytes > 0
-        # The CLI's read-only view agrees, while the store is open.
+        # The CLI's read-only view agrees, while the store is open, once the marks are in
+        # the file (the next commit, a flush, or a batch window later).
+        assert read_stats(db_path).unsynced == 6
+        await store.flush()
         ro = read_stats(db_path)
         assert (ro.rows, ro.unsynced, ro.last_seq, ro.last_sync_ms) == (6, 3, 6, after.last_sync_ms)
 

@@ -14,6 +14,8 @@ and a consumer that drops duplicates by seq would drop real data. ``FULL`` fsync
 commit; batching keeps that to about one fsync per ``batch_window``, cheap even on an SD card. So
 "stored" means "its transaction has committed", and at most one batch window of readings (those
 appended but not yet committed) is at risk in a power cut, as ``StoreConfig.batch_window`` says.
+The uplink's acknowledgements ride on the next commit (no fsync of their own): a power cut before
+it leaves those readings unsent in the file, to be sent again (a duplicate, never a loss).
 
 Size budget (``max_bytes``, docs/store.md): the database file may not grow past the budget minus
 an allowance for the WAL (SQLite's ``max_page_count`` enforces it). Before it gets there the
@@ -46,8 +48,10 @@ Modules, each holding one thing:
   into a fresh one;
 - ``queries``: :class:`StoreStats` and the read-only functions of the CLI (``read_stats``,
   ``read_events``, ``read_latest``, ``read_meta``, ``read_intervals``, ``export_readings``);
+- ``window``: each commit's readings, handed to the uplink in memory (the live hand-off);
 - ``writer``: the writer thread (``_Writer``) and its jobs: batching, counters, the budget and
-  eviction, failed writes, the file checks and rebuilds;
+  eviction, failed writes, the file checks and rebuilds, the uplink's acknowledgements marked
+  in its next transaction;
 - ``maintenance``: ``edge-agent store check [--repair]``;
 - ``facade``: :class:`Store`, the async face of the writer thread on the event loop.
 

@@ -30,6 +30,7 @@ from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
+from agent.store.window import LIVE_WINDOW, LiveWindow
 from agent.store.writer import (
     _Append,
     _Call,
@@ -38,6 +39,7 @@ from agent.store.writer import (
     _Hurry,
     _Inbox,
     _Job,
+    _Marks,
     _Wake,
     _Writer,
 )
@@ -128,6 +130,7 @@ class Store:
         integrity_every: float | None = DEFAULT_INTEGRITY_EVERY,
         clock_trusted: Callable[[], bool] | None = None,
         boot_id: Callable[[], str] = boot_id,
+        live_window: int = LIVE_WINDOW,
     ) -> None:
         if batch_window <= 0 or batch_max < 1 or max_pending < batch_max or close_timeout <= 0:
             raise ValueError(
@@ -177,6 +180,9 @@ class Store:
         self._acked_seq = 0  # the highest seq the uplink marked synced
         self._acked_at = -math.inf  # when (self.monotonic)
         self._live_from = 1  # the first seq committed since the uplink's connection
+        # The readings of the last commits, for the uplink (agent.store.window).
+        self._window = LiveWindow(live_window)
+        self._writer: _Writer | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, state={self._state})"
@@ -290,7 +296,9 @@ class Store:
             check_every=self.check_every,
             integrity_every=self.integrity_every,
             urgent=self._urgent,
+            window=self._window,
         )
+        self._writer = writer  # for the tests and benchmarks (its counters); the thread's own
         try:
             last_seq = writer.open()
         except StoreError as exc:
@@ -328,7 +336,7 @@ class Store:
                     job = self._jobs.get_nowait()
                 except queue.Empty:
                     return
-            if isinstance(job, _Append | _Hurry | _Wake):
+            if isinstance(job, _Append | _Hurry | _Wake | _Marks):
                 continue
             if job.future.set_running_or_notify_cancel():
                 if isinstance(job, _Close):
@@ -449,8 +457,10 @@ class Store:
 
     def uplink_connected(self, live_from: int) -> None:
         """The uplink has (re)connected and sends what is committed from ``live_from`` on as
-        live readings; what is older is its backlog (see `MAX_UNACKED_LIVE`)."""
+        live readings; what is older is its backlog (see `MAX_UNACKED_LIVE`). From now on
+        each commit's readings are kept for it (`committed_after`)."""
         self._live_from = live_from
+        self._window.enabled = True
 
     async def _stamp_trust(self, batch: list[Reading]) -> list[Reading]:
         """Flag readings while the clock is untrusted; once it is, correct the earlier ones."""
@@ -500,13 +510,24 @@ class Store:
         await self._call(f"writing {key}", lambda w: w.set_meta(key, value))
 
     async def mark_synced(self, seqs: Sequence[int]) -> None:
-        """Record that the broker acknowledged these readings (and when: meta last_sync_ms)."""
+        """Record that the broker acknowledged these readings (and when: meta last_sync_ms).
+
+        Returns at once: the writer marks them in its next transaction (the next commit of
+        readings), or after a batch window when none comes, or at a flush or a close; never
+        in a transaction (an fsync) of their own while readings flow. Until then `unsynced`
+        leaves them out and `stats` counts them as sent. A power cut before the mark is in
+        the file leaves them unsent there: sent again after the restart, a duplicate.
+        """
         if not seqs:
             return
-        chosen, at_ms = list(seqs), self.clock.now_ms()
-        await self._call(
-            "marking readings as synced", lambda w: w.mark_synced(chosen, at_ms), urgent=True
-        )
+        self._check_open()
+        chosen = list(seqs)
+        inbox = self._inbox
+        inbox.marks.append((chosen, self.clock.now_ms()))
+        # No wake while the writer holds readings: their commit takes the marks along.
+        if not inbox.open and not inbox.marks_woken:
+            inbox.marks_woken = True
+            self._submit(_Marks())
         self._acked_seq = max(self._acked_seq, *chosen)
         self._acked_at = self.monotonic()
 
@@ -606,6 +627,13 @@ class Store:
             if hurry and not self._waiters and self._state == "open":
                 self._jobs.put(_Hurry(False))
         return self._last_seq > after_seq
+
+    def committed_after(self, from_seq: int, limit: int) -> list[StoredReading] | None:
+        """Up to ``limit`` readings committed from seq ``from_seq`` on, oldest first, from
+        memory (the last commits' readings, kept since the uplink connected; each is handed
+        out once); None when memory cannot answer for all of them: ask `unsynced`."""
+        self._check_open()
+        return self._window.take(from_seq, limit)
 
     async def unsynced(
         self, limit: int, *, from_seq: int = 0, below_seq: int | None = None

@@ -11,6 +11,7 @@ transactions and its state (the budget in pages, the disk cap, the pending readi
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -62,6 +63,7 @@ from agent.store.schema import (
     _LAST_SYNC,
     _LEDGER_GEN,
     _LOST_PREFIX,
+    _MAX_SEQ,
     _ROWS,
     _SELECT_READING,
     _UNSYNCED,
@@ -77,6 +79,7 @@ from agent.store.schema import (
     atomic,
     migrate,
 )
+from agent.store.window import LiveWindow
 
 # One logger for the whole package, as before it was split into modules: log lines keep
 # saying "agent.store".
@@ -196,6 +199,17 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
+def _merged_runs(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Runs of seqs, sorted, those that touch or overlap joined: [(5, 9), (1, 4)] -> [(1, 9)]."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(runs):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
@@ -258,10 +272,15 @@ class _Inbox:
     writer thread for each of 50 devices a second cost a thread switch each (and the GIL twice).
     """
 
-    __slots__ = ("batches", "open", "unseen", "woken")
+    __slots__ = ("batches", "marks", "marks_woken", "open", "unseen", "woken")
 
     def __init__(self) -> None:
         self.batches: deque[list[Reading]] = deque()
+        # The uplink's acknowledged seqs (with the time, epoch ms), marked synced in the
+        # writer's next transaction: no transaction (no fsync) of their own while readings
+        # flow. ``marks_woken``: the loop has woken the writer for them (no window was open).
+        self.marks: deque[tuple[list[int], int]] = deque()
+        self.marks_woken = False
         # Set by the loop when it puts an ``_Append``, cleared by the writer as it takes the
         # batches: one wake at a time.
         self.woken = False
@@ -295,11 +314,25 @@ class _Hurry:
 
 
 @dataclass(slots=True)
+class _Acked:
+    """Acknowledged seqs taken from the inbox, not yet marked synced in the file."""
+
+    runs: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    since: float | None = None  # when the first was taken (the writer's monotonic clock)
+    newest_ms: int = 0  # the time of the newest acknowledgement (epoch ms)
+
+
+@dataclass(slots=True)
+class _Marks:
+    """Acknowledged seqs wait in the inbox (the job only wakes the writer to time them)."""
+
+
+@dataclass(slots=True)
 class _Wake:
     """A call waits in the urgent queue: take it now, even if the writer is idle."""
 
 
-_Job = _Append | _Call | _Flush | _Close | _Hurry | _Wake
+_Job = _Append | _Call | _Flush | _Close | _Hurry | _Wake | _Marks
 
 
 class _Writer:
@@ -323,8 +356,15 @@ class _Writer:
         check_every: float = 30.0,
         integrity_every: float | None = None,
         urgent: queue.SimpleQueue[_Call] | None = None,
+        window: LiveWindow | None = None,
     ) -> None:
         self.path = path
+        # Each commit's readings, handed to the uplink without reading them back (None: not
+        # kept, e.g. `edge-agent store check --repair`).
+        self.window = window
+        self.acked = _Acked()
+        self.transactions = 0  # transactions committed, for the tests and benchmarks
+        self.commits = 0  # those that stored readings
         self.clock = clock
         # The writer's own timers (batch window, retries, checks) run on this clock: the
         # thread waits on a queue with a real timeout, so it must be a real monotonic clock
@@ -555,6 +595,8 @@ class _Writer:
         under ``why``, and an event tells upstream what happened.
         """
         self.rebuilt_at = self.monotonic()
+        if self.window is not None:
+            self.window.drop()  # what the copy salvages is read from it
         self.path.parent.mkdir(parents=True, exist_ok=True)  # `rm -r` of the data directory
         src, moved, rebuilt_header = self._old_file(why)
         try:
@@ -767,6 +809,8 @@ class _Writer:
                 return
             elif isinstance(job, _Hurry):
                 self.hurried = job.on
+            elif isinstance(job, _Marks):
+                self._take_marks()
             # Checked after every job too, so that a steady stream of jobs cannot hold a
             # batch past its window.
             due = self._due_at()
@@ -794,6 +838,9 @@ class _Writer:
             inbox.open = bool(self.pending)
 
     def _next_job(self) -> _Job | None:
+        # After _tell_inbox: a mark the loop did not wake this thread for (it saw a window
+        # open) was queued before the window closed, so it is taken here and timed.
+        self._take_marks()
         wake = self.next_check_at
         due = self._due_at()
         if due is not None and due < wake:
@@ -806,15 +853,22 @@ class _Writer:
             return None
 
     def _has_work(self) -> bool:
-        return bool(self.pending or self.held_events or self.held_meta or self.lost)
+        return bool(
+            self.pending or self.held_events or self.held_meta or self.lost or self.acked.runs
+        )
 
     def _due_at(self) -> float | None:
         if not self._has_work():
             return None
         if self.retry_at is not None:
             return self.retry_at
-        if self.first_pending_at is None:  # losses or held events only: at once
-            return self.monotonic()
+        if self.first_pending_at is None:
+            if self.held_events or self.held_meta or self.lost:  # at once
+                return self.monotonic()
+            # Marks only (an idle gateway): after a window, unless readings come first and
+            # take them along.
+            assert self.acked.since is not None
+            return self.acked.since + self.batch_window
         if self.hurried and self.publish_window is not None:
             return self.first_pending_at + self.publish_window
         return self.first_pending_at + self.batch_window
@@ -928,6 +982,7 @@ class _Writer:
         assert self.conn is not None
         with atomic(self.conn):
             yield self.conn
+        self.transactions += 1
 
     def _pages(self) -> tuple[int, int]:
         """(pages in the file, free pages among them)."""
@@ -945,7 +1000,9 @@ class _Writer:
 
     def commit(self) -> bool:
         """Write every pending reading in one transaction, with the events and meta held while
-        writes failed and the losses not yet counted. False when it failed (all kept)."""
+        writes failed, the losses not yet counted and the acknowledged seqs to mark synced.
+        False when it failed (all kept)."""
+        self._take_marks()
         if not self._has_work():
             return True
         batch = list(self.pending)
@@ -972,45 +1029,19 @@ class _Writer:
         self._hand_over_events(last_seq)
         return True
 
-    def _insert(self, batch: list[Reading]) -> int:
-        """One transaction: the readings, their points' latest seq, the counters."""
+    def _insert(self, batch: list[Reading]) -> int | None:
+        """One transaction: the readings, their points' latest seq, the counters, and the
+        acknowledged seqs waiting to be marked synced. Returns the last seq (None: no
+        readings)."""
         assert self.conn is not None
         conn = self.conn
         new_points: dict[tuple[str, str, str], int] = {}
         events: list[StoreEvent] = []
+        last_seq: int | None = None
+        consecutive = False
         with self._transaction():
-            before = _sequence(conn)
-            known = self.point_ids  # one look-up per reading; a new point goes through _point_id
-            point_of = [
-                known.get((r.device, r.point, r.unit)) or self._point_id(r, new_points)
-                for r in batch
-            ]
-            flagged = any(issubclass(kind, UntrustedReading) for kind in {type(r) for r in batch})
-            _insert_rows(
-                conn,
-                [
-                    (pid, r.ts_ms, r.value, _quality(r) if flagged else int(r.quality))
-                    for pid, r in zip(point_of, batch, strict=True)
-                ],
-            )
-            last_seq = _sequence(conn)
-            if flagged and last_seq - before == len(batch):
-                record_ranges(conn, before + 1, batch)
-            if last_seq - before == len(batch):  # one writer: the batch got consecutive seqs
-                latest = {pid: before + 1 + i for i, pid in enumerate(point_of)}
-            else:  # pragma: no cover - another process inserted concurrently
-                latest = dict(
-                    conn.execute(
-                        "SELECT point_id, max(seq) FROM readings WHERE seq > ? GROUP BY point_id",
-                        (before,),
-                    ).fetchall()
-                )
-            conn.executemany(
-                "UPDATE points SET last_seq = ? WHERE id = ?",
-                [(seq, pid) for pid, seq in latest.items()],
-            )
-            _bump(conn, _ROWS, len(batch))
-            _bump(conn, _UNSYNCED, len(batch))
+            if batch:
+                last_seq, consecutive = self._insert_readings(batch, new_points)
             for at, kind, detail in self.held_events:
                 events.append(self._add_event(kind, detail, at_ms=at))
             for key, value in self.held_meta.items():
@@ -1018,7 +1049,17 @@ class _Writer:
             recorded = dict(self.lost)
             if recorded:
                 events.extend(self._record_losses(recorded))
-        # Only now: what a rolled-back transaction inserted does not exist.
+            marked = self._fold_marks(conn)
+        # Only now: what a rolled-back transaction inserted (or marked) does not exist.
+        self.commits += bool(batch)
+        if marked:
+            self._marks_done()
+        window = self.window
+        if window is not None and window.enabled and last_seq is not None:
+            if consecutive:
+                window.add(last_seq - len(batch) + 1, batch)
+            else:  # pragma: no cover - seqs not known one by one: the uplink reads the file
+                window.drop()
         self.point_ids.update(new_points)
         self._name_points(new_points.items())
         self.held_events.clear()
@@ -1033,6 +1074,115 @@ class _Writer:
             self._publish_health(ledger=True)  # the ledger's losses are in the file now
         self.new_events.extend(events)
         return last_seq
+
+    def _insert_readings(
+        self, batch: list[Reading], new_points: dict[tuple[str, str, str], int]
+    ) -> tuple[int, bool]:
+        """Inside the caller's transaction: the rows, their points' latest seq, the counters.
+        Returns the last seq, and whether the batch got consecutive seqs."""
+        assert self.conn is not None
+        conn = self.conn
+        before = _sequence(conn)
+        known = self.point_ids  # one look-up per reading; a new point goes through _point_id
+        point_of = [
+            known.get((r.device, r.point, r.unit)) or self._point_id(r, new_points) for r in batch
+        ]
+        flagged = any(issubclass(kind, UntrustedReading) for kind in {type(r) for r in batch})
+        _insert_rows(
+            conn,
+            [
+                (pid, r.ts_ms, r.value, _quality(r) if flagged else int(r.quality))
+                for pid, r in zip(point_of, batch, strict=True)
+            ],
+        )
+        last_seq = _sequence(conn)
+        consecutive = last_seq - before == len(batch)  # one writer: consecutive seqs
+        if flagged and consecutive:
+            record_ranges(conn, before + 1, batch)
+        if consecutive:
+            latest = {pid: before + 1 + i for i, pid in enumerate(point_of)}
+        else:  # pragma: no cover - another process inserted concurrently
+            latest = dict(
+                conn.execute(
+                    "SELECT point_id, max(seq) FROM readings WHERE seq > ? GROUP BY point_id",
+                    (before,),
+                ).fetchall()
+            )
+        conn.executemany(
+            "UPDATE points SET last_seq = ? WHERE id = ?",
+            [(seq, pid) for pid, seq in latest.items()],
+        )
+        _bump(conn, _ROWS, len(batch))
+        _bump(conn, _UNSYNCED, len(batch))
+        return last_seq, consecutive
+
+    # the uplink's acknowledgements, marked in the next transaction
+
+    def _take_marks(self) -> None:
+        """Take the acknowledged seqs the loop queued (cheap when there are none)."""
+        inbox = self.inbox
+        inbox.marks_woken = False  # first: a mark queued after this wakes the thread again
+        marks = inbox.marks
+        if not marks:
+            return
+        if not self.acked.runs:
+            self.acked.since = self.monotonic()
+        for _ in range(len(marks)):
+            seqs, at_ms = marks.popleft()
+            self.acked.runs.extend(_runs(seqs))
+            self.acked.newest_ms = max(self.acked.newest_ms, at_ms)
+        self.acked.runs = _merged_runs(self.acked.runs)  # few runs, however many marks
+
+    def _fold_marks(self, conn: sqlite3.Connection) -> bool:
+        """Inside the caller's transaction: mark the acknowledged seqs synced, with the
+        counter, the time of the last sync and the floor. False when none was waiting."""
+        if not self.acked.runs:
+            return False
+        changed = 0
+        for first, last in self.acked.runs:
+            changed += conn.execute(
+                "UPDATE readings SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
+                (first, last),
+            ).rowcount
+        _bump(conn, _UNSYNCED, -changed)
+        _set_meta(conn, _LAST_SYNC, str(self.acked.newest_ms))
+        floor = _floor(conn)
+        new_floor = _first_unsynced(conn, floor)
+        if new_floor != floor:
+            _set_meta(conn, _FLOOR, str(new_floor))
+        return True
+
+    def _marks_done(self) -> None:
+        """The transaction that marked them has committed."""
+        self.acked.runs.clear()
+        self.acked.since = None
+        self.dropping_unsynced = False
+
+    def _is_marked(self) -> Callable[[int], bool] | None:
+        """Whether a seq is acknowledged but not yet marked in the file (None: none is)."""
+        if not self.acked.runs:
+            return None
+        runs = self.acked.runs
+        starts = [first for first, _ in runs]
+
+        def marked(seq: int) -> bool:
+            i = bisect.bisect_right(starts, seq) - 1
+            return i >= 0 and seq <= runs[i][1]
+
+        return marked
+
+    def marks_waiting(self) -> tuple[int, int]:
+        """(unsent readings in the file acknowledged since, the time of the newest)."""
+        assert self.conn is not None
+        self._take_marks()
+        waiting = 0
+        for first, last in self.acked.runs:
+            (count,) = self.conn.execute(
+                "SELECT count(*) FROM readings WHERE seq BETWEEN ? AND ? AND synced = 0",
+                (first, last),
+            ).fetchone()
+            waiting += count
+        return waiting, self.acked.newest_ms
 
     def _record_losses(self, lost: Mapping[str, int]) -> list[StoreEvent]:
         """Inside the caller's transaction: the counters, an event per reason, and the ledger
@@ -1302,6 +1452,10 @@ class _Writer:
         assert conn is not None
         events: list[StoreEvent] = []
         with self._transaction():
+            # What the broker has acknowledged is sent: marked first, it goes as sent, and is
+            # never counted as an unsent reading lost.
+            self._take_marks()
+            marked = self._fold_marks(conn)
             floor = _floor(conn)
             # Below the floor every row is synced: one range of the primary key.
             cut = conn.execute(
@@ -1326,6 +1480,8 @@ class _Writer:
                     ).rowcount
             unsynced = 0
             if synced < n:  # nothing synced is left: the oldest unsent readings must go
+                if self.window is not None:
+                    self.window.drop()  # first: the uplink never takes a copy of these
                 found = conn.execute(
                     "SELECT seq, ts_ms FROM readings WHERE seq >= ? AND synced = 0"
                     " ORDER BY seq LIMIT ?",
@@ -1355,6 +1511,8 @@ class _Writer:
             _bump(conn, _UNSYNCED, -unsynced)
             _bump(conn, _EVICTED_SYNCED, synced)
             _bump(conn, _EVICTED_UNSYNCED, unsynced)
+        if marked:
+            self._marks_done()
         if unsynced:
             # An error once per episode (until the uplink syncs again), then info per round:
             # the events carry every range to upstream anyway.
@@ -1398,20 +1556,29 @@ class _Writer:
         names never change; a row whose point is not in the file is left out, as the join
         would)."""
         assert self.conn is not None
+        self._take_marks()
+        marked = self._is_marked()  # acknowledged, not yet marked in the file: not again
         start = max(from_seq, _floor(self.conn))
-        rows = self.conn.execute(
-            "SELECT seq, point_id, ts_ms, value, quality FROM readings"
-            " WHERE seq >= ? AND seq < ? AND synced = 0 ORDER BY seq LIMIT ?",
-            (start, below_seq, limit),
-        ).fetchall()
-        names = self.point_names
-        known = len(names)
-        out = []
-        for seq, pid, ts_ms, value, quality in rows:
-            name = (names[pid] if 0 <= pid < known else None) or self._point_names(pid)
-            if name is not None:
-                device, point, unit = name
-                out.append(_to_stored((seq, device, point, ts_ms, value, unit, quality)))
+        out: list[StoredReading] = []
+        while len(out) < limit:
+            asked = limit - len(out)
+            rows = self.conn.execute(
+                "SELECT seq, point_id, ts_ms, value, quality FROM readings"
+                " WHERE seq >= ? AND seq < ? AND synced = 0 ORDER BY seq LIMIT ?",
+                (start, below_seq, asked),
+            ).fetchall()
+            names = self.point_names
+            known = len(names)
+            for seq, pid, ts_ms, value, quality in rows:
+                if marked is not None and marked(seq):
+                    continue
+                name = (names[pid] if 0 <= pid < known else None) or self._point_names(pid)
+                if name is not None:
+                    device, point, unit = name
+                    out.append(_to_stored((seq, device, point, ts_ms, value, unit, quality)))
+            if len(rows) < asked or marked is None:
+                break  # all read (a row left out for a missing point is not asked again)
+            start = rows[-1][0] + 1
         return out
 
     def _point_names(self, pid: int) -> tuple[str, str, str] | None:
@@ -1439,8 +1606,12 @@ class _Writer:
     def correct_clock(self, boot: str, offset_ms: int) -> int:
         """The clock is trusted now (``offset_ms``: wall minus monotonic): give the readings
         stamped before it on this boot their true time; returns how many."""
-        if not self.commit():  # the untrusted readings still held go in first
+        # The untrusted readings still held go in first, and the acknowledged ones are marked:
+        # a mark applied after the correction would hide the corrected readings from the uplink.
+        if not self.commit():
             raise sqlite3.OperationalError(f"cannot write: {self.last_error}")
+        if self.window is not None:
+            self.window.drop()  # its copies have the old times: the uplink reads the file
         with self._transaction() as conn:
             done = correct_clock(conn, boot, offset_ms)
             events = []
@@ -1493,22 +1664,6 @@ class _Writer:
             else:
                 return
         self.held_meta[key] = value
-
-    def mark_synced(self, seqs: Sequence[int], at_ms: int) -> None:
-        with self._transaction() as conn:
-            changed = 0
-            for first, last in _runs(seqs):
-                changed += conn.execute(
-                    "UPDATE readings SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
-                    (first, last),
-                ).rowcount
-            _bump(conn, _UNSYNCED, -changed)
-            _set_meta(conn, _LAST_SYNC, str(at_ms))
-            self.dropping_unsynced = False
-            floor = _floor(conn)
-            new_floor = _first_unsynced(conn, floor)
-            if new_floor != floor:
-                _set_meta(conn, _FLOOR, str(new_floor))
 
     def unpublished_events(self, limit: int) -> list[StoreEvent]:
         assert self.conn is not None
@@ -1595,13 +1750,21 @@ class _Writer:
     def stats(self) -> StoreStats:
         assert self.conn is not None
         base = _query_stats(self.conn, self.path)
+        # Acknowledged readings not yet marked in the file count as sent here (another
+        # process reading the file sees them up to a batch window later).
+        waiting, marked_ms = self.marks_waiting()
+        last_sync_ms, oldest_ms = base.last_sync_ms, base.oldest_unsynced_ms
+        if waiting:
+            last_sync_ms = max(last_sync_ms or 0, marked_ms)
+            first = self.unsynced(1, 0, _MAX_SEQ)
+            oldest_ms = first[0].ts_ms if first else None
         return StoreStats(
             rows=base.rows,
-            unsynced=base.unsynced,
+            unsynced=max(0, base.unsynced - waiting),
             bytes=base.bytes,
-            oldest_unsynced_ms=base.oldest_unsynced_ms,
+            oldest_unsynced_ms=oldest_ms,
             last_seq=base.last_seq,
-            last_sync_ms=base.last_sync_ms,
+            last_sync_ms=last_sync_ms,
             pending=len(self.pending),
             dropped=base.dropped + self.lost.get(reasons.HOLD_FULL, 0),
             lost_reasons=_merged(base.lost_reasons, self.lost),
