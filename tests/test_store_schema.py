@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import sqlite_utils
 
 from agent.core.clock import ManualClock
 from agent.store.schema import MIGRATIONS, apply_migrations, atomic, migrate
-from agent.store.writer import _CACHE_KIB, _connect
+from agent.store.writer import _CACHE_KIB, _ROWS_PER_INSERT, _connect, _insert_rows
 
 CLOCK = ManualClock.at_ms(1_790_000_000_000)
 
@@ -115,4 +116,39 @@ def test_atomic_commits_rolls_back_and_nests(tmp_path: Path) -> None:
 def test_the_writers_connections_keep_a_small_page_cache(tmp_path: Path) -> None:
     conn = _connect(tmp_path / "store.db", CLOCK)
     assert conn.execute("PRAGMA cache_size").fetchone()[0] == -_CACHE_KIB
+    conn.close()
+
+
+class _Recorder:
+    """A connection that notes the SQL text of every statement it is asked to run."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.texts: set[str] = set()
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        self.texts.add(sql)
+        return self.conn.execute(sql, params)
+
+
+def test_readings_go_in_by_a_few_statement_shapes_whatever_the_batch_sizes(
+    tmp_path: Path,
+) -> None:
+    # The connection keeps the last 128 statements it prepared, each with a program as long as
+    # its rows: one shape per batch size let SQLite's heap creep by megabytes over a soak.
+    conn = _connect(tmp_path / "store.db", CLOCK)
+    conn.execute("INSERT INTO points (device, point, unit) VALUES ('m', 'p', 'kW')")
+    (pid,) = conn.execute("SELECT id FROM points").fetchone()
+    recorder = _Recorder(conn)
+    ts = 0
+    with atomic(conn):
+        for size in range(1, 301):
+            rows = [(pid, ts + i, float(ts + i), 0) for i in range(size)]
+            _insert_rows(recorder, rows)  # type: ignore[arg-type]
+            ts += size
+    assert len(recorder.texts) <= _ROWS_PER_INSERT.bit_length()  # 8: 1, 2, 4, ... 128 rows
+    # every row in, in order: seqs follow the rows as one INSERT per row would give them
+    got = conn.execute("SELECT seq, ts_ms FROM readings ORDER BY seq").fetchall()
+    assert [t for _, t in got] == list(range(ts))
+    assert [s for s, _ in got] == list(range(got[0][0], got[0][0] + ts))
     conn.close()
