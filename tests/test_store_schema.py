@@ -152,3 +152,29 @@ def test_readings_go_in_by_a_few_statement_shapes_whatever_the_batch_sizes(
     assert [t for _, t in got] == list(range(ts))
     assert [s for s, _ in got] == list(range(got[0][0], got[0][0] + ts))
     conn.close()
+
+
+def _two_levels_then_fail(conn: sqlite3.Connection) -> None:
+    with atomic(conn):
+        conn.execute("INSERT INTO t VALUES (5)")
+        with atomic(conn):
+            conn.execute("INSERT INTO t VALUES (6)")
+        raise _Undo
+
+
+def test_atomic_nests_deeper_with_one_savepoint_name(tmp_path: Path) -> None:
+    # Every level's savepoint has the same name: each release or rollback is the innermost's.
+    conn = _connection(tmp_path / "t.db")
+    conn.execute("CREATE TABLE t (x)")
+    with atomic(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        with atomic(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+            with pytest.raises(_Undo):
+                _insert_then_fail(conn, 3)  # only 3 goes
+            conn.execute("INSERT INTO t VALUES (4)")
+        with pytest.raises(_Undo):
+            _two_levels_then_fail(conn)  # 5 and 6 go: the released inner level was in it
+        conn.execute("INSERT INTO t VALUES (7)")
+    assert not conn.in_transaction
+    assert [r[0] for r in conn.execute("SELECT x FROM t ORDER BY x")] == [1, 2, 4, 7]

@@ -16,7 +16,6 @@ compares the two, statement by statement).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -210,7 +209,10 @@ def _recorded(conn: sqlite3.Connection) -> set[str]:
     return {str(name) for (name,) in conn.execute("SELECT name FROM migrations")}
 
 
-_SAVEPOINTS = itertools.count()
+# One name at every depth: SQLite releases or rolls back to the most recent savepoint of a name
+# (https://www.sqlite.org/lang_savepoint.html), the innermost here. A name per use would make
+# each its own statement text, prepared and kept in the connection's statement cache.
+_SAVEPOINT = "atomic"
 
 
 @contextlib.contextmanager
@@ -220,7 +222,7 @@ def atomic(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterator[sql
     does the same; this one spares the writer thread its import. ``immediate`` takes the
     write lock at once (BEGIN IMMEDIATE)."""
     if conn.in_transaction:
-        name = f"atomic_{next(_SAVEPOINTS)}"
+        name = _SAVEPOINT
         conn.execute(f"SAVEPOINT {name}")
         try:
             yield conn
