@@ -11,7 +11,10 @@ and, after a warm-up, measures over the window, from this process (the subscribe
 
 - pts/CPU-s: readings delivered to the broker per CPU-second of the poller process
   (user + system from /proc/<pid>/stat; the meters and the broker are not counted);
-- RSS MB: the poller's peak resident set (VmHWM);
+- RSS MB: the poller's peak resident set (VmHWM); anon MB: the part of its resident set at the
+  end of the window that is its own heap (RssAnon), the rest being pages of the interpreter's
+  and the libraries' files (libpython, libcrypto, pydantic's core), which the kernel shares and
+  can drop and read again under pressure;
 - lag p50/p95: MQTT receive time minus the reading's ``ts``;
 - req/cyc: requests the meters answered per meter-cycle delivered (35 readings);
 - pts/s: readings delivered per second, and the nominal rate (meters x 35 / interval);
@@ -199,9 +202,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (proc(5))
 
 
-def peak_rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/<pid>/status (VmHWM: peak resident set; RssAnon: its heap)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -262,6 +266,7 @@ class Result:
     case: Case
     pts_per_cpu_s: float
     rss_mb: float
+    anon_mb: float
     lag_p50: float
     lag_p95: float
     req_per_cycle: float
@@ -358,7 +363,8 @@ async def run_case(
                         elapsed = time.monotonic() - t0
                         cpu = cpu_seconds(proc.pid) - cpu0
                         requests = meters.requests() - req0
-                        rss = peak_rss_mb(proc.pid)
+                        rss = status_mb(proc.pid, "VmHWM")
+                        anon = status_mb(proc.pid, "RssAnon")
                         backlog = (
                             await asyncio.to_thread(unsent_backlog, work)
                             if case.which == "agent"
@@ -380,6 +386,7 @@ async def run_case(
         case=case,
         pts_per_cpu_s=sub.points / cpu if cpu else float("nan"),
         rss_mb=rss,
+        anon_mb=anon,
         lag_p50=statistics.median(lags),
         lag_p95=lags[min(len(lags) - 1, int(0.95 * len(lags)))],
         req_per_cycle=requests / (sub.points / POINTS_PER_METER) if sub.points else float("nan"),
@@ -399,7 +406,8 @@ def _row(r: Result) -> str:
     return (
         f"{c.which:<9} {c.meters:>6} {c.lines:>5} {c.latency * 1e3:>6.0f} "
         f"{r.pts_per_cpu_s:>10,.0f} "
-        f"{r.rss_mb:>7.1f} {r.lag_p50:>7.3f} {r.lag_p95:>7.3f} {r.req_per_cycle:>8.2f} "
+        f"{r.rss_mb:>7.1f} {r.anon_mb:>7.1f} "
+        f"{r.lag_p50:>7.3f} {r.lag_p95:>7.3f} {r.req_per_cycle:>8.2f} "
         f"{r.pts_per_s:>8,.0f}/{nominal:<7,.0f} {r.first_data:>6.2f} "
         f"{r.per_meter_min:>6,}/{r.per_meter_max:<6,} {r.starved:>7} {backlog:>8}"
     )
@@ -407,7 +415,8 @@ def _row(r: Result) -> str:
 
 HEADER = (
     f"{'poller':<9} {'meters':>6} {'lines':>5} {'lat ms':>6} {'pts/CPU-s':>10} {'RSS MB':>7} "
-    f"{'lag p50':>7} {'lag p95':>7} {'req/cyc':>8} {'pts/s / nominal':>16} {'first':>6} "
+    f"{'anon MB':>7} {'lag p50':>7} {'lag p95':>7} {'req/cyc':>8} {'pts/s / nominal':>16} "
+    f"{'first':>6} "
     f"{'per meter':>13} {'starved':>7} {'backlog':>8}"
 )
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.bench_agent import Meters, Subscriber, mosquitto, peak_rss_mb, subscribed
+from bench.bench_agent import Meters, Subscriber, mosquitto, status_mb, subscribed
 from bench.installed import compile_code
 from bench.make_site import HVAC_ZONES, site_yaml
 from hil.unit_env import unit_environment
@@ -136,7 +136,7 @@ async def _first_data(
                 if proc.poll() is not None:
                     raise RuntimeError(f"the agent exited with {proc.returncode}")
                 await asyncio.sleep(0.01)
-            rss = peak_rss_mb(proc.pid)
+            rss = status_mb(proc.pid, "VmHWM")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)

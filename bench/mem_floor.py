@@ -55,14 +55,16 @@ STAGES: tuple[tuple[str, str], ...] = (
 
 _REPORT = (
     "\nfor _line in open('/proc/self/status'):\n"
-    "    if _line.startswith('VmRSS:'):\n"
+    "    if _line.startswith(('VmRSS:', 'RssAnon:')):\n"
     "        print(int(_line.split()[1]))\n"
 )
 
 
-def stage_rss_kib(statements: str, *, runs: int) -> int:
-    """The smallest RSS (KiB) of ``runs`` fresh interpreters after ``statements``: the least
-    the layers need (a larger figure is noise: a page touched by chance)."""
+def stage_rss_kib(statements: str, *, runs: int) -> tuple[int, int]:
+    """The smallest (RSS, of which heap) in KiB of ``runs`` fresh interpreters after
+    ``statements``: the least the layers need (a larger figure is noise: a page touched by
+    chance). The heap (RssAnon) is the process's own; the rest of the RSS is pages of the
+    interpreter's and the libraries' files, shared and droppable under memory pressure."""
     env = {**os.environ, **unit_environment(), "PYTHONPATH": str(ROOT)}
     got = []
     for _ in range(runs):
@@ -71,7 +73,8 @@ def stage_rss_kib(statements: str, *, runs: int) -> int:
             capture_output=True, text=True, check=True, env=env, cwd=tempfile.gettempdir(),
             timeout=120,
         )  # fmt: skip
-        got.append(int(done.stdout.split()[-1]))
+        rss, anon = (int(word) for word in done.stdout.split()[-2:])
+        got.append((rss, anon))
     return min(got)
 
 
@@ -87,13 +90,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             site_yaml(args.meters, 1, ports, mqtt_url="mqtt://127.0.0.1:1883", hvac_energy=True),
             encoding="utf-8",
         )
-        print(f"{'stage':<42} {'RSS MB':>7} {'added':>7}")
+        print(f"{'stage':<42} {'RSS MB':>7} {'added':>7} {'anon MB':>8}")
         code, before = "", 0
         for label, statements in STAGES:
             code += statements.format(config=str(config)) + "\n"
-            kib = stage_rss_kib(code, runs=args.runs)
+            kib, anon = stage_rss_kib(code, runs=args.runs)
             added = f"{(kib - before) / 1024:+7.1f}" if before else ""
-            print(f"{label:<42} {kib / 1024:7.1f} {added:>7}")
+            print(f"{label:<42} {kib / 1024:7.1f} {added:>7} {anon / 1024:8.1f}")
             before = kib
 
 

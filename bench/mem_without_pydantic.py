@@ -129,16 +129,16 @@ def _run(config_path: Path, data_dir: Path, seconds: float) -> None:
 
 def _measure(
     cmd: list[str], env: dict[str, str], data_dir: Path, seconds: float
-) -> tuple[float, int]:
-    """(peak RSS MB, readings stored) of ``cmd`` run for about ``seconds``."""
-    from bench.bench_agent import peak_rss_mb
+) -> tuple[float, float, int]:
+    """(peak RSS MB, heap MB at the end, readings stored) of ``cmd`` run for about ``seconds``."""
+    from bench.bench_agent import status_mb
 
     proc = subprocess.Popen(cmd, env=env, cwd=tempfile.gettempdir(), stderr=subprocess.DEVNULL)
     try:
         time.sleep(seconds)
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd[:3]} exited early with {proc.returncode}")
-        peak = peak_rss_mb(proc.pid)
+        peak, anon = status_mb(proc.pid, "VmHWM"), status_mb(proc.pid, "RssAnon")
         proc.terminate()
         if proc.wait(timeout=30) != 0:
             raise RuntimeError(f"{cmd[:3]} exited with {proc.returncode}")
@@ -148,7 +148,7 @@ def _measure(
             proc.wait()
     with sqlite3.connect(data_dir / "readings.db") as conn:
         (stored,) = conn.execute("SELECT count(*) FROM readings").fetchone()
-    return peak, int(stored)
+    return peak, anon, int(stored)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -190,14 +190,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      str(config), str(work / "plain"), str(args.seconds + 30)],
             }  # fmt: skip
             print(f"{args.meters} meters with HVAC and energy, {args.seconds:g} s each")
-            print(f"{'run':<18} {'peak RSS MB':>11} {'readings stored':>16}")
+            print(f"{'run':<18} {'peak RSS MB':>11} {'anon MB':>8} {'readings stored':>16}")
             for label, cmd in runs.items():
                 run_env = env
                 if label == "without pydantic":
                     run_env = {**env, "PYTHONPATH": f"{work / 'stand-in'}{os.pathsep}{ROOT}"}
                 data_dir = Path(cmd[-1]) if label == "as shipped" else Path(cmd[-2])
-                peak, stored = _measure(cmd, run_env, data_dir, args.seconds)
-                print(f"{label:<18} {peak:11.1f} {stored:16,}")
+                peak, anon, stored = _measure(cmd, run_env, data_dir, args.seconds)
+                print(f"{label:<18} {peak:11.1f} {anon:8.1f} {stored:16,}")
     finally:
         meters.close()
     print(json.dumps({"note": "the stand-in validates nothing: a bound, not a product"}))
