@@ -20,6 +20,7 @@ from agent.energy.intervals import (
     IntervalBuilder,
     PowerMeter,
     build_intervals,
+    is_good,
     thin_rows,
 )
 
@@ -331,6 +332,46 @@ def test_the_builder_routes_rows_and_skips_bad_readings() -> None:
     assert out[0].quality == "estimated"  # the bad reading left a two-minute step
     assert builder.last_seen == {"main": START_MS + 6 * MINUTE}
     assert build_intervals(rows, energy, tz="Asia/Shanghai") == out
+
+
+def test_readings_stamped_by_an_untrusted_clock_are_not_used_and_leave_an_honest_gap() -> None:
+    # The building draws 1 kWh a minute. The gateway loses power at 08:02 and boots at 08:30
+    # without a real-time clock: until time sync it stamps readings from the time it last saved
+    # (08:03, 08:04, 08:05 for the real 08:30-08:32); from 08:33 the clock is true again.
+    energy = EnergyConfig.model_validate(
+        {
+            "max_step": "90s",
+            "interval_minutes": 5,
+            "meters": [
+                {"name": "main", "device": "meter", "point": "import_energy", "role": "main"}
+            ],
+        }
+    )
+    real = [*range(3), 30, 31, 32, *range(33, 41)]
+    rows = [
+        StoredReading(
+            seq, "meter", "import_energy", START_MS + minute * MINUTE, 10.0 + minute, "kWh",
+            Quality.GOOD,
+        )
+        for seq, minute in enumerate(real)
+    ]  # fmt: skip
+    for seq in (3, 4, 5):  # as the store has them: the time given, and the flag
+        minute = seq  # the saved clock ran on from 08:03
+        rows[seq] = StoredReading(
+            seq, "meter", "import_energy", START_MS + minute * MINUTE, rows[seq].value, "kWh",
+            Quality.GOOD, clock_untrusted=True,
+        )  # fmt: skip
+    builder = IntervalBuilder(energy, tz=TZ)
+    out = builder.feed(rows)
+    # The 28 kWh of the outage do not land in 08:00-08:05 as measured: the step from 08:02 to
+    # 08:33 is spread by time (exact here, the draw being steady) and said to be estimated.
+    assert [(i.start_ms - START_MS) // MINUTE for i in out] == list(range(0, 40, 5))
+    assert [i.value for i in out] == pytest.approx([5.0] * 8)
+    assert [(i.quality, set(i.flags)) for i in out[:7]] == [("estimated", {"gap"})] * 7
+    assert (out[7].quality, set(out[7].flags)) == ("measured", set())
+    assert builder.last_seen == {"main": START_MS + 40 * MINUTE}
+    assert not is_good(rows[4])
+    assert is_good(rows[6])
 
 
 def test_interval_records_carry_times_flags_and_quality() -> None:

@@ -15,7 +15,12 @@ Rules, from the energy issue:
 - gaps: a step longer than `max_step` has its energy spread over the intervals it spans in
   proportion to time, with quality `estimated` and flag `gap`: the total is the counters'
   difference, never dropped, never invented;
-- power-only meters are integrated by the trapezoid rule, quality `integrated`.
+- power-only meters are integrated by the trapezoid rule, quality `integrated`;
+- a reading stamped before the gateway's clock was trusted (`clock_untrusted`: after a boot
+  without a real-time clock, before time sync) is not used: its time is not real, so its
+  energy would land in the wrong interval. The step across it is a gap like any other, its
+  energy spread and `estimated` (the store corrects such readings' times later, and a report
+  built from the store then sees them at their true time).
 
 Steps shorter than `max_step` that straddle a boundary are split by linear interpolation of the
 counter and count as measured: the error is bounded by the energy of one short step.
@@ -109,14 +114,18 @@ class ReadingRow(Protocol):
     @property
     def quality(self) -> object: ...
 
+    @property
+    def clock_untrusted(self) -> bool: ...
+
 
 def is_good(row: ReadingRow) -> bool:
-    """A reading that is a measurement: good quality and a finite number."""
+    """A reading that is a measurement: good quality, a finite number, and a real time."""
     quality = row.quality
     good = quality == 0 or (isinstance(quality, str) and quality.lower() == "good")
     value = row.value
     return (
         good
+        and not row.clock_untrusted
         and isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value)

@@ -199,7 +199,8 @@ class EnergyLive:
         self._chunks.append((self._after, max(r.ts_ms for r in rows)))
         self._after = rows[-1].seq
         for row in rows:
-            self._first_seen.setdefault(f"{row.device}/{row.point}", row.ts_ms)
+            if not row.clock_untrusted:  # a time that is not real starts nothing
+                self._first_seen.setdefault(f"{row.device}/{row.point}", row.ts_ms)
         # pipeline.feed() without the intervals a replay re-derives (already recorded)
         fresh = [
             i for i in pipeline.builder.feed(rows) if i.end_ms > self._emitted.get(i.meter, -1)
