@@ -29,7 +29,7 @@ from agent.config.model import SiteConfig
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import ConfigError, StoreError
 from agent.core.source import Driver, PushDriver
-from agent.sdnotify import notify
+from agent.sdnotify import notify, started_by_systemd
 from agent.service import Agent
 from agent.watchdog import Part, PollerProgress, StoreProbe, TaskAlive, Watchdog
 
@@ -60,6 +60,9 @@ async def run_service(
         reload=reload,
         clock=clock,
         watchdog=Watchdog.from_environment(clock=clock),
+        # Started by systemd: wait for a store another process holds rather than exit into the
+        # unit's start limit; by hand: say so and stop.
+        wait_for_store=started_by_systemd(),
     )
     await service.run(config)
 
@@ -82,6 +85,7 @@ class AgentService:
     clock: Clock
     watchdog: Watchdog | None = None
     drivers: Mapping[str, Driver | PushDriver] | None = None  # simulated hardware (tests)
+    wait_for_store: bool = False  # see Agent.wait_for_store
     agent: Agent | None = None  # the running one
     generation: int = 0  # how many agents this process has started
 
@@ -109,7 +113,13 @@ class AgentService:
 
     async def serve(self, config: SiteConfig) -> None:
         while True:
-            agent = Agent(config, data_dir=self.data_dir, clock=self.clock, drivers=self.drivers)
+            agent = Agent(
+                config,
+                data_dir=self.data_dir,
+                clock=self.clock,
+                drivers=self.drivers,
+                wait_for_store=self.wait_for_store,
+            )
             self.agent, self.generation = agent, self.generation + 1
             agent_stop = asyncio.Event()
             async with asyncio.TaskGroup() as group:
@@ -143,8 +153,14 @@ class AgentService:
     async def _watch_when_started(
         self, agent: Agent, running: asyncio.Task[None], group: asyncio.TaskGroup
     ) -> asyncio.Task[None] | None:
-        await _first(agent.started.wait(), running)
-        if self.watchdog is None or running.done() or agent.store is None:
+        # A stop before the start completes (the agent waiting for its store) is heard too.
+        await _first(_either(agent.started.wait(), self.stop.wait()), running)
+        if (
+            self.watchdog is None
+            or running.done()
+            or not agent.started.is_set()
+            or agent.store is None
+        ):
             return None
         now = self.clock.monotonic()
         probe = StoreProbe(agent.store, clock=self.clock, every=self.watchdog.interval)
@@ -205,6 +221,17 @@ class AgentService:
         if agent.store is not None and agent.store.is_open:
             with contextlib.suppress(StoreError):  # the log line still says it
                 await agent.store.add_event(kind, detail)
+
+
+async def _either(*awaitables: Awaitable[object]) -> None:
+    """Until the first of ``awaitables`` is done (the others are cancelled)."""
+    waiters = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def _first(awaitable: Awaitable[object], running: asyncio.Task[None]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["notify"]
+__all__ = ["notify", "started_by_systemd"]
 
 
 def notify(state: str) -> bool:
@@ -22,3 +22,10 @@ def notify(state: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def started_by_systemd() -> bool:
+    """This process is the one systemd started for a unit, not a shell or a command that merely
+    inherited a unit's environment: systemd (248 and later; Debian 12 has 252) sets
+    ``SYSTEMD_EXEC_PID`` to the pid it executed."""
+    return os.environ.get("SYSTEMD_EXEC_PID") == str(os.getpid())

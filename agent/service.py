@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agent import __version__
 from agent.config.model import SiteConfig
 from agent.core.clock import Clock, system_clock
-from agent.core.errors import StoreError
+from agent.core.errors import StoreError, StoreInUseError
 from agent.core.links import Link
 from agent.core.record import Reading
 from agent.core.source import Driver, PointInfo, PolledDevice, PushDriver, PushSource
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 # for the uplink to publish what was committed; systemd's stop timeout (90 s) is well above both.
 FINAL_PASS_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 5.0
+# While another process holds the store, the service asks again this often.
+STORE_RETRY_S = 2.0
 
 
 class Agent:
@@ -59,9 +61,12 @@ class Agent:
         data_dir: Path,
         clock: Clock | None = None,
         drivers: Mapping[str, Driver | PushDriver] | None = None,
+        wait_for_store: bool = False,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
+        # Wait while another process holds the store (the service), or say so and stop (by hand).
+        self.wait_for_store = wait_for_store
         # Drivers that replace the registry's (simulated hardware: the demo, tests).
         self._drivers = drivers
         # Every part gets this one clock (tests pin it, or run a schedule on simulated time).
@@ -84,6 +89,38 @@ class Agent:
         self.source_tasks: list[asyncio.Task[None]] = []
         # Set by agent.daemon before a reload's stop: systemd hears RELOADING=1, not STOPPING=1.
         self.reloading = False
+
+    async def _open_store(
+        self, stack: contextlib.AsyncExitStack, stop: asyncio.Event
+    ) -> Store | None:
+        """The store, opened into ``stack``; while another process holds it (a run by hand,
+        `edge-agent sync`), refused, or with ``wait_for_store`` (the service) waited for until
+        it is free or ``stop`` (then None): a service that gave up after systemd's few restarts
+        would stay down once the other process ended."""
+        cfg = self.config
+        told = False
+        while True:
+            store = Store(
+                self.db_path,
+                batch_window=cfg.store.batch_window,
+                publish_window=cfg.store.publish_window,
+                max_bytes=cfg.store.max_bytes,
+                integrity_every=cfg.store.integrity_check_every,
+                clock_trusted=clock_trust(cfg.store.clock_trust),
+                clock=self.clock,
+            )
+            try:
+                return await stack.enter_async_context(store)
+            except StoreInUseError as exc:
+                if not self.wait_for_store:
+                    raise
+                if not told:
+                    log.warning("%s; waiting for it to end", exc)
+                    told = True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STORE_RETRY_S):
+                    await stop.wait()
+                    return None
 
     def _platform_time(self, reading: PlatformTime) -> None:
         if self.on_platform_time is not None:
@@ -125,148 +162,139 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cfg = self.config
         async with contextlib.AsyncExitStack() as stack:
-            self.store = await stack.enter_async_context(
-                Store(
-                    self.db_path,
-                    batch_window=cfg.store.batch_window,
-                    publish_window=cfg.store.publish_window,
-                    max_bytes=cfg.store.max_bytes,
-                    integrity_every=cfg.store.integrity_check_every,
-                    clock_trusted=clock_trust(cfg.store.clock_trust),
-                    clock=self.clock,
-                )
-            )
-            store = self.store
-            self.links = await open_links(cfg.buses, stack)
-            self.devices, self.push_sources = await open_sources(
-                cfg.devices,
-                self.links,
-                stack=stack,
+            self.store = await self._open_store(stack, stop)
+            if self.store is not None:  # None: stopped while another process held the store
+                await self._run_on(self.store, stack, stop)
+        # Leaving the exit stack flushed and closed the store: what was polled is committed.
+
+    async def _run_on(
+        self, store: Store, stack: contextlib.AsyncExitStack, stop: asyncio.Event
+    ) -> None:
+        cfg = self.config
+        self.links = await open_links(cfg.buses, stack)
+        self.devices, self.push_sources = await open_sources(
+            cfg.devices,
+            self.links,
+            stack=stack,
+            clock=self.clock,
+            state_for=lambda name: MetaState(store, name),
+            drivers=self._drivers,
+        )
+        self.pollers = [
+            IntervalPoller(device, sink=self._to_store, clock=self.clock)
+            for device in self.devices.values()
+        ]
+        if cfg.hvac is not None:
+            from agent.hvac.controller import HvacController
+
+            self.hvac = HvacController(
+                cfg.hvac,
+                devices=self.devices,  # the pollers' devices: one lock per physical link
+                tz=cfg.site.timezone,
+                audit=self._audit,
                 clock=self.clock,
-                state_for=lambda name: MetaState(store, name),
-                drivers=self._drivers,
+                overrides=await self._saved_overrides(),
+                room_sensors=self.push_sources,  # BLE sensors keep their latest reading
             )
-            self.pollers = [
-                IntervalPoller(device, sink=self._to_store, clock=self.clock)
-                for device in self.devices.values()
-            ]
-            if cfg.hvac is not None:
-                from agent.hvac.controller import HvacController
+        if cfg.energy is not None and cfg.energy.meters:
+            from agent.energy.live import EnergyLive
 
-                self.hvac = HvacController(
-                    cfg.hvac,
-                    devices=self.devices,  # the pollers' devices: one lock per physical link
-                    tz=cfg.site.timezone,
-                    audit=self._audit,
-                    clock=self.clock,
-                    overrides=await self._saved_overrides(),
-                    room_sensors=self.push_sources,  # BLE sensors keep their latest reading
-                )
-            if cfg.energy is not None and cfg.energy.meters:
-                from agent.energy.live import EnergyLive
+            self.energy = EnergyLive(cfg.energy, site=cfg.site, store=store, clock=self.clock)
+        self.inbox = CommandInbox(
+            cfg.commands,
+            store=store,
+            clock=self.clock,
+            hvac=self.hvac,
+            devices=cfg.devices,
+            push_sources=self.push_sources,
+        )
+        await self.inbox.load()
+        if cfg.uplink is not None:
+            self.uplink = Uplink(
+                cfg.uplink,
+                site=cfg.site,
+                gateway_id=cfg.gateway.id,
+                store=store,
+                birth=self.birth(),
+                on_command=self.handle_command if self.inbox.takes_commands else None,
+                clock=self.clock,
+            )
+        if cfg.platform is not None and cfg.energy is not None:
+            from agent.platform.uplink import PlatformUplink
 
-                self.energy = EnergyLive(
-                    cfg.energy, site=cfg.site, store=self.store, clock=self.clock
-                )
-            self.inbox = CommandInbox(
-                cfg.commands,
+            self.platform = PlatformUplink(
+                cfg.platform,
+                energy=cfg.energy,
+                tz=cfg.site.timezone,
                 store=store,
                 clock=self.clock,
-                hvac=self.hvac,
-                devices=cfg.devices,
-                push_sources=self.push_sources,
+                on_time=self._platform_time,
             )
-            await self.inbox.load()
-            if cfg.uplink is not None:
-                self.uplink = Uplink(
-                    cfg.uplink,
-                    site=cfg.site,
-                    gateway_id=cfg.gateway.id,
-                    store=self.store,
-                    birth=self.birth(),
-                    on_command=self.handle_command if self.inbox.takes_commands else None,
-                    clock=self.clock,
-                )
-            if cfg.platform is not None and cfg.energy is not None:
-                from agent.platform.uplink import PlatformUplink
-
-                self.platform = PlatformUplink(
-                    cfg.platform,
-                    energy=cfg.energy,
-                    tz=cfg.site.timezone,
-                    store=self.store,
-                    clock=self.clock,
-                    on_time=self._platform_time,
-                )
-            # Parts that finish a last pass of their own (energy intervals, HVAC) stop on this
-            # event, which the supervisor sets only once every source has stopped.
-            finish = asyncio.Event()
-            try:
-                async with asyncio.TaskGroup() as group:
-                    sources = [
-                        group.create_task(
-                            poller.run(), name=f"agent[{self._source_name(poller.name)}].poll"
-                        )
-                        for poller in self.pollers
-                    ] + [
-                        group.create_task(
-                            source.run(self._to_store),
-                            name=f"agent[{self._source_name(source.name)}].listen",
-                        )
-                        for source in self.push_sources.values()
-                    ]
-                    self.source_tasks = sources
-                    if self.pollers:  # overruns, for `edge-agent status`
-                        group.create_task(
-                            keep_cadence(self.pollers, store, clock=self.clock),
-                            name="agent[pollers].cadence",
-                        )
-                    if self.uplink is not None:
-                        group.create_task(self.uplink.run(), name="agent[uplink].run")
-                    if self.platform is not None:
-                        group.create_task(self.platform.run(), name="agent[platform].run")
-                    finishing = []
-                    if self.energy is not None:
-                        finishing.append(
-                            group.create_task(self.energy.run(finish), name="agent[energy].live")
-                        )
-                    if self.hvac is not None:
-                        finishing.append(
-                            group.create_task(self.hvac.run(finish), name="agent[hvac].control")
-                        )
-                    if self.inbox.takes_local_commands:
-                        group.create_task(
-                            serve_spool(
-                                self.data_dir / SPOOL_DIR, self._local_command, stop=finish
-                            ),
-                            name="agent[commands].spool",
-                        )
-                    if cfg.gateway.status_led is not None:
-                        from agent.status_led import run_status_led
-
-                        group.create_task(
-                            run_status_led(self, cfg.gateway.status_led, stop),
-                            name="agent[gateway].status-led",
-                        )
+        # Parts that finish a last pass of their own (energy intervals, HVAC) stop on this
+        # event, which the supervisor sets only once every source has stopped.
+        finish = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as group:
+                sources = [
                     group.create_task(
-                        self._supervise(stop, sources, finish, finishing),
-                        name="agent[supervisor].stop",
+                        poller.run(), name=f"agent[{self._source_name(poller.name)}].poll"
                     )
-                    self.started.set()
-                    notify("READY=1")
-                    log.info(
-                        "agent started: site %s, %d devices on %d buses, store %s, uplink %s",
-                        cfg.site.id,
-                        len(self.pollers) + len(self.push_sources),
-                        len(self.links),
-                        self.db_path,
-                        cfg.uplink.url if cfg.uplink else "none",
+                    for poller in self.pollers
+                ] + [
+                    group.create_task(
+                        source.run(self._to_store),
+                        name=f"agent[{self._source_name(source.name)}].listen",
                     )
-            except* _Stop:
-                pass
-        # Leaving the exit stack flushed and closed the store: what was polled is committed.
+                    for source in self.push_sources.values()
+                ]
+                self.source_tasks = sources
+                if self.pollers:  # overruns, for `edge-agent status`
+                    group.create_task(
+                        keep_cadence(self.pollers, store, clock=self.clock),
+                        name="agent[pollers].cadence",
+                    )
+                if self.uplink is not None:
+                    group.create_task(self.uplink.run(), name="agent[uplink].run")
+                if self.platform is not None:
+                    group.create_task(self.platform.run(), name="agent[platform].run")
+                finishing = []
+                if self.energy is not None:
+                    finishing.append(
+                        group.create_task(self.energy.run(finish), name="agent[energy].live")
+                    )
+                if self.hvac is not None:
+                    finishing.append(
+                        group.create_task(self.hvac.run(finish), name="agent[hvac].control")
+                    )
+                if self.inbox.takes_local_commands:
+                    group.create_task(
+                        serve_spool(self.data_dir / SPOOL_DIR, self._local_command, stop=finish),
+                        name="agent[commands].spool",
+                    )
+                if cfg.gateway.status_led is not None:
+                    from agent.status_led import run_status_led
+
+                    group.create_task(
+                        run_status_led(self, cfg.gateway.status_led, stop),
+                        name="agent[gateway].status-led",
+                    )
+                group.create_task(
+                    self._supervise(stop, sources, finish, finishing),
+                    name="agent[supervisor].stop",
+                )
+                self.started.set()
+                notify("READY=1")
+                log.info(
+                    "agent started: site %s, %d devices on %d buses, store %s, uplink %s",
+                    cfg.site.id,
+                    len(self.pollers) + len(self.push_sources),
+                    len(self.links),
+                    self.db_path,
+                    cfg.uplink.url if cfg.uplink else "none",
+                )
+        except* _Stop:
+            pass
 
     async def _supervise(
         self,

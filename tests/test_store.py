@@ -101,25 +101,6 @@ async def test_round_trip_keeps_types_and_quality(db_path: Path) -> None:
     assert [type(r.value) for r in got] == [int, int, float, str, type(None), int, str]
 
 
-async def test_unsynced_names_points_another_writer_added(db_path: Path) -> None:
-    # The writer names rows from the points it keeps in memory: a point another process
-    # added to the same file (e.g. `edge-agent sync` importing) is looked up, not misnamed.
-    async with Store(db_path, batch_window=WINDOW) as store:
-        await store.append([reading(1, device="m1", point="a", unit="V")])
-        await store.flush()
-        async with Store(db_path, batch_window=WINDOW) as other:
-            await other.append([reading(2, device="m2", point="b", unit="A")])
-            await other.flush()
-        await store.append([reading(3, device="m1", point="c", unit="W")])
-        await store.flush()
-        got = await store.unsynced(10)
-    assert [(r.seq, r.device, r.point, r.unit, r.value) for r in got] == [
-        (1, "m1", "a", "V", 1),
-        (2, "m2", "b", "A", 2),
-        (3, "m1", "c", "W", 3),
-    ]
-
-
 async def test_batches_commit_on_size_or_window(db_path: Path) -> None:
     async with Store(db_path, batch_window=30.0, batch_max=3) as store:
         await store.append([reading(1), reading(2)])

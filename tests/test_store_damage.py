@@ -22,6 +22,7 @@ import pytest
 from agent.core.record import StoredReading
 from agent.store import Store, read_events, read_stats
 from agent.store.ledger import ledger_path
+from agent.store.lock import lock_path
 from agent.store.maintenance import check_store
 from tests.store_helpers import ENV, readings, status_text
 
@@ -241,7 +242,7 @@ async def test_database_files_are_made_0640_whatever_the_umask(tmp_path: Path, u
             await store.flush()
             modes = {
                 p.name: stat.S_IMODE(p.stat().st_mode)
-                for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), ledger_path(db))
+                for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), ledger_path(db), lock_path(db))
             }
     finally:
         os.umask(old)

@@ -20,6 +20,7 @@ __all__ = [
     "DeviceUnavailableError",
     "DriverError",
     "StoreError",
+    "StoreInUseError",
     "UplinkError",
 ]
 
@@ -72,6 +73,11 @@ class DeviceUnavailableError(DriverError, ConnectionError):
 
 class StoreError(AgentError, OSError):
     """The local buffer could not be read or written."""
+
+
+class StoreInUseError(StoreError):
+    """Another process writes the store (agent/store/lock.py): the service waits for it to
+    end, a command run by hand says so and stops."""
 
 
 class UplinkError(AgentError, ConnectionError):

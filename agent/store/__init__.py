@@ -42,6 +42,7 @@ Modules, each holding one thing:
   failed write (cause and cure);
 - ``ledger``: the small preallocated file beside the database that keeps what the database
   could not (losses, health) for ``status`` and the next start;
+- ``lock``: :class:`StoreLock`, one writing process per store (``flock`` on a file beside it);
 - ``events``: :class:`StoreEvent`, the alert events kept until the uplink publishes them;
 - ``intervals``: the energy intervals' rows and their query;
 - ``salvage``: SQLite's checks, and copying what can be read from a damaged or vanished file

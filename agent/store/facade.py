@@ -28,6 +28,7 @@ from agent.core.record import Reading, StoredReading
 from agent.store.clocktrust import UntrustedReading, boot_id
 from agent.store.events import StoreEvent
 from agent.store.health import StoreHealth
+from agent.store.lock import StoreLock
 from agent.store.queries import StoreStats
 from agent.store.schema import _INT64, _MAX_SEQ
 from agent.store.window import LIVE_WINDOW, LiveWindow
@@ -140,6 +141,7 @@ class Store:
         if max_bytes is not None and max_bytes < _MIN_BUDGET:
             raise ValueError(f"Store needs max_bytes >= {_MIN_BUDGET} (1 MiB) or None")
         self.path = Path(path)
+        self._lock = StoreLock(self.path)
         self.batch_window = batch_window
         # While someone waits for new readings (the uplink, connected and caught up), commit
         # after this long instead of the batch window: they are published sooner, and a power
@@ -233,6 +235,7 @@ class Store:
         if self._state != "new":
             raise StoreError(f"the store {self.path} was already opened; make a new Store")
         self._loop = asyncio.get_running_loop()
+        self._lock.acquire()  # one writing process per store (agent/store/lock.py)
         self._state = "open"
         ready: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._thread = threading.Thread(
@@ -247,6 +250,7 @@ class Store:
         except BaseException:
             self._state = "closed"
             self._jobs.put(_Close(concurrent.futures.Future()))  # ends the thread if it lives
+            self._lock.release()
             raise
 
     async def aclose(self) -> None:
@@ -272,6 +276,7 @@ class Store:
             in_time = False
         finally:
             self._fail_waiters("was closed")
+            self._lock.release()
         if not in_time:
             log.error(
                 "store: %s did not close within %.0f s; readings not yet committed may be lost",

@@ -3,20 +3,18 @@ the same repair the agent makes when it finds a damaged file (set aside, rebuilt
 still holds: :meth:`agent.store.writer._Writer._rebuild`).
 
 The check opens the file read-only, so it is safe while the agent runs; the repair writes, so
-it refuses while the agent (whose process id is in the store's ledger) is running.
+it refuses while the agent runs (it holds the store's lock: agent/store/lock.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
 from pathlib import Path
 from typing import TextIO
 
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError
-from agent.store.ledger import read_ledger
+from agent.store.lock import StoreLock
 from agent.store.salvage import check
 from agent.store.schema import _BUSY_TIMEOUT_S
 from agent.store.writer import repair_file
@@ -36,16 +34,6 @@ def integrity_problems(db: Path) -> list[str]:
         return check(conn, full=True)
     finally:
         conn.close()
-
-
-def _running_agent(db: Path) -> int | None:
-    state = read_ledger(db)
-    if state is None or not state.pid or state.pid == os.getpid():
-        return None
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(state.pid, 0)
-        return state.pid
-    return None
 
 
 def check_store(db: Path, *, repair: bool, out: TextIO, clock: Clock | None = None) -> int:
@@ -68,13 +56,12 @@ def check_store(db: Path, *, repair: bool, out: TextIO, clock: Clock | None = No
             "`edge-agent store check --repair`\n"
         )
         return 1
-    pid = _running_agent(db)
-    if pid is not None:
-        raise StoreError(
-            f"the agent (process {pid}) has {db} open: stop it first "
-            "(systemctl stop edge-agent), or let it repair the file itself at its next check"
-        )
-    detail = repair_file(db, problems, clock=clock if clock is not None else system_clock())
+    lock = StoreLock(db)
+    lock.acquire(instead="let the agent repair the file itself at its next check")
+    try:
+        detail = repair_file(db, problems, clock=clock if clock is not None else system_clock())
+    finally:
+        lock.release()
     out.write(
         f"{db}: set aside as {detail['moved_to']}; a fresh store holds the "
         f"{detail['salvaged']} readings salvaged ({detail['unsent_salvaged']} not yet sent, "

@@ -1,0 +1,100 @@
+"""One writing process per store: an advisory lock on a file beside the database.
+
+Two agents on one data directory — the service, and a technician's ``edge-agent run`` started
+by hand to try a config, or ``edge-agent sync`` while the service still runs — would both poll
+the same lines, publish under the same MQTT client id (the broker then drops each for the other,
+over and over), count the same readings as sent or lost twice, and write HVAC setpoints against
+each other. SQLite keeps the file consistent, not the store's accounting. So the store that
+writes takes ``flock(2)`` on ``readings.db-lock`` for as long as it is open, and a second one
+refuses with a sentence that names the holder's process id.
+
+flock, not a pid file: the kernel drops the lock when the process ends, however it ends (a
+power cut, SIGKILL, a crash), so a stale lock never keeps the service from starting again, and
+a process id written by an earlier boot cannot be mistaken for a live one. Readers (``status``,
+``export``, ``store check`` without ``--repair``) take no lock: they are safe beside the agent.
+
+A file system without flock (ENOLCK, EOPNOTSUPP: some network mounts) leaves the store unguarded
+with a warning: refusing to run there would lose every reading to protect against a mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from agent.core.errors import StoreInUseError
+from agent.store.ledger import FILE_MODE
+
+__all__ = ["StoreLock", "lock_path"]
+
+log = logging.getLogger(__name__)
+
+_HELD = (errno.EWOULDBLOCK, errno.EAGAIN)  # flock(2) with LOCK_NB: another process holds it
+
+
+def lock_path(db_path: Path) -> Path:
+    return Path(f"{db_path}-lock")
+
+
+class StoreLock:
+    """The exclusive lock of one store file, held from :meth:`acquire` to :meth:`release`."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.path = lock_path(db_path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, *, instead: str = "give this one a --data-dir of its own") -> None:
+        """Take the lock, or raise StoreInUseError naming the process that has it and what to
+        do (stop it, or ``instead``)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # as the writer would
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            # The store's own open will say what is wrong with the directory, if anything.
+            log.warning("store: cannot open %s (%s): running without the one-writer guard",
+                        self.path, exc.strerror)  # fmt: skip
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in _HELD:
+                who = f"process {holder}" if holder else "another process"
+                raise StoreInUseError(
+                    f"the store {self.db_path} is in use by {who} (an agent, or `edge-agent "
+                    "sync`, already runs on this data directory): stop it first (systemctl "
+                    f"stop edge-agent), or {instead}"
+                ) from None
+            log.warning("store: %s cannot be locked (%s): running without the one-writer guard",
+                        self.path, exc.strerror)  # fmt: skip
+            return
+        # Who holds it, for the sentence above; the lock itself is the flock, not this text.
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+                os.fchmod(fd, FILE_MODE)  # umask-independent, as the database's own files
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
