@@ -17,6 +17,7 @@ from agent.core.record import Quality, ms_to_iso
 from agent.platform.summary import LEDGER_KEY, STATE_KEY, platform_summary
 from agent.store import StoreStats, read_events, read_latest, read_meta, read_stats
 from agent.store.health import diagnose, read_only_mount
+from agent.store.lock import writer_pid
 from agent.store.maintenance import check_store
 
 __all__ = ["add_commands", "dispatch", "print_status", "status_report"]
@@ -109,6 +110,9 @@ def status_report(db: Path, *, clock: Clock | None = None) -> dict[str, Any]:
         # records are events too, but they are not alerts).
         "alerts": [e.to_record() for e in read_events(db, limit=5, kinds=ALERT_KINDS)],
         "store_health": _health(db, stats),
+        # Whether an agent (or `sync`) writes the store now: without one, the devices' states
+        # below are those of its last run.
+        "writer": _writer(db),
         "last_sync": iso(stats.last_sync_ms),
         "energy_quality": _energy_quality(db),
         "platform": platform_summary(
@@ -153,6 +157,23 @@ def _cadence(db: Path) -> dict[str, dict[str, Any]]:
         }
     except (ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def _writer(db: Path) -> dict[str, Any]:
+    try:
+        pid = writer_pid(db)
+    except OSError as exc:
+        return {"running": None, "pid": None, "why_unknown": f"/proc/locks: {exc.strerror}"}
+    return {"running": pid is not None, "pid": pid or None}
+
+
+def _writer_line(writer: dict[str, Any]) -> str:
+    if writer["running"]:
+        who = f"process {writer['pid']}" if writer["pid"] else "a process of another namespace"
+        return f"running ({who} writes this store)"
+    if writer["running"] is None:
+        return f"cannot tell whether it runs ({writer['why_unknown']})"
+    return "not running: the devices below are as its last run left them"
 
 
 def _health(db: Path, stats: StoreStats) -> dict[str, Any]:
@@ -244,6 +265,7 @@ def print_status(db: Path, *, as_json: bool, out: TextIO, clock: Clock | None = 
             f"clock:         {awaiting} readings stamped before the clock was trusted await "
             f"correction; {for_good} keep the untrusted flag (a reboot in between)\n"
         )
+    out.write(f"agent:         {_writer_line(report['writer'])}\n")
     health = report["store_health"]
     if health["writable"]:
         out.write("store:         writable\n")

@@ -27,8 +27,9 @@ from agent.core.clock import system_clock
 from agent.core.errors import StoreError, StoreInUseError
 from agent.daemon import AgentService
 from agent.sdnotify import started_by_systemd
+from agent.status import print_status, status_report
 from agent.store import Store, read_stats
-from agent.store.lock import StoreLock
+from agent.store.lock import StoreLock, writer_pid
 from agent.store.maintenance import check_store
 from hil.server import SimulatedBuilding
 from tests.store_helpers import ENV, readings
@@ -127,7 +128,28 @@ async def test_sync_is_refused_while_the_agent_writes_and_status_still_reads(
     assert "Traceback" not in synced.stderr
     assert status.returncode == 0, status.stderr
     assert "30 readings" in status.stdout
+    # status tells that the agent runs, and which process it is, without taking the lock
+    assert f"agent:         running (process {os.getpid()} writes this store)" in status.stdout
     assert read_stats(data / "readings.db").unsynced == 35  # sync sent nothing
+
+
+def test_status_says_whether_an_agent_writes_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "readings.db"
+    asyncio.run(filled(db))
+    out = io.StringIO()
+    print_status(db, as_json=False, out=out)
+    assert "agent:         not running: the devices below are as its last run left them" in (
+        out.getvalue()
+    )
+    assert status_report(db)["writer"] == {"running": False, "pid": None}
+    held = StoreLock(db)
+    held.acquire()
+    try:
+        assert status_report(db)["writer"] == {"running": True, "pid": os.getpid()}
+        assert writer_pid(tmp_path / "other.db") is None  # no lock file: nobody writes it
+    finally:
+        held.release()
+    assert writer_pid(db) is None
 
 
 def test_a_repair_is_refused_while_the_store_is_held(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ refuses with a sentence that names the holder's process id.
 flock, not a pid file: the kernel drops the lock when the process ends, however it ends (a
 power cut, SIGKILL, a crash), so a stale lock never keeps the service from starting again, and
 a process id written by an earlier boot cannot be mistaken for a live one. Readers (``status``,
-``export``, ``store check`` without ``--repair``) take no lock: they are safe beside the agent.
+``export``, ``store check`` without ``--repair``) take no lock: they are safe beside the agent,
+and ``status`` tells whether one runs from the kernel's list of locks (:func:`writer_pid`).
 
 A file system without flock (ENOLCK, EOPNOTSUPP: some network mounts) leaves the store unguarded
 with a warning: refusing to run there would lose every reading to protect against a mistake.
@@ -29,7 +30,7 @@ from pathlib import Path
 from agent.core.errors import StoreInUseError
 from agent.store.ledger import FILE_MODE
 
-__all__ = ["StoreLock", "lock_path"]
+__all__ = ["StoreLock", "lock_path", "writer_pid"]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +99,23 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def writer_pid(db_path: Path) -> int | None:
+    """The process that writes the store (holds its lock), as the kernel lists it in
+    /proc/locks, read without taking any lock (a `status` must never stand in the agent's way):
+    None when no process does; 0 when one does whose pid this process cannot see (another pid
+    namespace). OSError when it cannot be told."""
+    try:
+        st = os.stat(lock_path(db_path))
+    except FileNotFoundError:
+        return None
+    # proc(5): "1: FLOCK  ADVISORY  WRITE 812 b3:02:131090 0 EOF" (pid, then the file's
+    # device major:minor in hex and its inode); a waiter's line has "->" in the second field.
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+        for line in locks:
+            fields = line.split()
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+                return int(fields[4]) if fields[4].isdigit() else 0
+    return None
