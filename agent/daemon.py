@@ -148,13 +148,13 @@ class AgentService:
         """EXTEND_TIMEOUT_USEC while the store opens, so a long check is not killed."""
         while agent.store is None and not running.done():
             notify(f"EXTEND_TIMEOUT_USEC={int(START_EXTEND_S * 1e6)}")
-            await _first(asyncio.sleep(START_EXTEND_S / 2), running)
+            await _first(asyncio.sleep(START_EXTEND_S / 2), running=running)
 
     async def _watch_when_started(
         self, agent: Agent, running: asyncio.Task[None], group: asyncio.TaskGroup
     ) -> asyncio.Task[None] | None:
         # A stop before the start completes (the agent waiting for its store) is heard too.
-        await _first(_either(agent.started.wait(), self.stop.wait()), running)
+        await _first(agent.started.wait(), self.stop.wait(), running=running)
         if (
             self.watchdog is None
             or running.done()
@@ -223,23 +223,13 @@ class AgentService:
                 await agent.store.add_event(kind, detail)
 
 
-async def _either(*awaitables: Awaitable[object]) -> None:
-    """Until the first of ``awaitables`` is done (the others are cancelled)."""
+async def _first(*awaitables: Awaitable[object], running: asyncio.Task[None]) -> None:
+    """Wait for the first of ``awaitables`` or for the agent's task to end, whichever comes
+    first (the waiters left are cancelled; the agent's task never)."""
     waiters = [asyncio.ensure_future(a) for a in awaitables]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*waiters, running}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
-
-
-async def _first(awaitable: Awaitable[object], running: asyncio.Task[None]) -> None:
-    """Wait for ``awaitable`` or for the agent's task to end, whichever comes first."""
-    waiter = asyncio.ensure_future(awaitable)
-    try:
-        await asyncio.wait({waiter, running}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter

@@ -163,7 +163,7 @@ def _writer(db: Path) -> dict[str, Any]:
     try:
         pid = writer_pid(db)
     except OSError as exc:
-        return {"running": None, "pid": None, "why_unknown": f"/proc/locks: {exc.strerror}"}
+        return {"running": None, "pid": None, "why_unknown": exc.strerror}
     return {"running": pid is not None, "pid": pid or None}
 
 

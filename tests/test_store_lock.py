@@ -180,7 +180,12 @@ async def test_a_file_system_without_flock_leaves_the_store_unguarded_not_stoppe
             await store.append(readings(0, 5))
             await store.flush()
             assert store.last_seq == 5
+            # status cannot see a lock, and says it cannot tell rather than "not running"
+            writer = status_report(db)["writer"]
+            assert writer["running"] is None
+            assert f"process {os.getpid()} writes it without a lock" in writer["why_unknown"]
     assert "running without the one-writer guard" in caplog.text
+    assert status_report(db)["writer"] == {"running": False, "pid": None}  # closed: nobody
 
 
 @contextlib.asynccontextmanager

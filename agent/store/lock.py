@@ -34,6 +34,8 @@ __all__ = ["StoreLock", "lock_path", "writer_pid"]
 
 log = logging.getLogger(__name__)
 
+UNGUARDED = "unguarded"  # in the lock file: its writer runs without the flock
+
 _HELD = (errno.EWOULDBLOCK, errno.EAGAIN)  # flock(2) with LOCK_NB: another process holds it
 
 
@@ -49,10 +51,6 @@ class StoreLock:
         self.path = lock_path(db_path)
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self, *, instead: str = "give this one a --data-dir of its own") -> None:
         """Take the lock, or raise StoreInUseError naming the process that has it and what to
         do (stop it, or ``instead``)."""
@@ -67,9 +65,9 @@ class StoreLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
             if exc.errno in _HELD:
+                holder = _read_pid(fd)
+                os.close(fd)
                 who = f"process {holder}" if holder else "another process"
                 raise StoreInUseError(
                     f"the store {self.db_path} is in use by {who} (an agent, or `edge-agent "
@@ -78,18 +76,26 @@ class StoreLock:
                 ) from None
             log.warning("store: %s cannot be locked (%s): running without the one-writer guard",
                         self.path, exc.strerror)  # fmt: skip
+            # Said in the file, so that `status` answers "cannot tell" rather than "not running".
+            self._hold(fd, f"{os.getpid()} {UNGUARDED}")
             return
-        # Who holds it, for the sentence above; the lock itself is the flock, not this text.
+        self._hold(fd, str(os.getpid()))
+
+    def _hold(self, fd: int, text: str) -> None:
+        """Who holds the store, for the sentences of :meth:`acquire` and :func:`writer_pid`; the
+        lock itself is the flock, not this text."""
         with contextlib.suppress(OSError):
             if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
                 os.fchmod(fd, FILE_MODE)  # umask-independent, as the database's own files
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{text}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # nobody holds it now
             os.close(fd)  # closing the last descriptor drops the flock
 
 
@@ -105,7 +111,8 @@ def writer_pid(db_path: Path) -> int | None:
     """The process that writes the store (holds its lock), as the kernel lists it in
     /proc/locks, read without taking any lock (a `status` must never stand in the agent's way):
     None when no process does; 0 when one does whose pid this process cannot see (another pid
-    namespace). OSError when it cannot be told."""
+    namespace). OSError when it cannot be told: no /proc/locks, or a live writer that runs
+    without the lock."""
     try:
         st = os.stat(lock_path(db_path))
     except FileNotFoundError:
@@ -118,4 +125,17 @@ def writer_pid(db_path: Path) -> int | None:
             fields = line.split()
             if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
                 return int(fields[4]) if fields[4].isdigit() else 0
+    # No lock: nobody writes, unless a writer runs without one (a file system without flock).
+    text = lock_path(db_path).read_text(encoding="ascii", errors="replace").split()
+    if len(text) == 2 and text[1] == UNGUARDED and text[0].isdigit():
+        try:
+            os.kill(int(text[0]), 0)  # alive (or a pid reused since: so, "cannot tell")
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+        raise OSError(
+            errno.ENOLCK,
+            f"process {text[0]} writes it without a lock (no flock on this file system)",
+        )
     return None
