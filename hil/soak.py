@@ -40,6 +40,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,12 @@ CSV_FIELDS = (
     "agent_malloc_used_kib",
     "agent_malloc_free_kib",
     "agent_py_blocks",
+    "agent_pyarenas_kib",
+    "agent_pyblocks_kib",
+    "agent_pyfree_kib",
 )
+# The agent's own memory figures, as its counters name them (the CSV's last columns, prefixed).
+NATIVE_KEYS = tuple(name.removeprefix("agent_") for name in CSV_FIELDS[-7:])
 
 
 def rss_kib(pid: int) -> int | None:
@@ -173,6 +179,11 @@ async def _child(spec: dict[str, Any]) -> int:
         group.create_task(_room_sensors(agent, building, adverts, stop), name="soak[rooms]")
         group.create_task(_pulses(agent, building, stop), name="soak[pulses]")
         report = group.create_task(_report(agent, float(spec["sample"])), name="soak[report]")
+        if spec.get("mallocstats"):
+            group.create_task(
+                _mallocstats(Path(spec["mallocstats_file"]), float(spec["mallocstats"]), stop),
+                name="soak[mallocstats]",
+            )
         if spec.get("tracemalloc"):
             group.create_task(
                 _trace(Path(spec["trace_file"]), float(spec["tracemalloc"]), stop),
@@ -224,10 +235,63 @@ def _native_memory() -> dict[str, int | None]:
     return figures
 
 
+# Python's own allocator (pymalloc) takes 1 MiB arenas straight from mmap: neither malloc's
+# figures nor the block count show them. sys._debugmallocstats() does, but only as text on the
+# C stderr; the last figures read are kept here for the counters (None until the first).
+_PYMALLOC: dict[str, int | None] = {"pyarenas_kib": None, "pyblocks_kib": None, "pyfree_kib": None}
+_PYMALLOC_LINES = {
+    "Total": "pyarenas_kib",  # the first "Total": the arenas' bytes (the second is the arena map)
+    "# bytes in allocated blocks": "pyblocks_kib",
+    "# bytes in available blocks": "pyfree_kib",
+}
+
+
+def pymalloc_figures(text: str) -> dict[str, int]:
+    """The arenas' size, the bytes in used and in free blocks, from _debugmallocstats' text."""
+    figures: dict[str, int] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        key = _PYMALLOC_LINES.get(name.strip())
+        if sep and key is not None and key not in figures:
+            figures[key] = int(value.strip().replace(",", "")) // 1024
+    return figures
+
+
+def _debugmallocstats() -> str:
+    """sys._debugmallocstats()'s text: it writes to file descriptor 2, lent to a file meanwhile
+    (a log line from another thread in that instant lands in the dump, not in agent.log)."""
+    with tempfile.TemporaryFile() as dump:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        try:
+            os.dup2(dump.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        dump.seek(0)
+        return dump.read().decode("utf-8", "replace")
+
+
+async def _mallocstats(path: Path, every: float, stop: asyncio.Event) -> None:
+    """pymalloc's statistics every ``every`` s: the figures into the counters, the whole text
+    (size classes, pools, arenas) appended to ``path``."""
+    while not stop.is_set():
+        text = _debugmallocstats()
+        _PYMALLOC.update(pymalloc_figures(text))
+        # The disk fault refuses this too.
+        with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as out:
+            out.write(f"# {system_clock().wall().isoformat()}\n{text}\n")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await stop.wait()
+
+
 def _counters(agent: Agent) -> dict[str, Any]:
     uplink = agent.uplink
     return {
         **_native_memory(),
+        **_PYMALLOC,
         "polled": agent.readings_polled,
         "published": uplink.sent if uplink is not None else 0,
         "backfilled": uplink.backfilled if uplink is not None else 0,
@@ -375,10 +439,7 @@ async def _sample(
                     stats.evicted_synced if stats else "",
                     stats.bytes if stats else "",
                     run.fault,
-                    *(
-                        "" if counters.get(key) is None else counters[key]
-                        for key in ("sqlite_kib", "malloc_used_kib", "malloc_free_kib", "py_blocks")
-                    ),
+                    *("" if counters.get(key) is None else counters[key] for key in NATIVE_KEYS),
                 ]
             )
             out.flush()
@@ -545,6 +606,8 @@ async def _soak(args: argparse.Namespace, out: TextIO) -> int:
             "max_bytes": args.max_bytes,
             "seed": args.seed,
             "sample": min(args.sample, 1.0),
+            "mallocstats": args.mallocstats,
+            "mallocstats_file": str(workdir / "mallocstats.txt"),
             "tracemalloc": args.tracemalloc,
             "trace_file": str(workdir / "tracemalloc.txt"),
         }
@@ -778,6 +841,14 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="PERIOD",
         help="trace the agent's allocations; growth every PERIOD to WORKDIR/tracemalloc.txt",
+    )
+    parser.add_argument(
+        "--mallocstats",
+        type=parse_duration,
+        default=0.0,
+        metavar="PERIOD",
+        help="read Python's allocator statistics (arenas, pools) every PERIOD: figures to the "
+        "CSV, the whole text to WORKDIR/mallocstats.txt",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser
