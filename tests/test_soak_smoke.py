@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.soak import slope_kib_per_min
+from hil.soak import pymalloc_figures, slope_kib_per_min
 from hil.soak_faults import FAULT_KINDS, fault_plan
 from tests.helpers import find_program
 
@@ -38,6 +38,7 @@ def test_soak_injects_each_fault_once_and_reports(tmp_path: Path) -> None:
             "--drop-for", "2.2",
             "--faults", "broker_restart,disk_full,device_drop",
             "--sample", "0.5",
+            "--mallocstats", "2s",
             "--workdir", str(tmp_path / "soak"),
             "--csv", str(rss_csv),
         ],
@@ -65,6 +66,30 @@ def test_soak_injects_each_fault_once_and_reports(tmp_path: Path) -> None:
     assert all(int(row["agent_rss_kib"]) > 10_000 for row in samples)
     assert {row["fault"] for row in samples} >= {"broker_restart", "disk_full"}
     assert int(samples[-1]["stored"]) > int(samples[0]["stored"])
+    # Python's allocator, read in the agent: its arenas hold its used blocks.
+    arenas, used = int(samples[-1]["agent_pyarenas_kib"]), int(samples[-1]["agent_pyblocks_kib"])
+    assert 1024 <= used < arenas
+    dumps = (tmp_path / "soak" / "mallocstats.txt").read_text(encoding="utf-8")
+    assert dumps.count("# arenas allocated current") >= 3
+
+
+def test_pymalloc_figures_read_the_arenas_not_the_arena_map() -> None:
+    text = """\
+# arenas allocated current         =                    3
+
+# bytes in allocated blocks        =            2,048,000
+# bytes in available blocks        =              102,400
+# bytes lost to arena alignment    =               32,768
+Total                              =            3,145,728
+
+# bytes lost to arena map root     =              262,144
+Total                              =              655,360
+"""
+    assert pymalloc_figures(text) == {
+        "pyblocks_kib": 2000,
+        "pyfree_kib": 100,
+        "pyarenas_kib": 3072,
+    }
 
 
 def test_slope_is_least_squares_in_kib_per_minute() -> None:
