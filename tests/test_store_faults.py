@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from agent.core.errors import StoreError
 from agent.core.record import Reading
 from agent.store import DEFAULT_MAX_BYTES, Store, read_events, read_stats
 from agent.store.ledger import read_ledger
@@ -187,6 +188,61 @@ async def test_appends_beyond_the_hold_are_counted_lost_under_their_reason(
     after = read_stats(db)
     assert after.losses == {"hold_full": overflow, "not_written_at_stop": 200}
     assert after.rows + after.lost == 510
+
+
+# 1000: the default; 5000: a slice alone needs more room than the budget's eviction leaves.
+@pytest.mark.parametrize("batch_max", [1000, 5000])
+async def test_a_backlog_larger_than_eviction_makes_room_for_is_written_after_the_fault(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, batch_max: int
+) -> None:
+    """A store at its budget whose writes failed for a while holds more readings than one
+    eviction makes room for. Once the fault is gone they must all be written: found by a soak
+    (2 MiB budget, a fault of 20 s at eight times the demo's rate), where 69,000 held readings
+    went back as one transaction, failed as full after every eviction, and were never written
+    again."""
+    db = tmp_path / "readings.db"
+    shift = [0.0]
+    async with Store(
+        db,
+        batch_window=WINDOW,
+        batch_max=batch_max,
+        max_bytes=2 * 1024**2,
+        monotonic=lambda: time.monotonic() + shift[0],
+    ) as store:
+        appended = 0
+        while (await store.stats()).evicted_synced == 0:  # full of readings already sent
+            await store.append(readings(appended, 1000))
+            appended += 1000
+            await store.flush()
+            await store.mark_synced(range(appended - 999, appended + 1))
+
+        def refuse(writer: Any) -> None:  # every write fails, as under a file-size limit
+            writer.conn.execute("PRAGMA query_only = 1").fetchall()
+
+        def lift(writer: Any) -> None:
+            writer.conn.execute("PRAGMA query_only = 0").fetchall()
+
+        await store._call("refusing", refuse)
+        held_from = appended
+        for _ in range(12):
+            await store.append(readings(appended, 1000))
+            appended += 1000
+        with pytest.raises(StoreError):
+            await store.flush()
+        assert not store.writable
+        await store._call("lifting", lift)
+        shift[0] += 3600.0  # past any backoff
+        await store.append(readings(appended, 10))
+        appended += 10
+        await store.flush()
+        assert store.writable
+        stats = await store.stats()
+        assert stats.last_seq == appended
+        assert (stats.lost, stats.losses, stats.pending) == (0, {}, 0)
+        assert stats.unsynced == appended - held_from, "only readings already sent made room"
+        assert stats.bytes <= 2 * 1024**2
+    # The budget refused the backlog, not the disk (it has room): no word of a full disk.
+    assert "disk holding" not in caplog.text
 
 
 def _started(t0: float) -> float:

@@ -15,6 +15,7 @@ import bisect
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -1012,29 +1013,47 @@ class _Writer:
         self._take_marks()
         if not self._has_work():
             return True
-        batch = list(self.pending)
-        try:
-            last_seq = self._insert(batch)
-        except sqlite3.Error as exc:
-            # Full (the budget's hard limit or the disk): make room the usual way, try once
-            # more; damaged: rebuild from what can be read, and try once more.
-            room = _is_full(exc) and self._make_room()
-            if not (room or (_is_damage(exc) and self._repair(str(exc)))):
+        # At most ``batch_max`` readings a transaction, the budget kept between them: what
+        # piled up while writes failed can be more than eviction makes room for at once (a
+        # small budget, a disk that filled), and as one transaction it would fail as full
+        # after every eviction, for ever. A soak found it: a 2 MiB store held 69,000 readings
+        # after a 20 s write fault and never wrote again.
+        stored = 0
+        while True:
+            batch = list(itertools.islice(self.pending, self.batch_max))
+            try:
+                last_seq = self._insert_or_make_room(batch)
+            except sqlite3.Error as exc:
+                if stored and self.retry_at is not None:
+                    self._recovered(stored)  # part of it went in: that fault is over
                 self._commit_failed(exc)
                 return False
-            try:
-                last_seq = self._insert(batch)
-            except sqlite3.Error as again:
-                self._commit_failed(again)
-                return False
-        self.pending.clear()
-        self.first_pending_at = None
-        self.dropping = False
-        if self.retry_at is not None:
-            self._recovered(len(batch))
-        self.keep_within_budget()
-        self._hand_over_events(last_seq)
-        return True
+            for _ in batch:
+                self.pending.popleft()
+            stored += len(batch)
+            self.dropping = False
+            if self.pending:
+                self.keep_within_budget()
+                self._hand_over_events(last_seq)
+                continue
+            self.first_pending_at = None
+            if self.retry_at is not None:
+                self._recovered(stored)
+            self.keep_within_budget()
+            self._hand_over_events(last_seq)
+            return True
+
+    def _insert_or_make_room(self, batch: list[Reading]) -> int | None:
+        """``_insert``; when it fails as full (the budget's hard limit or the disk), make room
+        the usual way and try once more; when the file is damaged, rebuild it from what can be
+        read and try once more. Raises the error that stands."""
+        try:
+            return self._insert(batch)
+        except sqlite3.Error as exc:
+            room = _is_full(exc) and self._make_room(len(batch))
+            if not (room or (_is_damage(exc) and self._repair(str(exc)))):
+                raise
+        return self._insert(batch)
 
     def _insert(self, batch: list[Reading]) -> int | None:
         """One transaction: the readings, their points' latest seq, the counters, and the
@@ -1401,10 +1420,25 @@ class _Writer:
         except sqlite3.Error as exc:  # never stop the writer over housekeeping
             log.warning("store: could not evict old readings from %s: %s", self.path, exc)
 
-    def _make_room(self) -> bool:
-        """A write failed as full. True when eviction freed pages to retry in."""
+    def _pages_for(self, rows: int, used: int) -> int:
+        """About how many pages ``rows`` more readings take (a little over: rows per page are
+        the whole file's, its other tables included)."""
+        assert self.conn is not None
+        stored = _counters(self.conn).get(_ROWS, 0)
+        if rows <= 0 or stored <= 0:
+            return 0
+        return math.ceil(rows * used / stored * 1.1)
+
+    def _make_room(self, rows: int = 0) -> bool:
+        """A write of ``rows`` readings failed as full. True when eviction freed pages to
+        retry in."""
         count, free = self._pages()
-        if self.budget_pages is None or count < self.budget_pages:
+        need = self._pages_for(rows, count - free)
+        # Below the budget, but the write would take the file past it: the budget refused
+        # it, not the disk.
+        if self.budget_pages is None or (
+            count < self.budget_pages and count + max(0, need - free) <= self.budget_pages
+        ):
             # Not our hard limit: the disk itself is full. Live within the file as it is.
             if count < 4 * _chunk(count):
                 return False  # too small a file to keep a ring of readings in: hold them
@@ -1421,7 +1455,7 @@ class _Writer:
         limit, reason = self._limit(count)
         assert limit is not None
         try:
-            self.evict(limit - 2 * _chunk(limit), reason=reason)
+            self.evict(limit - max(2 * _chunk(limit), need), reason=reason)
         except sqlite3.Error as exc:
             log.debug("store: eviction failed too: %s", exc)
             return False
