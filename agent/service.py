@@ -18,6 +18,7 @@ from agent import __version__
 from agent.config.model import SiteConfig
 from agent.core.clock import Clock, system_clock
 from agent.core.errors import StoreError, StoreInUseError
+from agent.core.heap import trim_heap
 from agent.core.links import Link
 from agent.core.record import Reading
 from agent.core.source import Driver, PointInfo, PolledDevice, PushDriver, PushSource
@@ -249,6 +250,8 @@ class Agent:
                     for source in self.push_sources.values()
                 ]
                 self.source_tasks = sources
+                # malloc's free pages back to the kernel: flat memory over months.
+                group.create_task(trim_heap(), name="agent[heap].trim")
                 if self.pollers:  # overruns, for `edge-agent status`
                     group.create_task(
                         keep_cadence(self.pollers, store, clock=self.clock),
