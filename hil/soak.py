@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import csv
 import ctypes
 import ctypes.util
 import functools
+import gc
 import json
 import linecache
 import logging
@@ -179,6 +181,11 @@ async def _child(spec: dict[str, Any]) -> int:
         group.create_task(_room_sensors(agent, building, adverts, stop), name="soak[rooms]")
         group.create_task(_pulses(agent, building, stop), name="soak[pulses]")
         report = group.create_task(_report(agent, float(spec["sample"])), name="soak[report]")
+        if spec.get("census"):
+            group.create_task(
+                _census(Path(spec["census_file"]), float(spec["census"]), stop),
+                name="soak[census]",
+            )
         if spec.get("mallocstats"):
             group.create_task(
                 _mallocstats(Path(spec["mallocstats_file"]), float(spec["mallocstats"]), stop),
@@ -285,6 +292,35 @@ async def _mallocstats(path: Path, every: float, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(every):
                 await stop.wait()
+
+
+def census() -> collections.Counter[str]:
+    """How many objects of each type the garbage collector tracks (containers and instances:
+    not ints, floats or strings, which only what holds them shows)."""
+    return collections.Counter(
+        f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', '?')}"
+        for kind in map(type, gc.get_objects())
+    )
+
+
+async def _census(path: Path, every: float, stop: asyncio.Event) -> None:
+    """A census of the agent's objects every ``every`` s, each against the first (taken after
+    one period, once start-up is done): the types whose count grew most, to ``path``. A type
+    that grows at every census is held somewhere it should not be."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(every):
+            await stop.wait()
+    first = census()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await stop.wait()
+        now = census()
+        grown = sorted(((now[k] - first[k], k) for k in now.keys() | first.keys()), reverse=True)
+        lines = [f"# {system_clock().wall().isoformat()} {now.total()} objects tracked"]
+        lines += [f"{n:+7d} {now[k]:8d} {k}" for n, k in grown[:20] if n]
+        with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n\n")
 
 
 def _counters(agent: Agent) -> dict[str, Any]:
@@ -606,6 +642,8 @@ async def _soak(args: argparse.Namespace, out: TextIO) -> int:
             "max_bytes": args.max_bytes,
             "seed": args.seed,
             "sample": min(args.sample, 1.0),
+            "census": args.census,
+            "census_file": str(workdir / "census.txt"),
             "mallocstats": args.mallocstats,
             "mallocstats_file": str(workdir / "mallocstats.txt"),
             "tracemalloc": args.tracemalloc,
@@ -841,6 +879,14 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="PERIOD",
         help="trace the agent's allocations; growth every PERIOD to WORKDIR/tracemalloc.txt",
+    )
+    parser.add_argument(
+        "--census",
+        type=parse_duration,
+        default=0.0,
+        metavar="PERIOD",
+        help="count the agent's objects by type every PERIOD; the types that grew to "
+        "WORKDIR/census.txt",
     )
     parser.add_argument(
         "--mallocstats",

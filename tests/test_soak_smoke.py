@@ -39,6 +39,7 @@ def test_soak_injects_each_fault_once_and_reports(tmp_path: Path) -> None:
             "--faults", "broker_restart,disk_full,device_drop",
             "--sample", "0.5",
             "--mallocstats", "2s",
+            "--census", "3s",
             "--workdir", str(tmp_path / "soak"),
             "--csv", str(rss_csv),
         ],
@@ -71,6 +72,9 @@ def test_soak_injects_each_fault_once_and_reports(tmp_path: Path) -> None:
     assert 1024 <= used < arenas
     dumps = (tmp_path / "soak" / "mallocstats.txt").read_text(encoding="utf-8")
     assert dumps.count("# arenas allocated current") >= 3
+    # A census of the agent's objects, against the first (at 3 s): at least one after it.
+    census = (tmp_path / "soak" / "census.txt").read_text(encoding="utf-8")
+    assert " objects tracked\n" in census
 
 
 def test_pymalloc_figures_read_the_arenas_not_the_arena_map() -> None:
