@@ -17,11 +17,11 @@ def anon_kib() -> int:
 
 
 def test_a_trim_gives_free_pages_inside_the_heap_back() -> None:
-    # 25 MB in blocks of 64 KB (past pymalloc, below malloc's mmap threshold: in the heap),
-    # each followed by a small one that stays (past pymalloc too, so that the holes do not
-    # merge): the big ones freed are holes of whole pages that malloc keeps resident (the top
-    # of the heap is still in use), which only a trim gives back.
-    blocks = [bytearray(n) for _ in range(400) for n in (64_000, 1_000)]
+    # 32 MB in blocks of 64 KB (past pymalloc, below malloc's mmap threshold: in the heap),
+    # every other one freed: holes of whole pages between blocks still in use (kept blocks as
+    # large as the holes, so that no old small free chunk elsewhere serves them), which malloc
+    # keeps resident and only a trim gives back.
+    blocks = [bytearray(64_000) for _ in range(500)]
     del blocks[::2]
     before = anon_kib()
     assert trim()
