@@ -86,6 +86,16 @@ HOUR_S = 3600.0
 _LOST = re.compile(rb"\b(\d+) readings?\b.*\blost\b")
 # The devices a device drop silences, in turn: a Modbus TCP meter, the HVAC controller, the PV.
 DROPPED_DEVICES = ("main_meter", "hvac_controller", "pv_inverter")
+# The agent's own memory figures, as its counters name them; in the CSV with "agent_" before.
+NATIVE_KEYS = (
+    "sqlite_kib",
+    "malloc_used_kib",
+    "malloc_free_kib",
+    "py_blocks",
+    "pyarenas_kib",
+    "pyblocks_kib",
+    "pyfree_kib",
+)
 CSV_FIELDS = (
     "elapsed_s",
     "utc",
@@ -101,16 +111,8 @@ CSV_FIELDS = (
     "evicted_synced",
     "db_bytes",
     "fault",
-    "agent_sqlite_kib",
-    "agent_malloc_used_kib",
-    "agent_malloc_free_kib",
-    "agent_py_blocks",
-    "agent_pyarenas_kib",
-    "agent_pyblocks_kib",
-    "agent_pyfree_kib",
+    *(f"agent_{key}" for key in NATIVE_KEYS),
 )
-# The agent's own memory figures, as its counters name them (the CSV's last columns, prefixed).
-NATIVE_KEYS = tuple(name.removeprefix("agent_") for name in CSV_FIELDS[-7:])
 
 
 def rss_kib(pid: int) -> int | None:

@@ -1032,16 +1032,15 @@ class _Writer:
                 self.pending.popleft()
             stored += len(batch)
             self.dropping = False
-            if self.pending:
-                self.keep_within_budget()
-                self._hand_over_events(last_seq)
-                continue
-            self.first_pending_at = None
-            if self.retry_at is not None:
-                self._recovered(stored)
+            done = not self.pending
+            if done:
+                self.first_pending_at = None
+                if self.retry_at is not None:
+                    self._recovered(stored)
             self.keep_within_budget()
             self._hand_over_events(last_seq)
-            return True
+            if done:
+                return True
 
     def _insert_or_make_room(self, batch: list[Reading]) -> int | None:
         """``_insert``; when it fails as full (the budget's hard limit or the disk), make room
@@ -1429,7 +1428,7 @@ class _Writer:
             return 0
         return math.ceil(rows * used / stored * 1.1)
 
-    def _make_room(self, rows: int = 0) -> bool:
+    def _make_room(self, rows: int) -> bool:
         """A write of ``rows`` readings failed as full. True when eviction freed pages to
         retry in."""
         count, free = self._pages()
